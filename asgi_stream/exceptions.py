@@ -1,0 +1,40 @@
+"""Errors that become HTTP answers.
+
+An endpoint (or :class:`~asgi_stream.request.Request`) raises
+:class:`HTTPException` to answer with a 4xx; the router turns it into a JSON
+body of the shape FastAPI uses, ``{"detail": ...}``, so clients written for a
+FastAPI service read our errors unchanged. :func:`validation_error` builds
+FastAPI's 422 for a bad or missing parameter.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+__all__ = ["ClientDisconnect", "HTTPException", "validation_error"]
+
+
+class HTTPException(Exception):
+    """Answer the request with ``status_code`` and ``{"detail": detail}``."""
+
+    def __init__(
+        self, status_code: int, detail: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
+        self.status_code = status_code
+        self.detail = HTTPStatus(status_code).phrase if detail is None else detail
+        self.headers = headers
+        super().__init__(status_code, self.detail)
+
+
+class ClientDisconnect(Exception):
+    """The client went away while we were still reading its request body."""
+
+
+def validation_error(
+    location: str, name: str, kind: str, message: str, value: Any
+) -> HTTPException:
+    """FastAPI's 422 for one bad parameter, e.g. ``("query", "stream", ...)``."""
+    return HTTPException(
+        422, [{"type": kind, "loc": [location, name], "msg": message, "input": value}]
+    )

@@ -1,0 +1,316 @@
+"""Responses that speak ASGI themselves.
+
+Theory of operation
+===================
+
+An ASGI server runs an application as ``await app(scope, receive, send)``.
+``scope`` describes the request. ``receive()`` hands the application what the
+client sends: the body in ``http.request`` messages and, once the client has
+gone, ``http.disconnect``. ``send()`` takes what goes back to the client. A
+*response* is simply an ASGI application that makes this sequence of sends::
+
+    {"type": "http.response.start", "status": 200, "headers": [...]}
+    {"type": "http.response.body", "body": b"...", "more_body": True}   # any number
+    {"type": "http.response.body", "body": b"", "more_body": False}     # once, last
+
+The first message is the status line and the headers. Each body message is
+written to the socket as it is sent; without a ``Content-Length``, HTTP/1.1
+frames each one as a chunk. The final ``more_body: False`` is not decoration:
+it becomes the zero-length chunk (on HTTP/2, the END_STREAM flag) that tells
+the client the body is *complete*. A response that stops without it makes the
+server abort the connection, and the client reports an error instead of
+quietly accepting half a body.
+
+A streaming response takes those body messages from an iterator, usually a
+generator. Sending them is the easy part: ``async for chunk in body: await
+send(...)``. Everything else in this module is about how a stream *ends*,
+because a real stream ends badly as often as it ends well:
+
+1. **The client leaves.** Nothing in the send loop notices: current servers
+   silently discard sends to a closed connection. The only dependable signal
+   is ``http.disconnect`` from ``receive()``, so while we stream, a small
+   watcher task waits on ``receive()``. When the client goes, it cancels the
+   streaming task. The cancellation lands wherever that task is suspended: in
+   the generator's own ``await`` (so the generator's ``finally`` runs there),
+   or in our ``send()``. Either way we then ``aclose()`` the generator, so its
+   ``finally`` runs *now*, not at some later garbage collection. ASGI 2.4 adds
+   a second signal, an ``OSError`` from ``send()``; we honour it the same way.
+2. **The generator raises** after the headers are out. The status line can no
+   longer change, so we do the one honest thing left: stop *without* the final
+   message and re-raise. The server logs the error and aborts the connection.
+3. **HEAD** wants the headers only. We never start the generator (an endless
+   stream would otherwise run forever for nobody) and close it unstarted.
+4. **Blocking.** A sync generator runs in a worker thread, one ``next()`` at a
+   time (see :mod:`asgi_stream.concurrency`). An async generator that never
+   awaits, though, would hold the event loop: a server's ``send()`` does not
+   yield while the socket accepts data. No other connection would be served,
+   and not even our disconnect watcher could run. So every 16 chunks or
+   64 KiB, whichever comes first, the loop yields to the event loop once.
+
+In every ending, the background task (:mod:`asgi_stream.background`) runs
+last, after the response is over.
+
+:class:`Response` is the plain case, a complete body with a
+``Content-Length``; :class:`JSONResponse` renders one from data.
+:class:`StreamingResponse` is the subject of this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Any
+
+from .background import BackgroundTask
+from .concurrency import iterate_in_threadpool
+from .headers import HeadersInput, encode_response_headers
+from .types import Message, Receive, Scope, Send
+
+__all__ = ["Content", "JSONResponse", "Response", "StreamingResponse"]
+
+#: What a streaming response may iterate over: chunks of str, bytes or memoryview.
+Content = AsyncIterable[Any] | Iterable[Any]
+
+_END_OF_BODY: Message = {"type": "http.response.body", "body": b"", "more_body": False}
+
+# Statuses that never have a body, so never a Content-Length (RFC 9110 §8.6).
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+# The fairness budget: each chunk costs its size plus a fixed 4 KiB, and the
+# stream yields to the event loop when it has spent 64 KiB. That is "every 16
+# chunks or 64 KiB, whichever comes first" in one counter.
+_CHUNK_COST = 4 * 1024
+_YIELD_BUDGET = 64 * 1024
+
+
+class Response:
+    """A complete response: status, headers and a body known in advance.
+
+    ``content`` may be ``bytes``, ``str`` (encoded in :attr:`charset`) or
+    ``None``. The ``Content-Length`` is set for you. ``media_type`` becomes the
+    ``Content-Type``; ``text/*`` types get ``; charset=utf-8`` unless they name
+    a charset. Header names and values are validated as the response is built
+    (see :mod:`asgi_stream.headers`), so a bad header fails in your code, not on
+    the wire.
+    """
+
+    media_type: str | None = None
+    charset = "utf-8"
+
+    def __init__(
+        self,
+        content: Any = None,
+        status_code: int = 200,
+        headers: HeadersInput | None = None,
+        media_type: str | None = None,
+        background: BackgroundTask | None = None,
+    ) -> None:
+        self.status_code = status_code
+        if media_type is not None:
+            self.media_type = media_type
+        self.background = background
+        self.body = self.render(content)
+        self.raw_headers = self.init_headers(headers, content_length=len(self.body))
+
+    def render(self, content: Any) -> bytes:
+        """Turn ``content`` into the body's bytes."""
+        if content is None:
+            return b""
+        if isinstance(content, str):
+            return content.encode(self.charset)
+        return bytes(content)
+
+    def init_headers(
+        self, headers: HeadersInput | None, content_length: int | None
+    ) -> list[tuple[bytes, bytes]]:
+        """The ASGI header list: the caller's headers, then what we add."""
+        raw = encode_response_headers(headers)
+        given = {name for name, _ in raw}
+        if (
+            content_length is not None
+            and b"content-length" not in given
+            and self.status_code >= 200
+            and self.status_code not in _NO_BODY_STATUSES
+        ):
+            raw.append((b"content-length", str(content_length).encode("ascii")))
+        if self.media_type is not None and b"content-type" not in given:
+            raw.append((b"content-type", self.content_type().encode("latin-1")))
+        return raw
+
+    def content_type(self) -> str:
+        """The ``Content-Type`` value: the media type, with a charset for text."""
+        media_type = self.media_type or ""
+        if media_type.startswith("text/") and "charset=" not in media_type.lower():
+            return f"{media_type}; charset={self.charset}"
+        return media_type
+
+    def start_message(self) -> Message:
+        """The ``http.response.start`` message: status and headers."""
+        return {
+            "type": "http.response.start",
+            "status": self.status_code,
+            "headers": self.raw_headers,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = b"" if scope.get("method") == "HEAD" else self.body
+        try:
+            await send(self.start_message())
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+        except OSError:
+            pass  # ASGI 2.4: the client is gone. There is nothing left to tell it.
+        if self.background is not None:
+            await self.background()
+
+
+class JSONResponse(Response):
+    """A complete JSON body, rendered compactly as UTF-8 (like Starlette's)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            content, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode("utf-8")
+
+
+class StreamingResponse(Response):
+    """A response whose body is produced while it is sent.
+
+    ``content`` is an async iterable (an async generator, most often) or a sync
+    iterable, which is iterated in a worker thread. Each chunk may be ``bytes``,
+    ``memoryview`` or ``str`` (encoded in :attr:`charset`); empty chunks are
+    skipped. There is no ``Content-Length`` unless you set one.
+
+    The signature is Starlette's, so code written for FastAPI moves here by
+    changing one import. What happens at each possible ending of the stream is
+    described at the top of this module.
+    """
+
+    def __init__(
+        self,
+        content: Content,
+        status_code: int = 200,
+        headers: HeadersInput | None = None,
+        media_type: str | None = None,
+        background: BackgroundTask | None = None,
+    ) -> None:
+        self.status_code = status_code
+        if media_type is not None:
+            self.media_type = media_type
+        self.background = background
+        self.content = content
+        self.raw_headers = self.init_headers(headers, content_length=None)
+
+    def encode_chunk(self, chunk: Any) -> bytes:
+        """Bytes for a chunk that is not already ``bytes``.
+
+        Subclasses change what a chunk may be by overriding this method (the
+        SSE response turns events into bytes here). ``bytes`` never come here:
+        they go to the wire untouched.
+        """
+        if isinstance(chunk, str):
+            return chunk.encode(self.charset)
+        if isinstance(chunk, memoryview | bytearray):
+            return bytes(chunk)
+        raise TypeError(f"a stream chunk must be str, bytes or memoryview, not {type(chunk)!r}")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            if scope.get("method") == "HEAD":
+                await _close(self.content)
+                await send(self.start_message())
+                await send(_END_OF_BODY)
+            else:
+                await self.stream(receive, send)
+        finally:
+            if self.background is not None:
+                await self.background()
+
+    async def stream(self, receive: Receive, send: Send) -> None:
+        """Send the headers, then one body message per chunk, then the end.
+
+        Returns normally when the body is complete or the client has gone;
+        raises whatever the generator raised.
+        """
+        task = asyncio.current_task()
+        assert task is not None, "a response runs inside an asyncio task"
+        watch = _DisconnectWatch(receive, task)
+        body = _open(self.content)
+        try:
+            try:
+                await send(self.start_message())
+            except OSError:
+                return  # ASGI 2.4: send() on a closed connection raises OSError
+            spent = 0
+            async for chunk in body:
+                if watch.client_gone:
+                    return  # a generator swallowed our cancellation: stop anyway
+                if type(chunk) is not bytes:
+                    chunk = self.encode_chunk(chunk)
+                    if not chunk:
+                        continue
+                elif not chunk:
+                    continue
+                try:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                except OSError:
+                    return  # the client is gone (ASGI 2.4); an OSError from the generator is not
+                spent += len(chunk) + _CHUNK_COST
+                if spent >= _YIELD_BUDGET:
+                    spent = 0
+                    await asyncio.sleep(0)
+            # The body is complete. Stop watching first: after the last message
+            # the server reports a disconnect, and that must not cancel us.
+            watch.stop()
+            try:
+                await send(_END_OF_BODY)
+            except OSError:
+                pass
+        except asyncio.CancelledError:
+            # Ours (the client left) or the server's (shutdown)? Only re-raise
+            # a cancellation that someone else asked for.
+            if not watch.client_gone or task.uncancel() > 0:
+                raise
+        finally:
+            watch.stop()
+            await _close(body)
+
+
+class _DisconnectWatch:
+    """Waits for ``http.disconnect`` and cancels the streaming task when it comes."""
+
+    __slots__ = ("_task", "client_gone")
+
+    def __init__(self, receive: Receive, streaming_task: asyncio.Task[Any]) -> None:
+        self.client_gone = False
+        self._task = asyncio.get_running_loop().create_task(self._watch(receive, streaming_task))
+
+    async def _watch(self, receive: Receive, streaming_task: asyncio.Task[Any]) -> None:
+        # http.request messages the endpoint left unread are not ours to use;
+        # skip them until the disconnect.
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.client_gone = True
+        streaming_task.cancel()
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
+def _open(content: Content) -> AsyncIterator[Any]:
+    if isinstance(content, AsyncIterable):
+        return aiter(content)
+    return iterate_in_threadpool(iter(content))
+
+
+async def _close(iterator: object) -> None:
+    """Close a generator so that its ``finally`` runs now."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
+        return
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
