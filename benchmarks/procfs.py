@@ -1,0 +1,50 @@
+"""What the kernel knows about the server process: CPU time and resident memory.
+
+CPU time comes from ``/proc/<pid>/task/<tid>/schedstat``, whose first field is
+the time the thread has run, in nanoseconds, summed over every thread (uvicorn
+and hypercorn run the event loop in the main thread, but a thread pool may
+exist). ``/proc/<pid>/stat`` counts in clock ticks of 10 ms, too coarse for a
+stream that lasts half a second. Memory is ``VmRSS`` from ``/proc/<pid>/status``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time used so far by every thread of ``pid``."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
+                total += int(stat.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # the thread ended between listing and reading
+    return total / 1e9
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of ``pid`` in KiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def wait_until_quiet(pids: list[int], timeout: float = 30.0, busy: float = 0.02) -> None:
+    """Wait until none of ``pids`` uses more than ``busy`` of a core (bounded by ``timeout``).
+
+    A server that never yields can still be running abandoned streams after
+    their clients left; the next measurement must not pay for that.
+    """
+    deadline = time.monotonic() + timeout
+    before = [cpu_seconds(pid) for pid in pids]
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        after = [cpu_seconds(pid) for pid in pids]
+        if all(b - a < busy * 0.1 for a, b in zip(before, after, strict=True)):
+            return
+        before = after
