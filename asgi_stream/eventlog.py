@@ -1,0 +1,249 @@
+"""An event log: named streams of events that a reader can resume.
+
+Theory of operation
+===================
+
+A browser's ``EventSource`` reconnects by itself when a stream breaks, and
+sends back the ``id`` of the last event it received in a ``Last-Event-ID``
+header. To make use of it, the server must still have the events that came
+after that ID. So the events cannot live only in the generator that produced
+them: they go into a *log*, and each response reads from the log.
+
+An :class:`EventLog` holds named *streams*. Each stream is a sequence of
+:class:`Event`\\s in the order they were appended, each with an ID that the log
+chose and that only grows. There are two operations:
+
+* ``await log.append(stream, data, event=None)`` adds an event and returns its ID;
+* ``log.read(stream, after)`` is an async iterator over every event after the
+  ID ``after`` (from the oldest one held, when ``after`` is ``None``), and then
+  over each new event as it is appended. It never ends by itself: a reader
+  stops when it has seen what it wanted (a final ``done`` event, say).
+
+**Replay, then live, with no gap and no duplicate.** The obvious design has a
+race. Read the history, then subscribe to new events, and an event appended
+between the two is lost; subscribe first, then read the history, and an event
+appended in between arrives twice. So ``read()`` has no subscription at all. It
+keeps a *cursor*, the ID of the last event it gave out, and repeats one step:
+"give me the events after the cursor, or wait until there are some". Replay is
+simply the first steps, when there is a backlog. Nothing can fall between two
+steps, because each one starts exactly where the last one ended.
+
+**Bounded.** Each stream keeps its newest ``maxlen`` events and forgets older
+ones. A reader whose ID has been forgotten cannot be resumed exactly, and must
+be told. Then ``read()`` raises :class:`EventIDNotFound`, with ``trimmed``
+true when the ID is older than anything held, and false when the log cannot
+place it at all (garbage, or an ID from a stream or server that no longer
+exists). It does so at the start, for the ``after`` it was given, and also
+while following, when a reader falls more than ``maxlen`` events behind.
+:meth:`EventLog.expire` lets a finished stream disappear after a while.
+
+:class:`MemoryEventLog`, the default, keeps the streams in this process's
+memory. Its IDs are ``"1"``, ``"2"``, ... per stream. It needs nothing but the
+standard library, and it has the limits of one process: another worker cannot
+see its streams, and a restart loses them. :mod:`asgi_stream.redis_eventlog`
+keeps them in Redis Streams instead, for any number of workers and hosts.
+:func:`open_event_log` picks one from a URL.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from itertools import islice
+
+__all__ = ["Event", "EventIDNotFound", "EventLog", "MemoryEventLog", "open_event_log"]
+
+#: How many events each stream keeps, unless told otherwise.
+DEFAULT_MAXLEN = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event of a stream: the ID the log gave it, its data, its SSE type."""
+
+    id: str
+    data: str
+    event: str | None = None
+
+
+class EventIDNotFound(LookupError):
+    """The log cannot resume a reader after ``event_id``.
+
+    ``trimmed`` is true when the ID is older than every event the stream still
+    holds (events after it may have been lost), false when the ID is unknown.
+    """
+
+    def __init__(self, event_id: str, trimmed: bool) -> None:
+        self.event_id = event_id
+        self.trimmed = trimmed
+        what = "was trimmed from the log" if trimmed else "is unknown"
+        super().__init__(f"event ID {event_id!r} {what}")
+
+
+class EventLog(abc.ABC):
+    """Named, bounded, append-only streams of events; see the module's docstring."""
+
+    @abc.abstractmethod
+    async def append(self, stream: str, data: str, event: str | None = None) -> str:
+        """Add an event at the end of ``stream`` (created if needed); its ID."""
+
+    @abc.abstractmethod
+    def read(self, stream: str, after: str | None = None) -> AsyncIterator[Event]:
+        """The events after ``after`` (all held ones if ``None``), then new ones, forever.
+
+        Raises :class:`EventIDNotFound` when ``after`` cannot be resumed, or
+        when the reader falls so far behind that events after its position
+        were trimmed. Close the iterator (``contextlib.aclosing``) when done.
+        """
+
+    @abc.abstractmethod
+    async def exists(self, stream: str) -> bool:
+        """Whether anything was ever appended to ``stream`` (and it has not expired)."""
+
+    @abc.abstractmethod
+    async def last(self, stream: str) -> Event | None:
+        """The newest event of ``stream``, or ``None`` when it has none."""
+
+    @abc.abstractmethod
+    async def expire(self, stream: str, seconds: float) -> None:
+        """Forget ``stream`` entirely ``seconds`` from now."""
+
+    async def aclose(self) -> None:  # noqa: B027 - a hook; the in-memory log has nothing to close
+        """Release connections and the like. The log is not used afterwards."""
+
+
+class _MemoryStream:
+    """One stream: its newest events, the sequence number of the next one, its waiters."""
+
+    __slots__ = ("events", "expires_at", "next_seq", "readers", "wakeup")
+
+    def __init__(self, maxlen: int) -> None:
+        self.events: deque[Event] = deque(maxlen=maxlen)
+        self.next_seq = 1
+        self.readers = 0
+        self.expires_at: float | None = None
+        # Created by the first reader that has to wait; set and dropped by the
+        # next append. Each reader waits on the Event, never on a shared
+        # future, so a reader that is cancelled disturbs no other.
+        self.wakeup: asyncio.Event | None = None
+
+    @property
+    def first_seq(self) -> int:
+        """The sequence number of the oldest event held (``next_seq`` when none is)."""
+        return self.next_seq - len(self.events)
+
+
+_SEQ = re.compile(r"[0-9]{1,18}")
+
+
+class MemoryEventLog(EventLog):
+    """An :class:`EventLog` in this process's memory: the default, for one worker.
+
+    Every stream keeps its newest ``maxlen`` events. A stream that was given an
+    expiry is dropped once it has passed, the next time a stream is created,
+    so the log's memory is bounded by the streams in use and those finished
+    recently.
+    """
+
+    def __init__(self, maxlen: int = DEFAULT_MAXLEN) -> None:
+        if maxlen < 1:
+            raise ValueError("maxlen must be at least 1")
+        self.maxlen = maxlen
+        self._streams: dict[str, _MemoryStream] = {}
+
+    def _get(self, stream: str) -> _MemoryStream | None:
+        found = self._streams.get(stream)
+        if (
+            found is not None
+            and found.expires_at is not None
+            and found.expires_at <= time.monotonic()
+        ):
+            del self._streams[stream]
+            return None
+        return found
+
+    def _get_or_create(self, stream: str) -> _MemoryStream:
+        found = self._get(stream)
+        if found is None:
+            now = time.monotonic()
+            for name, old in list(self._streams.items()):
+                if old.expires_at is not None and old.expires_at <= now:
+                    del self._streams[name]
+            found = self._streams[stream] = _MemoryStream(self.maxlen)
+        return found
+
+    async def append(self, stream: str, data: str, event: str | None = None) -> str:
+        s = self._get_or_create(stream)
+        event_id = str(s.next_seq)
+        s.events.append(Event(event_id, data, event))
+        s.next_seq += 1
+        if s.wakeup is not None:
+            s.wakeup.set()
+            s.wakeup = None
+        return event_id
+
+    async def read(self, stream: str, after: str | None = None) -> AsyncIterator[Event]:
+        s = self._get_or_create(stream)
+        s.readers += 1
+        try:
+            if after is None:
+                cursor = s.first_seq - 1
+            else:
+                cursor = int(after) if _SEQ.fullmatch(after) else 0
+                if not 1 <= cursor < s.next_seq:
+                    raise EventIDNotFound(after, trimmed=False)
+            while True:
+                # Sequence numbers have no holes, so "nothing after the cursor
+                # was lost" is exactly "the oldest event held is at most the
+                # one right after it".
+                if cursor + 1 < s.first_seq:
+                    raise EventIDNotFound(str(cursor), trimmed=True)
+                if cursor + 1 < s.next_seq:
+                    batch = list(islice(s.events, cursor + 1 - s.first_seq, None))
+                    for event in batch:
+                        yield event
+                    cursor += len(batch)
+                    continue
+                # Caught up. No await between the check above and registering
+                # as a waiter, so no append can slip in between.
+                if s.wakeup is None:
+                    s.wakeup = asyncio.Event()
+                await s.wakeup.wait()
+        finally:
+            s.readers -= 1
+            if s.readers == 0 and s.next_seq == 1 and self._streams.get(stream) is s:
+                del self._streams[stream]  # created by readers only, and they have all gone
+
+    async def exists(self, stream: str) -> bool:
+        s = self._get(stream)
+        return s is not None and s.next_seq > 1
+
+    async def last(self, stream: str) -> Event | None:
+        s = self._get(stream)
+        return s.events[-1] if s is not None and s.events else None
+
+    async def expire(self, stream: str, seconds: float) -> None:
+        s = self._get(stream)
+        if s is not None:
+            s.expires_at = time.monotonic() + seconds
+
+
+def open_event_log(url: str = "memory", maxlen: int = DEFAULT_MAXLEN) -> EventLog:
+    """The event log named by ``url``: ``"memory"``, or a Redis URL.
+
+    ``redis://host:port/db``, ``rediss://`` (TLS) and ``unix://`` select
+    :class:`~asgi_stream.redis_eventlog.RedisEventLog`, which needs the
+    ``redis`` extra (``pip install 'asgi-stream[redis]'``).
+    """
+    if url in ("", "memory"):
+        return MemoryEventLog(maxlen)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from .redis_eventlog import RedisEventLog  # the redis package is optional
+
+        return RedisEventLog(url, maxlen)
+    raise ValueError(f"unknown event log {url!r}: expected 'memory' or a redis:// URL")

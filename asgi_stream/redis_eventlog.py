@@ -1,0 +1,140 @@
+"""The event log in Redis Streams, shared by every worker and host that uses the same Redis.
+
+Theory of operation
+===================
+
+A Redis Stream is an append-only log with IDs that only grow, which is what an
+:class:`~asgi_stream.eventlog.EventLog` is, so the mapping is direct:
+
+* a log stream ``name`` is the Redis key ``asgi-stream:name``;
+* ``append`` is ``XADD key MAXLEN ~ maxlen * data ... [event ...]``, and the
+  entry ID Redis chooses (``"1732412345678-0"``) is the SSE event ID;
+* ``read`` keeps a cursor, as the in-memory log does. While there is a backlog
+  it reads batches with ``XRANGE key (cursor + COUNT n``; once caught up it
+  waits with ``XREAD BLOCK ms STREAMS key cursor``, which returns as soon as
+  an entry after the cursor exists. Both continue from the cursor, so the
+  switch from replay to live can neither skip nor repeat an entry.
+
+``MAXLEN ~`` trims whole internal nodes, which is much cheaper than trimming to
+the exact length: a stream keeps *at least* ``maxlen`` entries. Trimming is
+detected, never silent. Each catch-up step also asks ``XRANGE key - cursor
+COUNT 1``, in the same ``MULTI`` transaction: when no entry at or before the
+cursor is left, entries right after it may have gone too, and the reader gets
+:class:`~asgi_stream.eventlog.EventIDNotFound` with ``trimmed`` true. (Redis
+cannot say whether the entries *after* a trimmed cursor are all still there,
+so this may report a gap when the very first entry held is the next one.)
+
+Because the data lives in Redis, a job started by one process can be read,
+and resumed, through any other. ``exists``, ``last`` and ``expire`` are
+``EXISTS``, ``XREVRANGE key + - COUNT 1`` and ``EXPIRE``.
+
+Each reader that waits in ``XREAD BLOCK`` holds one connection of the pool
+while it waits. When the reader is cancelled (its client left), redis-py
+closes that connection rather than leave an unread reply on it.
+
+The ``redis`` package is an optional extra. It is imported when a
+:class:`RedisEventLog` is created, never when this module is imported.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .eventlog import DEFAULT_MAXLEN, Event, EventIDNotFound, EventLog
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["RedisEventLog"]
+
+_KEY_PREFIX = "asgi-stream:"
+_STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+
+
+class RedisEventLog(EventLog):
+    """An :class:`~asgi_stream.eventlog.EventLog` in Redis Streams.
+
+    ``url`` is a redis-py URL such as ``redis://127.0.0.1:6379/0``. ``batch``
+    is how many entries one read fetches; ``block_ms`` how long one ``XREAD
+    BLOCK`` waits before it asks again.
+    """
+
+    def __init__(
+        self, url: str, maxlen: int = DEFAULT_MAXLEN, batch: int = 500, block_ms: int = 10_000
+    ) -> None:
+        from redis.asyncio import Redis  # the optional extra, imported only when used
+
+        if maxlen < 1:
+            raise ValueError("maxlen must be at least 1")
+        self.maxlen = maxlen
+        self.batch = batch
+        self.block_ms = block_ms
+        self.redis: Redis = Redis.from_url(url, decode_responses=True)
+
+    @staticmethod
+    def key(stream: str) -> str:
+        """The Redis key that holds ``stream``."""
+        return _KEY_PREFIX + stream
+
+    async def append(self, stream: str, data: str, event: str | None = None) -> str:
+        fields = {"data": data} if event is None else {"data": data, "event": event}
+        return await self.redis.xadd(self.key(stream), fields, maxlen=self.maxlen, approximate=True)
+
+    async def read(self, stream: str, after: str | None = None) -> AsyncIterator[Event]:
+        key = self.key(stream)
+        if after is not None:
+            await self._check_resumable(key, after)
+        cursor = after or "0-0"
+        while True:
+            batch = await self._catch_up(key, cursor)
+            if not batch:
+                # Caught up: wait for the next entry after the cursor. It is
+                # fresh, so no trimming check is needed for it.
+                reply = await self.redis.xread({key: cursor}, count=self.batch, block=self.block_ms)
+                batch = reply[0][1] if reply else []
+            for entry_id, fields in batch:
+                yield _event(entry_id, fields)
+                cursor = entry_id
+
+    async def _check_resumable(self, key: str, after: str) -> None:
+        """Raise :class:`EventIDNotFound` unless ``after`` is an entry of the stream."""
+        if not _STREAM_ID.fullmatch(after):
+            raise EventIDNotFound(after, trimmed=False)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xrange(key, after, after, count=1)
+            pipe.xrange(key, "-", after, count=1)
+            pipe.exists(key)
+            exact, at_or_before, exists = await pipe.execute()
+        if not exact:
+            raise EventIDNotFound(after, trimmed=bool(exists) and not at_or_before)
+
+    async def _catch_up(self, key: str, cursor: str) -> list[tuple[str, Mapping[str, str]]]:
+        """The next batch after ``cursor``, checked in one transaction for trimming."""
+        if cursor == "0-0":
+            return await self.redis.xrange(key, "-", "+", count=self.batch)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xrange(key, "-", cursor, count=1)
+            pipe.xrange(key, "(" + cursor, "+", count=self.batch)
+            at_or_before, batch = await pipe.execute()
+        if batch and not at_or_before:
+            raise EventIDNotFound(cursor, trimmed=True)
+        return batch
+
+    async def exists(self, stream: str) -> bool:
+        return bool(await self.redis.exists(self.key(stream)))
+
+    async def last(self, stream: str) -> Event | None:
+        entries = await self.redis.xrevrange(self.key(stream), "+", "-", count=1)
+        return _event(*entries[0]) if entries else None
+
+    async def expire(self, stream: str, seconds: float) -> None:
+        await self.redis.expire(self.key(stream), max(1, round(seconds)))
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+
+
+def _event(entry_id: str, fields: Mapping[str, Any]) -> Event:
+    return Event(entry_id, fields.get("data", ""), fields.get("event"))

@@ -1,0 +1,120 @@
+"""A Server-Sent Events response that a client can resume after a disconnect.
+
+Theory of operation
+===================
+
+``EventSource`` remembers the ``id`` of the last event it received. When the
+connection breaks, it waits ``retry`` milliseconds (the server may set it),
+reconnects, and sends that ID in a ``Last-Event-ID`` header. Starlette,
+sse-starlette and FastAPI ignore the header, so every event sent while the
+client was away is lost. :class:`ResumableEventSourceResponse` answers it:
+
+* Its events come from a stream of an :class:`~asgi_stream.eventlog.EventLog`,
+  never from a generator that exists only in this connection, and each one is
+  written with its log ID as ``id:``.
+* With ``Last-Event-ID``, it reads the log from just after that ID: first the
+  events the client missed, then new ones as they are appended. The log's
+  reader moves one cursor through both phases, so there is no gap and no
+  duplicate between them (see :mod:`asgi_stream.eventlog`).
+* When the log cannot resume after that ID (it is unknown, or was trimmed
+  away), the response says so in a ``reset`` event whose data is JSON,
+  ``{"reason": "trimmed" | "unknown", "last_event_id": ...}``, and carries on
+  from the oldest event the log still holds. The ``reset`` event has an
+  *empty* ``id:``, which clears the browser's last event ID: if the connection
+  breaks again before the next event, the browser reconnects without the
+  header and starts from the oldest event again, which is consistent.
+* A stream of finished work ends with a final event (``done``, say, named in
+  ``final_events``). The response ends the body after sending it. The browser
+  would then reconnect, and would be replayed nothing, forever; so a request
+  whose ``Last-Event-ID`` *is* that final event is answered ``204 No
+  Content``, which tells ``EventSource`` to stop reconnecting.
+* ``retry`` (milliseconds) is sent first, in an event of its own, which the
+  browser applies without dispatching anything.
+
+Everything else (encoding, disconnects, HEAD, background tasks) is inherited
+from :class:`~asgi_stream.sse.EventSourceResponse`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterable
+
+from .background import BackgroundTask
+from .eventlog import EventIDNotFound, EventLog
+from .headers import HeadersInput
+from .response import Response
+from .sse import EventSourceResponse, ServerSentEvent
+from .types import Receive, Scope, Send
+
+__all__ = ["MAX_EVENT_ID_LENGTH", "ResumableEventSourceResponse"]
+
+#: A longer ``Last-Event-ID`` cannot be one of ours; it is treated as unknown.
+MAX_EVENT_ID_LENGTH = 128
+
+
+class ResumableEventSourceResponse(EventSourceResponse):
+    """Stream ``stream`` of ``log`` as SSE, resuming after ``last_event_id``.
+
+    Pass the request's ``Last-Event-ID`` header as ``last_event_id`` (``None``
+    or ``""`` when absent: the whole stream, from its oldest event held).
+    """
+
+    def __init__(
+        self,
+        log: EventLog,
+        stream: str,
+        last_event_id: str | None = None,
+        *,
+        retry: int | None = None,
+        final_events: Iterable[str] = (),
+        status_code: int = 200,
+        headers: HeadersInput | None = None,
+        background: BackgroundTask | None = None,
+    ) -> None:
+        self.log = log
+        self.stream_name = stream
+        self.last_event_id = last_event_id or None
+        self.final_events = frozenset(final_events)
+        self._retry_event = None if retry is None else ServerSentEvent(retry=retry)  # validates
+        super().__init__(self._events(), status_code, headers, background=background)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if await self._client_has_final_event():
+            await Response(status_code=204, background=self.background)(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def _client_has_final_event(self) -> bool:
+        if self.last_event_id is None or not self.final_events:
+            return False
+        last = await self.log.last(self.stream_name)
+        return (
+            last is not None and last.id == self.last_event_id and last.event in self.final_events
+        )
+
+    async def _events(self) -> AsyncIterator[ServerSentEvent]:
+        if self._retry_event is not None:
+            yield self._retry_event
+        after = self.last_event_id
+        if after is not None and len(after) > MAX_EVENT_ID_LENGTH:
+            yield _reset_event(EventIDNotFound(after[:MAX_EVENT_ID_LENGTH] + "...", trimmed=False))
+            after = None
+        while True:
+            try:
+                async with contextlib.aclosing(self.log.read(self.stream_name, after)) as events:
+                    async for event in events:
+                        yield ServerSentEvent(event.data, event.event, event.id)
+                        if event.event in self.final_events:
+                            return
+            except EventIDNotFound as exc:
+                yield _reset_event(exc)
+                after = None  # go on from the oldest event held
+
+
+def _reset_event(exc: EventIDNotFound) -> ServerSentEvent:
+    reason = "trimmed" if exc.trimmed else "unknown"
+    return ServerSentEvent.from_json(
+        {"reason": reason, "last_event_id": exc.event_id}, event="reset", id=""
+    )
