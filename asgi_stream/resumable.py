@@ -38,7 +38,6 @@ from :class:`~asgi_stream.sse.EventSourceResponse`.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator, Iterable
 
 from .background import BackgroundTask

@@ -1,4 +1,4 @@
-"""The event log's contract, for both backends: in memory, and Redis Streams on a real redis-server."""
+"""The event log's contract, for both backends: in memory, and Redis Streams (real redis-server)."""
 
 from __future__ import annotations
 

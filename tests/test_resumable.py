@@ -1,4 +1,4 @@
-"""ResumableEventSourceResponse: the exact ASGI messages for fresh, resumed and unresumable requests."""
+"""ResumableEventSourceResponse: exact ASGI messages for fresh, resumed and unresumable requests."""
 
 from __future__ import annotations
 
