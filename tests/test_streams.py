@@ -1,0 +1,198 @@
+"""The stream helpers: what they yield, when, and that closing them closes their source."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import pytest
+
+from asgi_stream.streams import HEARTBEAT, batched, heartbeat, timeout_each
+
+
+class Source:
+    """An async generator of ``items``, sleeping ``delays[i]`` before item ``i``;
+    it records how it ended."""
+
+    def __init__(self, items: Iterable[Any], delays: Iterable[float] = ()) -> None:
+        self.items = list(items)
+        self.delays = list(delays) or [0.0] * len(self.items)
+        self.ended_by: str | None = None
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        try:
+            for item, delay in zip(self.items, self.delays, strict=True):
+                await asyncio.sleep(delay)
+                yield item
+            self.ended_by = "exhausted"
+        except asyncio.CancelledError:
+            self.ended_by = "cancelled"
+            raise
+        except GeneratorExit:
+            self.ended_by = "closed"
+            raise
+
+
+async def collect(iterator: AsyncIterator[Any], timeout: float = 5.0) -> list[Any]:
+    async def run() -> list[Any]:
+        return [item async for item in iterator]
+
+    return await asyncio.wait_for(run(), timeout)
+
+
+# timeout_each
+
+
+def test_timeout_each_passes_items_that_arrive_in_time() -> None:
+    source = Source(range(5), [0.001] * 5)
+    assert asyncio.run(collect(timeout_each(source, 0.5))) == [0, 1, 2, 3, 4]
+    assert source.ended_by == "exhausted"
+
+
+def test_timeout_each_raises_timeout_error_and_cancels_the_slow_step() -> None:
+    source = Source(range(5), [0.0, 0.0, 10.0, 0.0, 0.0])
+
+    received = []
+
+    async def consume() -> None:
+        async for item in timeout_each(source, 0.05):
+            received.append(item)
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(asyncio.wait_for(consume(), 5))
+    assert received == [0, 1]
+    assert source.ended_by == "cancelled"
+
+
+def test_timeout_each_does_not_charge_the_consumers_time_to_the_source() -> None:
+    async def main() -> list[Any]:
+        received = []
+        async for item in timeout_each(Source(range(3), [0.0, 0.0, 0.0]), 0.05):
+            received.append(item)
+            await asyncio.sleep(0.1)  # the consumer is slow, the source is not
+        return received
+
+    assert asyncio.run(asyncio.wait_for(main(), 5)) == [0, 1, 2]
+
+
+# batched
+
+
+def test_batched_by_count_sends_full_batches_then_the_rest() -> None:
+    batches = asyncio.run(collect(batched(Source(range(23)), 10)))
+    assert batches == [list(range(10)), list(range(10, 20)), [20, 21, 22]]
+
+
+def test_batched_by_count_never_sends_an_empty_batch() -> None:
+    assert asyncio.run(collect(batched(Source(range(20)), 10))) == [
+        list(range(10)),
+        list(range(10, 20)),
+    ]
+    assert asyncio.run(collect(batched(Source([]), 10))) == []
+
+
+def test_batched_by_time_sends_a_partial_batch_when_the_interval_passes() -> None:
+    # Two items at once, then a long pause: the pair must not wait for a third.
+    source = Source(["a", "b", "c"], [0.0, 0.0, 0.3])
+
+    async def main() -> list[tuple[float, list[str]]]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        return [(loop.time() - started, batch) async for batch in batched(source, 10, 0.03)]
+
+    timed = asyncio.run(asyncio.wait_for(main(), 5))
+    assert [batch for _, batch in timed] == [["a", "b"], ["c"]]
+    assert timed[0][0] < 0.25, "the partial batch waited for the slow item"
+    assert source.ended_by == "exhausted"
+
+
+def test_batched_rejects_a_size_below_one() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        asyncio.run(collect(batched(Source([1]), 0)))
+
+
+# heartbeat
+
+
+def test_heartbeat_is_sent_while_the_source_is_idle() -> None:
+    # The source waits 0.35 s for its second item: about three heartbeats of 0.1 s.
+    source = Source(["first", "second"], [0.0, 0.35])
+    items = asyncio.run(collect(heartbeat(source, 0.1)))
+    assert items[0] == "first" and items[-1] == "second"
+    assert set(items[1:-1]) == {HEARTBEAT}
+    assert 1 <= len(items[1:-1]) <= 4
+    assert source.ended_by == "exhausted"
+
+
+def test_heartbeat_is_not_sent_while_items_flow() -> None:
+    items = asyncio.run(collect(heartbeat(Source(range(20), [0.01] * 20), 0.2)))
+    assert items == list(range(20))
+
+
+def test_heartbeat_default_is_an_sse_comment_and_can_be_replaced() -> None:
+    assert HEARTBEAT == b": heartbeat\n\n"
+    items = asyncio.run(collect(heartbeat(Source(["x"], [0.15]), 0.1, ping=b"\n")))
+    assert items == [b"\n", "x"]
+
+
+def test_heartbeat_rejects_a_non_positive_interval() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        asyncio.run(collect(heartbeat(Source([1]), 0)))
+
+
+# Closing: the helper's source must end at once, however it is suspended.
+
+HELPERS = {
+    "timeout_each": lambda source: timeout_each(source, 10.0),
+    "batched by count": lambda source: batched(source, 2),
+    "batched by time": lambda source: batched(source, 2, 10.0),
+    "heartbeat": lambda source: heartbeat(source, 10.0),
+}
+
+
+@pytest.mark.parametrize("make", HELPERS.values(), ids=HELPERS.keys())
+def test_closing_a_helper_while_its_source_waits_ends_the_source(make: Any) -> None:
+    source = Source(range(3), [0.0, 60.0, 0.0])
+
+    async def main() -> None:
+        helper = make(source)
+        consumer = asyncio.ensure_future(collect(helper))
+        await asyncio.sleep(0.05)  # the source is now waiting for its second item
+        consumer.cancel()  # the client left: the response cancels the streaming task
+        with pytest.raises(asyncio.CancelledError):
+            await consumer
+        await helper.aclose()
+
+    asyncio.run(asyncio.wait_for(main(), 5))
+    assert source.ended_by == "cancelled"
+
+
+@pytest.mark.parametrize("make", HELPERS.values(), ids=HELPERS.keys())
+def test_aclose_of_a_helper_between_items_closes_the_source(make: Any) -> None:
+    source = Source(range(10))
+
+    async def main() -> None:
+        helper = make(source)
+        await anext(helper)
+        await helper.aclose()
+
+    asyncio.run(asyncio.wait_for(main(), 5))
+    assert source.ended_by == "closed"
+
+
+def test_nested_helpers_close_all_the_way_to_the_innermost_source() -> None:
+    source = Source(range(100), [0.0] * 3 + [60.0] * 97)
+
+    async def main() -> None:
+        stream = heartbeat(batched(timeout_each(source, 120.0), 2, 10.0), 10.0)
+        assert await anext(stream) == [0, 1]
+        consumer = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.05)
+        consumer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await consumer
+        await stream.aclose()
+
+    asyncio.run(asyncio.wait_for(main(), 5))
+    assert source.ended_by == "cancelled"
