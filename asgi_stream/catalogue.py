@@ -37,6 +37,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
+from . import demo
 from .accesslog import AccessLog
 from .background import BackgroundTask
 from .chat import LocalChatModel, chunk_text, load_chat_model
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None) -> Router:
     router = CatalogueRouter(AccessLog() if settings.log_file is None else None)
     Catalogue(settings, router.access_log).install(router)
     # Other parts of the app install their routes below, one line each.
+    demo.install(router)
     return router
 
 

@@ -1,0 +1,234 @@
+"""The demo page, driven in headless Chromium against a real uvicorn process.
+
+Selenium drives Debian's ``chromium`` through its ``chromedriver`` (both from
+apt; ``scripts/test.sh`` installs them where missing, and nothing is fetched
+at run time). The server runs the catalogue with a tick of 0.01, so the
+tutorial's delays shrink a hundredfold. One page serves the whole module: each
+test uses its own card, and the last one saves a screenshot of them all to
+``tests/artifacts/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
+
+from asgi_stream.chat import LocalChatModel
+
+from .serving import ROOT, ServerProcess, serve
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",  # needed as root and in containers
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1000",
+)
+TICK = "0.01"
+
+if not (CHROMIUM and CHROMEDRIVER):
+    reason = "chromium and chromedriver are needed: bash scripts/test.sh installs them"
+    if os.environ.get("CI"):
+        pytest.fail(reason, pytrace=False)  # CI must run these tests, never skip them
+    pytest.skip(reason, allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def log_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("logs") / "app.log"
+    path.write_text("a line from before the page was opened\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, log_file: Path) -> Iterator[ServerProcess]:
+    argv = ["-m", "uvicorn", "asgi_stream.catalogue:app", "--host", "127.0.0.1"]
+    env = {"ASGI_STREAM_TICK": TICK, "ASGI_STREAM_LOG_FILE": str(log_file)}
+    with serve(argv, tmp_path_factory.mktemp("server"), env=env) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        options.add_argument(f"--user-data-dir={profile}")
+        driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+        driver.set_page_load_timeout(15)
+        driver.set_script_timeout(15)
+        try:
+            yield driver
+        finally:
+            driver.quit()
+
+
+@pytest.fixture(scope="module")
+def page(browser: webdriver.Chrome, server: ServerProcess) -> webdriver.Chrome:
+    browser.get(server.url + "/")
+    until(browser, lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+    return browser
+
+
+def until(browser: webdriver.Chrome, condition: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Wait for ``condition()`` to be truthy; on timeout, fail showing the page's text."""
+    try:
+        return WebDriverWait(browser, timeout, poll_frequency=0.05).until(lambda _: condition())
+    except TimeoutException:
+        text = browser.find_element(By.TAG_NAME, "body").text
+        pytest.fail(f"the page did not get there within {timeout} s; it shows:\n{text}")
+
+
+def card(page: webdriver.Chrome, path: str) -> WebElement:
+    return page.find_element(By.CSS_SELECTOR, f'.card[data-path="{path}"]')
+
+
+def state(element: WebElement) -> str:
+    return element.find_element(By.CSS_SELECTOR, ".state").text.lower()
+
+
+def events(element: WebElement, kind: str) -> list[WebElement]:
+    """The rows of a card's log for events of type ``kind``."""
+    return element.find_elements(By.CSS_SELECTOR, f'.events li.event[data-type="{kind}"]')
+
+
+def run_to_end(page: webdriver.Chrome, path: str, timeout: float = 10.0) -> WebElement:
+    """Press Start on a card and wait until its connection is closed."""
+    element = card(page, path)
+    element.find_element(By.CSS_SELECTOR, ".start").click()
+    until(page, lambda: state(element) in {"closed", "error"}, timeout)
+    return element
+
+
+def test_progress_reaches_100_and_shows_done(page: webdriver.Chrome) -> None:
+    element = run_to_end(page, "/progress")
+    bar = element.find_element(By.CSS_SELECTOR, ".bar")
+    assert bar.get_attribute("aria-valuenow") == "100"
+    assert "done" in bar.get_attribute("class").split()
+    assert element.find_element(By.CSS_SELECTOR, ".progress-label").text.endswith(
+        "Processing 100/100: done (Completed)"
+    )
+    assert len(events(element, "message")) == 101
+    assert len(events(element, "done")) == 1
+    # The page closed the EventSource after `done`: no reconnection runs it again.
+    assert state(element) == "closed"
+
+
+def test_chat_message_gets_its_reply_token_by_token(page: webdriver.Chrome) -> None:
+    message = "Does a token with a newline & a % sign survive?"
+    element = card(page, "/chat-stream")
+    box = element.find_element(By.CSS_SELECTOR, "input[name=message]")
+    box.clear()
+    box.send_keys(message)
+    element = run_to_end(page, "/chat-stream")
+
+    async def tokens() -> list[str]:
+        return [chunk.content async for chunk in LocalChatModel(delay=0).astream(message)]
+
+    expected = asyncio.run(tokens())
+    assert state(element) == "closed"
+    # The reply's tokens include "\n\n": exact text means multi-line data was joined right.
+    reply = element.find_element(By.CSS_SELECTOR, ".reply").get_property("textContent")
+    assert reply == "".join(expected)
+    assert len(events(element, "message")) == len(expected)
+
+
+def test_stream_error_shows_the_error_event(page: webdriver.Chrome) -> None:
+    element = run_to_end(page, "/stream-error")
+    [error] = events(element, "error")
+    assert '"code": "GENERATION_ERROR"' in error.text
+    data = [row.find_element(By.CSS_SELECTOR, ".data").text for row in events(element, "message")]
+    assert data == ["0", "1", "2", "3", "4"]
+    # It stands out: not the colour of an ordinary event.
+    ordinary = events(element, "message")[0]
+    assert error.value_of_css_property("color") != ordinary.value_of_css_property("color")
+    assert error.value_of_css_property("background-color") != "rgba(0, 0, 0, 0)"
+
+
+def test_stop_on_logs_ends_the_stream_on_the_server(
+    page: webdriver.Chrome, server: ServerProcess, log_file: Path
+) -> None:
+    process = psutil.Process(server.process.pid)
+
+    def holds_log_file() -> bool:
+        return any(Path(f.path) == log_file for f in process.open_files())
+
+    before = process.num_fds()
+    element = card(page, "/logs")
+    element.find_element(By.CSS_SELECTOR, ".start").click()
+    until(page, lambda: state(element) == "open")
+    until(page, holds_log_file)  # the server's generator is following the file
+    with log_file.open("a") as log:
+        log.write("first new line\nsecond new line\n")
+    tail = element.find_element(By.CSS_SELECTOR, ".tail")
+    until(page, lambda: tail.text == "first new line\nsecond new line")
+
+    element.find_element(By.CSS_SELECTOR, ".stop").click()
+    assert state(element) == "closed"
+    # The browser closed the connection; the server's generator closed the file,
+    # and the socket is gone too.
+    until(page, lambda: not holds_log_file() and process.num_fds() <= before)
+
+
+def test_timeline_and_a_screenshot(page: webdriver.Chrome, server: ServerProcess) -> None:
+    # A slower tick for this card's requests only, so that the order is unmistakable:
+    # the JSON comes after 5 x 0.5 x 0.4 = 1.0 s, /stream's first event at once.
+    element = card(page, "/normal")
+    element.find_element(By.CSS_SELECTOR, "input[name=tick]").send_keys("0.4")
+    element = run_to_end(page, "/normal")
+    requests = element.find_elements(By.CSS_SELECTOR, '.events li.note[data-type="request"] .data')
+    assert [r.text for r in requests] == ["GET /normal?tick=0.4", "GET /stream?tick=0.4"]
+
+    def marks(lane: int) -> list[float]:
+        row = element.find_elements(By.CSS_SELECTOR, ".timeline-row")[lane]
+        found = row.find_elements(By.CSS_SELECTOR, ".mark")
+        return [float(mark.get_attribute("data-t")) for mark in found]
+
+    [json_arrived] = marks(0)
+    stream_events = marks(1)
+    assert len(stream_events) == 5
+    assert json_arrived >= 0.9
+    assert stream_events[0] < json_arrived - 0.5
+
+    run_to_end(page, "/conditional-stream")
+    run_to_end(page, "/stream-robust")
+
+    # Nothing came from another host, and the page logged no error.
+    resources = page.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    assert all(url.startswith(server.url + "/") for url in resources), resources
+    errors = [entry for entry in page.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == []
+
+    height = page.execute_script("window.scrollTo(0, 0); return document.body.scrollHeight")
+    page.set_window_size(1400, min(height + 100, 6000))
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "demo-page.png"
+    assert page.save_screenshot(str(screenshot))
+    assert screenshot.read_bytes().startswith(b"\x89PNG")
+    print(f"screenshot: {screenshot}")
