@@ -1,0 +1,713 @@
+"""asgi-stream against the tutorial's FastAPI code, on the wire: ``asgi-stream compare``.
+
+Theory of operation
+===================
+
+Two applications serve the same fifteen endpoints: our catalogue
+(``asgi_stream.catalogue:app``) and the tutorial's own FastAPI code
+(``examples/fastapi_catalogue.py``). A comparison is only fair when everything
+except the application is the same, so both run under the same server (two
+real uvicorn processes on free 127.0.0.1 ports, same options, same
+``ASGI_STREAM_TICK``), and one client (httpx, HTTP/1.1) makes the same
+requests to both, one application after the other, after a warm-up request.
+
+For every request (a :class:`Probe`) the client writes down what a user
+could observe (a :class:`Measurement`): the status; the headers, except
+``date`` and ``server``, which the server writes; the body exactly as it came
+off the wire (after de-chunking, before decompression), and the *events* in it,
+parsed as a browser parses an event stream after decoding the body as httpx
+and browsers do (only the first gzip member); the time to the first complete
+event; the total time; and the gaps between the moments chunks arrived.
+
+Each aspect of the two measurements is then compared. Time is compared with a
+tolerance (:data:`TIME_TOLERANCE`), since two runs of the same code never take
+exactly as long; chunk gaps are shown but not judged, because the kernel may
+merge two writes into one read. Every difference is then looked up in
+:data:`EXPECTED`, the one list of differences that are there on purpose, each
+with its reason: a mistake of the tutorial that we do not repeat, or a
+deliberate difference from Starlette listed in the README. A difference that
+is not in the list is *unexpected*, and makes the command exit with status 1.
+So a change that makes the two apps differ in a new way cannot go unnoticed:
+either it is a bug, or it gets a line in :data:`EXPECTED` with its reason.
+
+``--trace PROBE`` serves both applications through
+:class:`~asgi_stream.tracer.Tracer` instead, makes that one request, and
+shows the two ASGI message sequences side by side.
+
+FastAPI is not a dependency of asgi-stream, and no module of the package
+imports it: the FastAPI application is served by import string from the
+``examples/`` directory of a clone of the repository, so this command works in
+a clone (``pip install -e '.[compare]'``) and says so clearly anywhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import contextlib
+import importlib.util
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from itertools import pairwise, zip_longest
+from pathlib import Path
+from typing import Any
+
+from .tracer import (
+    TRACE_APP_VARIABLE,
+    TRACE_JSON_VARIABLE,
+    TRACE_TEXT_VARIABLE,
+    format_record,
+)
+
+__all__ = [
+    "EXPECTED",
+    "PROBES",
+    "Difference",
+    "Measurement",
+    "Probe",
+    "compare_measurements",
+    "main",
+    "parse_events",
+    "run",
+]
+
+OURS = "asgi-stream"
+THEIRS = "FastAPI"
+APPS = {OURS: "asgi_stream.catalogue:app", THEIRS: "examples.fastapi_catalogue:app"}
+_FASTAPI_FILE = Path("examples", "fastapi_catalogue.py")
+
+#: Headers the server writes, not the application; never compared.
+SERVER_HEADERS = frozenset({"date", "server"})
+
+#: Two times are the same when they differ by at most 25 ms plus 25 % of the longer one.
+TIME_TOLERANCE = (0.025, 0.25)
+
+#: What the log follower probe appends to the followed file, one line at a time.
+LOG_LINES = ("first line", "第二行: UTF-8", "data: a line that looks like a field")
+
+_TIMES = ("first event", "total time")
+_SETTLE = 0.2  # seconds between a /logs response's headers and the first appended line
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One request, made to both applications.
+
+    ``log`` prepares the followed log file: ``"missing"`` deletes it,
+    ``"follow"`` creates it empty and appends :data:`LOG_LINES` while the
+    response streams. ``stop_after`` makes the client leave after that many
+    events, for a stream that never ends by itself.
+    """
+
+    method: str
+    target: str
+    note: str = ""
+    headers: tuple[tuple[str, str], ...] = (("accept-encoding", "gzip"),)
+    log: str | None = None
+    stop_after: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.target}" + (f" ({self.note})" if self.note else "")
+
+    @property
+    def path(self) -> str:
+        return self.target.partition("?")[0]
+
+
+#: Every endpoint of the catalogue, with the variants its query and headers allow.
+PROBES: tuple[Probe, ...] = (
+    Probe("GET", "/stream"),
+    Probe("GET", "/stream-full"),
+    Probe("GET", "/normal"),
+    Probe("GET", "/stream-headers"),
+    Probe("GET", "/stream-background"),
+    Probe("GET", "/conditional-stream"),
+    Probe("GET", "/conditional-stream?stream=true"),
+    Probe("GET", "/conditional-stream?stream=maybe"),
+    Probe("GET", "/stream-error"),
+    Probe("GET", "/stream-robust"),
+    Probe("GET", "/stream-timeout"),
+    Probe("GET", "/stream-buffered"),
+    Probe("GET", "/stream-heartbeat"),
+    Probe("GET", "/stream-compressed"),
+    Probe("GET", "/stream-compressed", "gzip not accepted", (("accept-encoding", "identity"),)),
+    Probe("POST", "/chat-stream?message=hello"),
+    Probe("POST", "/chat-stream", "no message"),
+    Probe("GET", "/progress"),
+    Probe("GET", "/logs", "no log file", log="missing"),
+    Probe("GET", "/logs", "following", log="follow", stop_after=len(LOG_LINES)),
+)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """Differences that are there on purpose: where, in which aspects, and why."""
+
+    probe: str
+    aspects: tuple[str, ...]
+    reason: str
+
+
+_CONNECTION = (
+    "The tutorial (section 4.1) sets Connection: keep-alive. It is a connection-specific "
+    "header, forbidden in HTTP/2: only the server may send it, so asgi-stream drops it "
+    "(README, deliberate differences)."
+)
+_HEARTBEAT = (
+    "The tutorial (section 6.2) checks its heartbeat only after sending data, so it sends "
+    "': heartbeat' comments between busy events and never when the stream is idle. "
+    "asgi-stream sends one only when the stream has been idle for the interval, which this "
+    "stream never is."
+)
+_GZIP_MEMBERS = (
+    "The tutorial (section 6.3) gzips every chunk as a separate gzip member; httpx and "
+    "browsers decode only the first, so one event of ten arrives. asgi-stream keeps one "
+    "compressor per response, flushed after every event, and sends Vary: Accept-Encoding."
+)
+_GZIP_UNASKED = (
+    "The tutorial (section 6.3) sends gzip even to a client whose Accept-Encoding does not "
+    "allow it. asgi-stream compresses only for a client that accepts gzip, and says "
+    "Vary: Accept-Encoding."
+)
+_FRAMING = (
+    "The tutorial (sections 7.1, 7.3) pastes text straight after 'data: ', so a newline in "
+    "a token or the line ending of a log line ends the event early (and could forge one). "
+    "asgi-stream encodes text as SSE defines: one data line per line of text."
+)
+
+#: The one list of differences between the two applications that are on purpose.
+EXPECTED: tuple[Expected, ...] = (
+    Expected("GET /stream-headers", ("header connection",), _CONNECTION),
+    Expected("GET /stream-heartbeat", ("events", "bytes"), _HEARTBEAT),
+    Expected("GET /stream-compressed", ("header vary", "events", "bytes"), _GZIP_MEMBERS),
+    Expected(
+        "GET /stream-compressed (gzip not accepted)",
+        ("header content-encoding", "header vary", "events", "bytes"),
+        _GZIP_UNASKED,
+    ),
+    Expected("POST /chat-stream?message=hello", ("events", "bytes"), _FRAMING),
+    Expected("GET /logs (following)", ("bytes",), _FRAMING),
+)
+
+
+def expected_reasons() -> dict[tuple[str, str], str]:
+    """:data:`EXPECTED` as ``{(probe name, aspect): reason}``."""
+    return {(e.probe, aspect): e.reason for e in EXPECTED for aspect in e.aspects}
+
+
+# Measuring --------------------------------------------------------------------------------
+
+
+@dataclass
+class Measurement:
+    """What one client saw of one response. Times are in seconds from sending the request."""
+
+    status: int | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    body: bytes = b""
+    first_event: float | None = None
+    total: float = 0.0
+    gaps: list[float] = field(default_factory=list)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["headers"] = [list(pair) for pair in self.headers]
+        data["body"] = self.body.decode("latin-1")
+        data["body_size"] = len(self.body)
+        return data
+
+
+def parse_events(text: str) -> tuple[list[str], str]:
+    """The complete events and comments in an event stream, and the unfinished rest.
+
+    Fields are read as the browser reads them (one optional space after the
+    colon; ``data`` lines joined with LF); each event becomes one canonical
+    line such as ``event: error / data: {"code": 1}``, so two streams that a
+    browser cannot tell apart give the same list. A comment counts as an item
+    of its own (``: heartbeat``), since it is on the wire even though the
+    browser ignores it. Blank lines that end no event count for nothing.
+    """
+    items: list[str] = []
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    rest = lines.pop()  # after the last line break: not a line yet
+    block: list[str] = []
+    consumed = 0
+    for index, line in enumerate(lines):
+        if line:
+            block.append(line)
+            continue
+        if block:
+            items.extend(_canonical(block))
+            block = []
+        consumed = index + 1
+    unfinished = "\n".join([*lines[consumed:], rest])
+    return items, unfinished
+
+
+def _canonical(block: list[str]) -> list[str]:
+    comments = [line[1:].removeprefix(" ") for line in block if line.startswith(":")]
+    fields: dict[str, list[str]] = {}
+    for line in block:
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        fields.setdefault(name, []).append(value.removeprefix(" "))
+    items = [f": {comment}" for comment in comments]
+    if fields:
+        parts = [f"{name}: {values[-1]}" for name, values in fields.items() if name != "data"]
+        if "data" in fields:
+            parts.append("data: " + "\\n".join(fields["data"]))
+        items.append(" / ".join(parts))
+    return items
+
+
+class _Decoder:
+    """Decodes a body as httpx and browsers do: gzip (its first member only), then UTF-8."""
+
+    def __init__(self, content_encoding: str | None) -> None:
+        encoding = (content_encoding or "identity").strip().lower()
+        if encoding not in ("identity", "gzip"):
+            raise ValueError(f"cannot decode Content-Encoding {encoding!r}")
+        self._gzip = zlib.decompressobj(zlib.MAX_WBITS | 16) if encoding == "gzip" else None
+        self._text = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def decode(self, chunk: bytes) -> str:
+        if self._gzip is not None:
+            # Bytes after the end of the first member land in unused_data and are ignored.
+            chunk = self._gzip.decompress(chunk) if not self._gzip.eof else b""
+        return self._text.decode(chunk)
+
+
+class _LogWriter(threading.Thread):
+    """Appends :data:`LOG_LINES` to a followed file, a little after the stream started."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        for line in LOG_LINES:
+            if self.stopped.wait(_SETTLE if line == LOG_LINES[0] else 0.05):
+                return
+            with self.path.open("a", encoding="utf-8") as log:
+                log.write(line + "\n")
+
+
+def measure(client: Any, base_url: str, probe: Probe, log_file: Path) -> Measurement:
+    """Make ``probe``'s request with ``client`` (an ``httpx.Client``) and measure it."""
+    import httpx  # a dependency of the comparison only
+
+    if probe.log == "missing":
+        log_file.unlink(missing_ok=True)
+    elif probe.log == "follow":
+        log_file.write_text("")
+    result = Measurement()
+    writer: _LogWriter | None = None
+    arrivals: list[float] = []
+    text = ""
+    started = time.perf_counter()
+    try:
+        with client.stream(
+            probe.method, base_url + probe.target, headers=dict(probe.headers)
+        ) as response:
+            result.status = response.status_code
+            result.headers = [
+                (name.decode("latin-1").lower(), value.decode("latin-1"))
+                for name, value in response.headers.raw
+                if name.decode("latin-1").lower() not in SERVER_HEADERS
+            ]
+            is_event_stream = response.headers.get("content-type", "").startswith(
+                "text/event-stream"
+            )
+            decoder = _Decoder(response.headers.get("content-encoding"))
+            if probe.log == "follow":
+                writer = _LogWriter(log_file)
+                writer.start()
+            body = bytearray()
+            for chunk in response.iter_raw():
+                arrivals.append(time.perf_counter())
+                body += chunk
+                text += decoder.decode(chunk)
+                if is_event_stream:
+                    result.events = parse_events(text)[0]
+                if result.first_event is None and (result.events or not is_event_stream):
+                    result.first_event = arrivals[-1] - started
+                if probe.stop_after is not None and len(result.events) >= probe.stop_after:
+                    break
+            result.body = bytes(body)
+            if not is_event_stream and text:
+                result.events = [text]
+    except (httpx.HTTPError, ValueError, zlib.error) as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        if writer is not None:
+            writer.stopped.set()
+            writer.join(5)
+    result.total = time.perf_counter() - started
+    result.gaps = [later - earlier for earlier, later in pairwise(arrivals)]
+    return result
+
+
+# Comparing --------------------------------------------------------------------------------
+
+
+@dataclass
+class Difference:
+    """One aspect in which the two measurements of a probe differ."""
+
+    aspect: str
+    ours: str
+    theirs: str
+    expected: bool
+    reason: str = ""
+
+
+def _times_agree(ours: float | None, theirs: float | None) -> bool:
+    if ours is None or theirs is None:
+        return ours is theirs
+    absolute, relative = TIME_TOLERANCE
+    return abs(ours - theirs) <= absolute + relative * max(ours, theirs)
+
+
+def compare_measurements(probe: Probe, ours: Measurement, theirs: Measurement) -> list[Difference]:
+    """Every aspect in which ``ours`` and ``theirs`` differ, each marked expected or not."""
+    found: list[tuple[str, str, str]] = []
+    if ours.status != theirs.status:
+        found.append(("status", str(ours.status), str(theirs.status)))
+    if ours.error != theirs.error:
+        found.append(("error", str(ours.error), str(theirs.error)))
+    for name in dict.fromkeys(name for name, _ in ours.headers + theirs.headers):
+        our_values = _header_values(ours, name)
+        their_values = _header_values(theirs, name)
+        if our_values != their_values:
+            found.append((f"header {name}", our_values, their_values))
+    if ours.events != theirs.events:
+        found.append(("events", _summary(ours.events), _summary(theirs.events)))
+    if ours.body != theirs.body:
+        found.append(("bytes", f"{len(ours.body)} B", f"{len(theirs.body)} B"))
+    if not _times_agree(ours.first_event, theirs.first_event):
+        found.append(("first event", _ms(ours.first_event), _ms(theirs.first_event)))
+    if not _times_agree(ours.total, theirs.total):
+        found.append(("total time", _ms(ours.total), _ms(theirs.total)))
+    reasons = expected_reasons()
+    return [
+        Difference(
+            aspect,
+            ours_text,
+            theirs_text,
+            (probe.name, aspect) in reasons,
+            reasons.get((probe.name, aspect), ""),
+        )
+        for aspect, ours_text, theirs_text in found
+    ]
+
+
+def _header_values(measurement: Measurement, name: str) -> str:
+    values = [value for key, value in measurement.headers if key == name]
+    return ", ".join(values) if values else "-"
+
+
+def _summary(events: list[str]) -> str:
+    if not events:
+        return "none"
+    shown = events if len(events) <= 3 else [events[0], events[1], "…", events[-1]]
+    return f"{len(events)}: " + " | ".join(shown)
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+def _gaps(gaps: list[float]) -> str:
+    if not gaps:
+        return "-"
+    return f"median {_ms(statistics.median(gaps))}, max {_ms(max(gaps))} ({len(gaps)})"
+
+
+# Serving ----------------------------------------------------------------------------------
+
+
+def source_tree() -> Path:
+    """The clone of the repository whose ``examples/`` holds the FastAPI application."""
+    for root in (Path(__file__).resolve().parent.parent, Path.cwd()):
+        if (root / _FASTAPI_FILE).is_file():
+            return root
+    raise SystemExit(
+        f"asgi-stream compare: {_FASTAPI_FILE} was not found. The comparison serves the "
+        "tutorial's FastAPI code from the examples/ directory of a clone of the repository: "
+        "run it from a clone (pip install -e '.[compare]')."
+    )
+
+
+def _check_installed() -> None:
+    missing = [
+        name for name in ("fastapi", "uvicorn", "httpx") if not importlib.util.find_spec(name)
+    ]
+    if missing:
+        raise SystemExit(
+            f"asgi-stream compare needs {', '.join(missing)}: pip install -e '.[compare,serve]'"
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _uvicorn(
+    app: str, root: Path, env: dict[str, str], log_path: Path, *, factory: bool = False
+) -> Iterator[str]:
+    """Serve ``app`` in a uvicorn process on a free port; yield its base URL."""
+    port = _free_port()
+    argv = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--no-access-log", "--log-level", "warning", *(["--factory"] if factory else [])]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            argv, cwd=root, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            _wait_until_listening(port, process, log_path)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+def _wait_until_listening(port: int, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    output = log_path.read_text(errors="replace")
+    raise SystemExit(f"asgi-stream compare: the server did not start.\n{output}")
+
+
+@dataclass
+class ProbeResult:
+    probe: Probe
+    ours: Measurement
+    theirs: Measurement
+    differences: list[Difference]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "probe": self.probe.name,
+            OURS: self.ours.to_json(),
+            THEIRS: self.theirs.to_json(),
+            "differences": [asdict(difference) for difference in self.differences],
+        }
+
+
+def run(
+    tick: float, probes: Sequence[Probe] = PROBES, trace_dir: Path | None = None
+) -> list[ProbeResult]:
+    """Serve both applications, make every probe's request to each, compare.
+
+    With ``trace_dir``, both are served through the tracer, which writes
+    ``asgi-stream.jsonl`` and ``FastAPI.jsonl`` there.
+    """
+    _check_installed()
+    root = source_tree()
+    import httpx
+
+    with (
+        tempfile.TemporaryDirectory(prefix="asgi-stream-compare-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        work = Path(tmp)
+        urls = {}
+        for name, app in APPS.items():
+            env = {"ASGI_STREAM_TICK": str(tick), "ASGI_STREAM_LOG_FILE": str(work / f"{name}.log")}
+            if trace_dir is not None:
+                env[TRACE_APP_VARIABLE] = app
+                env[TRACE_JSON_VARIABLE] = str(trace_dir / f"{name}.jsonl")
+                env[TRACE_TEXT_VARIABLE] = "0"
+                app = "asgi_stream.tracer:traced_app_from_environment"
+            urls[name] = stack.enter_context(
+                _uvicorn(app, root, env, work / f"{name}.server.log", factory=trace_dir is not None)
+            )
+        timeout = httpx.Timeout(5.0, read=5.0 + 2 * tick)
+        client = stack.enter_context(httpx.Client(timeout=timeout))
+        for url in urls.values():  # first-request costs (imports, caches) are not measured
+            measure(client, url, PROBES[0], work / "warm-up.log")
+        results = []
+        for probe in probes:
+            result = _measure_both(client, urls, probe, work)
+            if any(difference.aspect in _TIMES for difference in result.differences):
+                # A busy machine can delay one response: a time counts only if it differs twice.
+                result = _measure_both(client, urls, probe, work)
+            results.append(result)
+        return results
+
+
+def _measure_both(client: Any, urls: dict[str, str], probe: Probe, work: Path) -> ProbeResult:
+    ours, theirs = (measure(client, urls[name], probe, work / f"{name}.log") for name in APPS)
+    return ProbeResult(probe, ours, theirs, compare_measurements(probe, ours, theirs))
+
+
+# Reporting --------------------------------------------------------------------------------
+
+_WIDTH = 36  # of each application's column
+
+
+def _cell(text: str, width: int) -> str:
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def format_table(result: ProbeResult) -> str:
+    """One probe's side-by-side table, then the reason for each expected difference."""
+    ours, theirs = result.ours, result.theirs
+    by_aspect = {difference.aspect: difference for difference in result.differences}
+    rows = [
+        ("status", str(ours.status), str(theirs.status)),
+        *(
+            (f"header {name}", _header_values(ours, name), _header_values(theirs, name))
+            for name in dict.fromkeys(name for name, _ in ours.headers + theirs.headers)
+        ),
+        ("events", _summary(ours.events), _summary(theirs.events)),
+        (
+            "bytes",
+            f"{len(ours.body)} B",
+            "equal" if ours.body == theirs.body else f"{len(theirs.body)} B, differ",
+        ),
+        ("first event", _ms(ours.first_event), _ms(theirs.first_event)),
+        ("total time", _ms(ours.total), _ms(theirs.total)),
+        ("chunk gaps", _gaps(ours.gaps), _gaps(theirs.gaps)),
+    ]
+    if ours.error or theirs.error:
+        rows.insert(1, ("error", str(ours.error), str(theirs.error)))
+    a, b = max(len(aspect) for aspect, _, _ in rows), _WIDTH
+    lines = [result.probe.name, f"  {'':<{a}} {OURS:<{b}} {THEIRS}"]
+    for aspect, left, right in rows:
+        difference = by_aspect.get(aspect)
+        verdict = "" if difference is None else "expected" if difference.expected else "UNEXPECTED"
+        if aspect == "chunk gaps":
+            verdict = "(not judged)"
+        row = f"  {aspect:<{a}} {_cell(left, b):<{b}} {_cell(right, b):<{b}} {verdict}"
+        lines.append(row.rstrip())
+    reasons = dict.fromkeys(d.reason for d in result.differences if d.expected)
+    lines.extend(f"  expected: {reason}" for reason in reasons)
+    return "\n".join(lines)
+
+
+def format_report(results: list[ProbeResult], tick: float) -> str:
+    tables = [format_table(result) for result in results]
+    differences = [d for result in results for d in result.differences]
+    unexpected = sum(not d.expected for d in differences)
+    seen = {(r.probe.name, d.aspect) for r in results for d in r.differences}
+    run_names = {r.probe.name for r in results}
+    unseen = [key for key in expected_reasons() if key[0] in run_names and key not in seen]
+    summary = [
+        f"{len(results)} requests at tick {tick}: {len(differences) - unexpected} expected "
+        f"differences, {unexpected} unexpected."
+    ]
+    summary += [f"documented but not seen: {probe}: {aspect}" for probe, aspect in unseen]
+    return "\n\n".join([*tables, "\n".join(summary)])
+
+
+def format_traces(records: dict[str, list[dict[str, Any]]]) -> str:
+    """The two applications' ASGI messages for one request, side by side."""
+    pairs = [
+        (_record_lines(left), _record_lines(right))
+        for left, right in zip_longest(records[OURS], records[THEIRS])
+    ]
+    width = min(90, max((len(line) for left, _ in pairs for line in left), default=0))
+    lines = [f"{OURS:<{width}}  {THEIRS}", f"{'-' * width}  {'-' * width}"]
+    for left_lines, right_lines in pairs:
+        for left_line, right_line in zip_longest(left_lines, right_lines, fillvalue=""):
+            lines.append(f"{_cell(left_line, width):<{width}}  {right_line}".rstrip())
+    return "\n".join(lines)
+
+
+def _record_lines(record: dict[str, Any] | None) -> list[str]:
+    return format_record(record).split("\n") if record else []
+
+
+def read_trace(path: Path, probe: Probe) -> list[dict[str, Any]]:
+    """The tracer's records of the (last) request for ``probe``'s path, from a JSON lines file."""
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    wanted = [
+        record["connection"]
+        for record in records
+        if record["event"] == "scope" and record.get("path") == probe.path
+    ]
+    return [record for record in records if wanted and record["connection"] == wanted[-1]]
+
+
+# The command ------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``asgi-stream compare``."""
+    parser.add_argument(
+        "--tick",
+        type=float,
+        default=float(os.environ.get("ASGI_STREAM_TICK", "0.1")),
+        help="scale every delay of both catalogues (default 0.1, or ASGI_STREAM_TICK)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--trace",
+        metavar="PROBE",
+        help="show both apps' ASGI messages for one request, e.g. /stream",
+    )
+
+
+def find_probe(wanted: str) -> Probe:
+    for probe in PROBES:
+        if wanted in (probe.name, probe.target, probe.path):
+            return probe
+    names = ", ".join(probe.name for probe in PROBES)
+    raise SystemExit(f"asgi-stream compare: no request {wanted!r}; choose from: {names}")
+
+
+def main(options: argparse.Namespace) -> int:
+    """Run ``asgi-stream compare``; 1 when any difference is unexpected."""
+    if options.trace:
+        probes = (find_probe(options.trace),)
+        with tempfile.TemporaryDirectory(prefix="asgi-stream-trace-") as tmp:
+            trace_dir = Path(tmp)
+            results = run(options.tick, probes, trace_dir)
+            traces = {name: read_trace(trace_dir / f"{name}.jsonl", probes[0]) for name in APPS}
+    else:
+        results = run(options.tick)
+        traces = None
+    unexpected = any(not d.expected for result in results for d in result.differences)
+    if options.json:
+        output: dict[str, Any] = {
+            "tick": options.tick,
+            "results": [result.to_json() for result in results],
+            "unexpected": sum(not d.expected for r in results for d in r.differences),
+        }
+        if traces is not None:
+            output["trace"] = traces
+        print(json.dumps(output, ensure_ascii=False, indent=2))
+    else:
+        print(format_report(results, options.tick))
+        if traces is not None:
+            print("\n" + format_traces(traces))
+    return 1 if unexpected else 0
