@@ -233,14 +233,14 @@ class MemoryEventLog(EventLog):
             s.expires_at = time.monotonic() + seconds
 
 
-def open_event_log(url: str = "memory", maxlen: int = DEFAULT_MAXLEN) -> EventLog:
-    """The event log named by ``url``: ``"memory"``, or a Redis URL.
+def open_event_log(url: str | None = None, maxlen: int = DEFAULT_MAXLEN) -> EventLog:
+    """The event log named by ``url``: ``"memory"`` (or ``None``), or a Redis URL.
 
     ``redis://host:port/db``, ``rediss://`` (TLS) and ``unix://`` select
     :class:`~asgi_stream.redis_eventlog.RedisEventLog`, which needs the
     ``redis`` extra (``pip install 'asgi-stream[redis]'``).
     """
-    if url in ("", "memory"):
+    if url in (None, "", "memory"):
         return MemoryEventLog(maxlen)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from .redis_eventlog import RedisEventLog  # the redis package is optional

@@ -70,7 +70,7 @@ class JobSettings(Protocol):
     """What :func:`install` reads from the catalogue's settings."""
 
     tick: float
-    event_log: str
+    event_log: str | None
 
 
 def progress(current: int) -> dict[str, Any]:
@@ -157,7 +157,7 @@ class Jobs:
 def install(router: Router, settings: JobSettings) -> Jobs:
     """Serve ``POST /jobs`` and ``GET /jobs/{id}/events`` on ``router``.
 
-    The event log comes from ``settings.event_log`` (``"memory"`` or a Redis
+    The event log comes from ``settings.event_log`` (``"memory"``, the default, or a Redis
     URL, see :func:`~asgi_stream.eventlog.open_event_log`); job delays are
     scaled by ``settings.tick``. Shutting the router down stops the jobs.
     """
