@@ -37,7 +37,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-from . import demo
+from . import demo, jobs
 from .accesslog import AccessLog
 from .background import BackgroundTask
 from .chat import LocalChatModel, chunk_text, load_chat_model
@@ -122,6 +122,7 @@ def create_app(settings: Settings | None = None) -> Router:
     Catalogue(settings, router.access_log).install(router)
     # Other parts of the app install their routes below, one line each.
     demo.install(router)
+    jobs.install(router, settings)
     return router
 
 
