@@ -9,7 +9,7 @@ The options come in two kinds, and they travel differently:
 
 * how to serve (server, address, workers, grace period, TLS) becomes a
   :class:`~asgi_stream.servers.ServeOptions`, handed to each worker;
-* the app's own settings (tick, log file, debug) become environment variables
+* the app's own settings (tick, log file, debug, event log) become environment variables
   (:data:`APP_SETTINGS`), which the app reads when it is built
   (:meth:`asgi_stream.catalogue.Settings.from_env`) in whichever process
   serves it. That is also how ``uvicorn asgi_stream.catalogue:app`` is
@@ -31,6 +31,7 @@ APP_SETTINGS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
     ("tick", "ASGI_STREAM_TICK", repr),
     ("log_file", "ASGI_STREAM_LOG_FILE", str),
     ("debug", "ASGI_STREAM_DEBUG", lambda on: "1" if on else "0"),
+    ("event_log", "ASGI_STREAM_EVENT_LOG", str),
 )
 
 
@@ -96,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="scales every delay; 1.0 is the tutorial's pace (default: 1.0)",
     )
     settings.add_argument("--log-file", metavar="PATH", help="the file /logs follows")
+    settings.add_argument(
+        "--event-log",
+        metavar="URL",
+        help="where the /jobs events live: 'memory' (one process only) or redis://HOST:PORT/DB, "
+        "shared by every worker and host (default: memory)",
+    )
     settings.add_argument(
         "--debug",
         action="store_true",
