@@ -1,0 +1,56 @@
+"""Helpers for driving an ASGI app directly with asgiref's ApplicationCommunicator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.testing import ApplicationCommunicator
+
+SERVER_ASGI = {"version": "3.0", "spec_version": "2.3"}
+
+
+def http_scope(
+    method: str = "GET",
+    path: str = "/",
+    query: bytes = b"",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> dict[str, Any]:
+    """A scope like the one uvicorn builds for an HTTP/1.1 request."""
+    return {
+        "type": "http",
+        "asgi": SERVER_ASGI,
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": headers or [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+async def request(
+    app: Any, scope: dict[str, Any], body: bytes = b"", timeout: float = 5.0
+) -> list[dict[str, Any]]:
+    """Run one request to completion; every message the app sent, in order."""
+    comm = ApplicationCommunicator(app, scope)
+    await comm.send_input({"type": "http.request", "body": body, "more_body": False})
+    messages = []
+    while True:
+        message = await comm.receive_output(timeout)
+        messages.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            break
+    await comm.wait(timeout)
+    return messages
+
+
+def body_of(messages: list[dict[str, Any]]) -> bytes:
+    return b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+
+
+def headers_of(messages: list[dict[str, Any]]) -> dict[bytes, bytes]:
+    return dict(messages[0]["headers"])

@@ -1,0 +1,596 @@
+"""StreamingResponse, Response and JSONResponse: the exact ASGI messages they send."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import warnings
+from typing import Any
+
+import pytest
+from asgiref.testing import ApplicationCommunicator
+
+from asgi_stream import (
+    BackgroundTask,
+    ConnectionHeaderWarning,
+    JSONResponse,
+    Response,
+    StreamingResponse,
+)
+from tests.asgi import body_of, headers_of, http_scope, request
+
+START = "http.response.start"
+BODY = "http.response.body"
+END = {"type": BODY, "body": b"", "more_body": False}
+
+
+def chunk(body: bytes) -> dict[str, Any]:
+    return {"type": BODY, "body": body, "more_body": True}
+
+
+class Probe:
+    """Records what a generator did, with timestamps, across threads."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.finally_at: float | None = None
+        self.background_ran = False
+        self.thread_names: list[str] = []
+
+    def cleanup(self) -> None:
+        self.background_ran = True
+
+
+async def disconnect_and_time_finally(comm: ApplicationCommunicator, probe: Probe) -> float:
+    """Send http.disconnect; how long until the generator's finally ran (bounded)."""
+    sent_at = time.monotonic()
+    await comm.send_input({"type": "http.disconnect"})
+    deadline = sent_at + 2.0
+    while probe.finally_at is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.001)
+    assert probe.finally_at is not None, "the generator's finally never ran"
+    return probe.finally_at - sent_at
+
+
+def drain(comm: ApplicationCommunicator) -> list[dict[str, Any]]:
+    """Every message the app has sent and the test has not read yet."""
+    messages = []
+    while not comm.output_queue.empty():
+        messages.append(comm.output_queue.get_nowait())
+    return messages
+
+
+# -- the normal path ---------------------------------------------------------------------------
+
+
+def test_stream_sends_start_one_body_message_per_chunk_and_the_end() -> None:
+    async def generate():
+        yield "data: 0\n\n"
+        yield b"raw bytes"
+        yield ""  # empty chunks are not sent
+        yield b""
+        yield memoryview(b"view")
+        yield "日本"  # str is encoded in the charset
+
+    response = StreamingResponse(generate(), media_type="text/event-stream")
+    messages = asyncio.run(request(response, http_scope()))
+
+    assert messages == [
+        {
+            "type": START,
+            "status": 200,
+            "headers": [(b"content-type", b"text/event-stream; charset=utf-8")],
+        },
+        chunk(b"data: 0\n\n"),
+        chunk(b"raw bytes"),
+        chunk(b"view"),
+        chunk("日本".encode()),
+        END,
+    ]
+
+
+def test_headers_are_lowercased_and_no_content_length_is_added() -> None:
+    response = StreamingResponse(
+        iter([b"x"]),
+        status_code=201,
+        headers={"X-Custom-Header": "value", "Cache-Control": "no-cache"},
+        media_type="text/plain; charset=latin-1",
+    )
+    messages = asyncio.run(request(response, http_scope()))
+    assert messages[0]["status"] == 201
+    assert messages[0]["headers"] == [
+        (b"x-custom-header", b"value"),
+        (b"cache-control", b"no-cache"),
+        (b"content-type", b"text/plain; charset=latin-1"),
+    ]
+
+
+def test_a_chunk_of_another_type_is_an_error_not_silence() -> None:
+    async def generate():
+        yield 42
+
+    comm_messages: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        comm = ApplicationCommunicator(StreamingResponse(generate()), http_scope())
+        await comm.send_input({"type": "http.request", "body": b""})
+        comm_messages.append(await comm.receive_output(1))
+        with pytest.raises(TypeError, match="str, bytes or memoryview"):
+            await comm.wait(1)
+
+    asyncio.run(main())
+    assert comm_messages[0]["type"] == START
+
+
+@pytest.mark.parametrize("bad", ["a\r\nb", "a\nb", "a\rb", "a\0b"])
+def test_header_values_with_cr_lf_or_nul_are_refused_when_built(bad: str) -> None:
+    with pytest.raises(ValueError, match="CR, LF and NUL"):
+        StreamingResponse(iter([]), headers={"x-evil": bad})
+
+
+@pytest.mark.parametrize("bad", ["x-evil\r\nset-cookie", "x evil", "x:evil", "", "é"])
+def test_header_names_must_be_tokens(bad: str) -> None:
+    with pytest.raises(ValueError):
+        StreamingResponse(iter([]), headers={bad: "v"})
+
+
+@pytest.mark.parametrize(
+    "name", ["Connection", "keep-alive", "Transfer-Encoding", "upgrade", "Proxy-Connection", "TE"]
+)
+def test_connection_specific_headers_are_dropped_with_a_warning(name: str) -> None:
+    with pytest.warns(ConnectionHeaderWarning, match="connection-specific"):
+        response = StreamingResponse(iter([]), headers={name: "x", "x-kept": "1"})
+    assert response.raw_headers == [(b"x-kept", b"1")]
+
+
+def test_sync_generator_runs_in_a_worker_thread_and_never_blocks_the_loop() -> None:
+    probe = Probe()
+
+    def generate():
+        for i in range(3):
+            probe.thread_names.append(threading.current_thread().name)
+            time.sleep(0.1)  # blocking work
+            yield f"{i}\n"
+
+    async def main() -> int:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticking = asyncio.create_task(ticker())
+        messages = await request(StreamingResponse(generate()), http_scope())
+        ticking.cancel()
+        assert body_of(messages) == b"0\n1\n2\n"
+        return ticks
+
+    ticks = asyncio.run(main())
+    main_thread = threading.current_thread().name
+    assert probe.thread_names and main_thread not in probe.thread_names
+    # 0.3 s of blocking work: a blocked loop would have ticked about never.
+    assert ticks >= 10
+
+
+# -- disconnect --------------------------------------------------------------------------------
+
+
+def test_disconnect_stops_an_async_generator_suspended_in_an_await() -> None:
+    probe = Probe()
+
+    async def generate():
+        try:
+            yield b"first"
+            await asyncio.sleep(30)
+            yield b"never"
+        finally:
+            probe.finally_at = time.monotonic()
+
+    async def main() -> None:
+        response = StreamingResponse(generate(), background=BackgroundTask(probe.cleanup))
+        comm = ApplicationCommunicator(response, http_scope())
+        await comm.send_input({"type": "http.request", "body": b""})
+        assert (await comm.receive_output(1))["type"] == START
+        assert await comm.receive_output(1) == chunk(b"first")
+        await asyncio.sleep(0.02)  # now suspended in the sleep
+        assert await disconnect_and_time_finally(comm, probe) < 0.1
+        await comm.wait(1)
+        assert not comm.future.cancelled() and comm.future.exception() is None
+        assert drain(comm) == []  # no final more_body=False after a disconnect
+        assert probe.background_ran
+
+    asyncio.run(main())
+
+
+def test_disconnect_stops_an_async_generator_suspended_at_a_yield() -> None:
+    """The server's send() is blocked (a stuck client), so the generator waits at its yield."""
+    probe = Probe()
+    unblock = asyncio.Event
+
+    async def generate():
+        try:
+            while True:
+                yield b"x" * 1024
+        finally:
+            probe.finally_at = time.monotonic()
+
+    async def main() -> None:
+        blocked = unblock()
+        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return await inbox.get()
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+            if message["type"] == BODY:
+                await blocked.wait()  # never set: the client stopped reading
+
+        app = asyncio.create_task(StreamingResponse(generate())(http_scope(), receive, send))
+        await asyncio.sleep(0.05)
+        assert [m["type"] for m in sent] == [START, BODY]
+        assert probe.finally_at is None
+        sent_at = time.monotonic()
+        await inbox.put({"type": "http.disconnect"})
+        await asyncio.wait_for(app, 1)
+        assert probe.finally_at is not None and probe.finally_at - sent_at < 0.1
+        assert [m["type"] for m in sent] == [START, BODY]
+
+    asyncio.run(main())
+
+
+def test_disconnect_closes_a_sync_generator_once_its_next_returns() -> None:
+    probe = Probe()
+
+    def generate():
+        try:
+            while True:
+                time.sleep(0.02)
+                yield b"tick\n"
+        finally:
+            probe.finally_at = time.monotonic()
+
+    async def main() -> None:
+        response = StreamingResponse(generate(), background=BackgroundTask(probe.cleanup))
+        comm = ApplicationCommunicator(response, http_scope())
+        await comm.send_input({"type": "http.request", "body": b""})
+        assert (await comm.receive_output(1))["type"] == START
+        assert await comm.receive_output(1) == chunk(b"tick\n")
+        assert await disconnect_and_time_finally(comm, probe) < 0.1
+        await comm.wait(1)
+        assert comm.future.exception() is None
+        assert probe.background_ran
+
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(10)  # without the fairness yield this test hangs: fail it quickly
+def test_a_generator_that_never_awaits_neither_starves_the_loop_nor_escapes_disconnect() -> None:
+    probe = Probe()
+
+    async def generate():
+        try:
+            while True:
+                yield b"data: spin\n\n"  # never awaits
+        finally:
+            probe.finally_at = time.monotonic()
+
+    async def main() -> None:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0)
+                ticks += 1
+
+        ticking = asyncio.create_task(ticker())
+        comm = ApplicationCommunicator(StreamingResponse(generate()), http_scope())
+        await comm.send_input({"type": "http.request", "body": b""})
+        await comm.receive_output(1)
+        await asyncio.sleep(0.05)
+        assert ticks > 10, "the spinning generator starved another task"
+        assert await disconnect_and_time_finally(comm, probe) < 0.1
+        await comm.wait(1)
+        assert comm.future.done() and not comm.future.cancelled()
+        ticking.cancel()
+
+    asyncio.run(main())
+
+
+def test_unread_request_body_messages_are_skipped_while_watching_for_disconnect() -> None:
+    probe = Probe()
+
+    async def generate():
+        try:
+            yield b"a"
+            await asyncio.sleep(30)
+        finally:
+            probe.finally_at = time.monotonic()
+
+    async def main() -> None:
+        comm = ApplicationCommunicator(StreamingResponse(generate()), http_scope("POST"))
+        await comm.send_input({"type": "http.request", "body": b"part", "more_body": True})
+        await comm.send_input({"type": "http.request", "body": b"rest", "more_body": False})
+        await comm.receive_output(1)
+        await comm.receive_output(1)
+        assert await disconnect_and_time_finally(comm, probe) < 0.1
+        await comm.wait(1)
+
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(10)
+def test_a_generator_that_swallows_cancellation_is_still_stopped() -> None:
+    probe = Probe()
+
+    async def generate():
+        try:
+            while True:
+                try:
+                    await asyncio.sleep(0.005)
+                except asyncio.CancelledError:
+                    pass  # badly behaved: carries on
+                yield b"x"
+        finally:
+            probe.finally_at = time.monotonic()
+
+    async def main() -> None:
+        comm = ApplicationCommunicator(StreamingResponse(generate()), http_scope())
+        await comm.send_input({"type": "http.request", "body": b""})
+        await comm.receive_output(1)
+        assert await disconnect_and_time_finally(comm, probe) < 0.1
+        await comm.wait(1)
+        assert comm.future.exception() is None
+
+    asyncio.run(main())
+
+
+def test_an_oserror_from_send_is_a_disconnect() -> None:
+    """ASGI 2.4: send() on a closed connection raises an OSError subclass."""
+    probe = Probe()
+
+    async def generate():
+        try:
+            while True:
+                yield b"x"
+                await asyncio.sleep(0.001)
+        finally:
+            probe.finally_at = time.monotonic()
+
+    async def main() -> None:
+        sends = 0
+
+        async def receive() -> dict[str, Any]:
+            await asyncio.sleep(30)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal sends
+            sends += 1
+            if sends == 3:
+                raise ConnectionResetError("client went away")
+
+        response = StreamingResponse(generate(), background=BackgroundTask(probe.cleanup))
+        await asyncio.wait_for(response(http_scope(), receive, send), 1)  # returns, no raise
+
+    asyncio.run(main())
+    assert probe.finally_at is not None and probe.background_ran
+
+
+def test_an_oserror_from_the_generator_is_an_error() -> None:
+    async def generate():
+        yield b"x"
+        raise FileNotFoundError("the generator's own failure")
+
+    async def main() -> None:
+        comm = ApplicationCommunicator(StreamingResponse(generate()), http_scope())
+        await comm.send_input({"type": "http.request", "body": b""})
+        with pytest.raises(FileNotFoundError):
+            await comm.wait(1)
+
+    asyncio.run(main())
+
+
+def test_a_cancellation_from_the_server_is_not_swallowed() -> None:
+    probe = Probe()
+
+    async def generate():
+        try:
+            yield b"x"
+            await asyncio.sleep(30)
+        finally:
+            probe.finally_at = time.monotonic()
+
+    async def main() -> None:
+        async def receive() -> dict[str, Any]:
+            await asyncio.sleep(30)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            pass
+
+        task = asyncio.create_task(StreamingResponse(generate())(http_scope(), receive, send))
+        await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert probe.finally_at is not None
+
+
+def test_a_server_cancellation_during_a_disconnect_is_not_swallowed() -> None:
+    async def generate():
+        yield b"x"
+        await asyncio.sleep(30)
+
+    async def main() -> None:
+        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+        async def send(message: dict[str, Any]) -> None:
+            pass
+
+        task = asyncio.create_task(StreamingResponse(generate())(http_scope(), inbox.get, send))
+        await asyncio.sleep(0.02)
+        inbox.put_nowait({"type": "http.disconnect"})  # the client leaves ...
+        task.cancel()  # ... and the server shuts down, in the same loop iteration
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 1)
+
+    asyncio.run(main())
+
+
+def test_no_task_is_left_behind_after_a_complete_stream() -> None:
+    async def generate():
+        yield b"a"
+
+    async def main() -> None:
+        before = asyncio.all_tasks()
+        await request(StreamingResponse(generate()), http_scope())
+        await asyncio.sleep(0)  # let the cancelled watcher finish
+        assert asyncio.all_tasks() == before
+
+    asyncio.run(main())
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def test_an_error_after_the_headers_ends_without_the_final_message_and_is_raised() -> None:
+    probe = Probe()
+
+    async def generate():
+        yield b"data: 0\n\n"
+        raise RuntimeError("boom")
+
+    async def main() -> None:
+        response = StreamingResponse(generate(), background=BackgroundTask(probe.cleanup))
+        comm = ApplicationCommunicator(response, http_scope())
+        await comm.send_input({"type": "http.request", "body": b""})
+        with pytest.raises(RuntimeError, match="boom"):
+            await comm.wait(1)
+        assert drain(comm) == [
+            {"type": START, "status": 200, "headers": []},
+            chunk(b"data: 0\n\n"),
+        ]
+
+    asyncio.run(main())
+    assert probe.background_ran, "the background task runs after an error too"
+
+
+# -- HEAD --------------------------------------------------------------------------------------
+
+
+def test_head_sends_headers_only_and_never_starts_the_generator() -> None:
+    probe = Probe()
+
+    async def endless():
+        probe.started = True
+        while True:
+            yield b"x"
+            await asyncio.sleep(0)
+
+    generator = endless()
+    response = StreamingResponse(
+        generator, media_type="text/event-stream", background=BackgroundTask(probe.cleanup)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "never awaited" or similar
+        messages = asyncio.run(request(response, http_scope("HEAD"), timeout=1))
+    assert messages == [
+        {
+            "type": START,
+            "status": 200,
+            "headers": [(b"content-type", b"text/event-stream; charset=utf-8")],
+        },
+        END,
+    ]
+    assert not probe.started
+    assert generator.ag_frame is None, "the generator was closed"
+    assert probe.background_ran
+
+
+def test_head_closes_a_sync_iterable_such_as_a_file(tmp_path: Any) -> None:
+    path = tmp_path / "data.txt"
+    path.write_text("line\n")
+    handle = path.open()
+    asyncio.run(request(StreamingResponse(handle), http_scope("HEAD")))
+    assert handle.closed
+
+
+def test_a_file_is_streamed_and_closed(tmp_path: Any) -> None:
+    path = tmp_path / "data.txt"
+    path.write_text("one\ntwo\n")
+    handle = path.open()
+    messages = asyncio.run(request(StreamingResponse(handle), http_scope()))
+    assert body_of(messages) == b"one\ntwo\n"
+    assert handle.closed
+
+
+# -- background tasks --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_background_task_runs_after_the_final_message(kind: str) -> None:
+    order: list[str] = []
+
+    async def generate():
+        yield b"x"
+
+    def sync_cleanup(label: str) -> None:
+        order.append(label)
+
+    async def async_cleanup(label: str) -> None:
+        order.append(label)
+
+    cleanup = sync_cleanup if kind == "sync" else async_cleanup
+
+    async def main() -> None:
+        async def receive() -> dict[str, Any]:
+            await asyncio.sleep(30)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            order.append("end" if message == END else message["type"])
+
+        response = StreamingResponse(generate(), background=BackgroundTask(cleanup, label="bg"))
+        await response(http_scope(), receive, send)
+
+    asyncio.run(main())
+    assert order == [START, BODY, "end", "bg"]
+
+
+# -- complete bodies ---------------------------------------------------------------------------
+
+
+def test_json_response_has_a_content_length_and_compact_utf8() -> None:
+    messages = asyncio.run(request(JSONResponse({"data": [0, 1], "text": "模拟"}), http_scope()))
+    body = '{"data":[0,1],"text":"模拟"}'.encode()
+    assert messages == [
+        {
+            "type": START,
+            "status": 200,
+            "headers": [
+                (b"content-length", str(len(body)).encode()),
+                (b"content-type", b"application/json"),
+            ],
+        },
+        {"type": BODY, "body": body, "more_body": False},
+    ]
+
+
+def test_head_on_a_complete_response_keeps_the_length_but_sends_no_body() -> None:
+    messages = asyncio.run(request(Response("hello", media_type="text/plain"), http_scope("HEAD")))
+    assert headers_of(messages)[b"content-length"] == b"5"
+    assert headers_of(messages)[b"content-type"] == b"text/plain; charset=utf-8"
+    assert body_of(messages) == b""
+
+
+def test_no_content_length_on_204() -> None:
+    messages = asyncio.run(request(Response(status_code=204), http_scope()))
+    assert messages[0]["headers"] == []
