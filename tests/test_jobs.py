@@ -22,6 +22,7 @@ from httpx_sse import ServerSentEvent, connect_sse
 
 from asgi_stream import jobs
 from asgi_stream.catalogue import Settings
+from asgi_stream.eventlog import open_event_log
 from asgi_stream.jobs import TOTAL, progress
 from asgi_stream.routing import Router
 from tests.asgi import body_of, http_scope, request
@@ -113,6 +114,28 @@ def test_redis_log_a_job_started_in_one_process_is_resumed_through_two_others(
             reader.url + path, headers={"Last-Event-ID": received[-1].id}, timeout=READ_TIMEOUT
         )
         assert done.status_code == 204
+
+
+def test_serve_with_workers_and_event_log_shares_jobs_between_workers(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """``asgi-stream serve --workers 2 --event-log redis://...``: any worker streams any job."""
+    argv = ["-m", "asgi_stream", "serve", "--workers", "2", "--tick", TICK]
+    with serve([*argv, "--event-log", redis_url], tmp_path) as server:
+        path = start_job(server.url)
+        for _ in range(4):  # new connections, spread over both workers by the kernel
+            assert_every_event_once_in_order(read_events(server.url + path, None, None))
+
+    job_id = path.split("/")[2]
+
+    async def job_is_in_redis() -> bool:
+        log = open_event_log(redis_url)
+        try:
+            return await log.exists(f"job:{job_id}")
+        finally:
+            await log.aclose()
+
+    assert asyncio.run(job_is_in_redis())  # the workers used Redis, not their own memory
 
 
 def test_post_answers_202_with_the_events_url_and_the_job_runs_on_its_own() -> None:
