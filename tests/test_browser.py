@@ -28,8 +28,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from asgi_stream.chat import LocalChatModel
-
-from .serving import ROOT, ServerProcess, serve
+from tests.serving import ROOT, ServerProcess, serve
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -192,6 +191,50 @@ def test_stop_on_logs_ends_the_stream_on_the_server(
     # The browser closed the connection; the server's generator closed the file,
     # and the socket is gone too.
     until(page, lambda: not holds_log_file() and process.num_fds() <= before)
+
+
+# Events as the HTML standard's parser reads them. Line ends of all three kinds; a
+# field without a colon; one space dropped after the colon, not two; an event with no
+# data line is not dispatched, and its type does not leak into the next one; a BOM at
+# the start is not part of the first field name; an unfinished event is dropped.
+TRICKY_STREAM = (
+    "\ufeffdata: one\r\ndata:two\r\n\r\n"
+    ": a comment\nevent: error\ndata\n\n"
+    "event: typed but empty\n\n"
+    "data: x\rdata:  y\r\r"
+    "id: 7\nretry: 10\nunknown: field\ndata: 模拟\n\n"
+    "data: never finished"
+)
+TRICKY_EVENTS = [
+    ["message", "one\ntwo"],
+    ["error", ""],
+    ["message", "x\n y"],
+    ["message", "模拟"],
+]
+
+
+def test_the_event_stream_parser_reads_any_split(page: webdriver.Chrome) -> None:
+    """demo.js parses fetch() streams itself; chunks may split a stream anywhere."""
+    splits = [[TRICKY_STREAM]]
+    splits += [[TRICKY_STREAM[:i], TRICKY_STREAM[i:]] for i in range(1, len(TRICKY_STREAM))]
+    splits.append(list(TRICKY_STREAM))
+    results = page.execute_script(
+        """
+        const parse = (pieces) => {
+          const events = [];
+          const parser = new EventStreamParser((type, data) => events.push([type, data]));
+          const bytes = new TextEncoder();
+          const text = new TextDecoder();  // as TextDecoderStream does: drops the BOM
+          pieces.forEach((piece, i) =>
+            parser.feed(text.decode(bytes.encode(piece), {stream: i < pieces.length - 1})));
+          return events;
+        };
+        return arguments[0].map(parse);
+        """,
+        splits,
+    )
+    for pieces, events in zip(splits, results, strict=True):
+        assert events == TRICKY_EVENTS, pieces
 
 
 def test_timeline_and_a_screenshot(page: webdriver.Chrome, server: ServerProcess) -> None:
