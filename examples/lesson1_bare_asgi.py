@@ -20,9 +20,10 @@ What to look at:
       ASGI_STREAM_TRACE_APP=examples.lesson1_bare_asgi:app \\
           uvicorn --factory asgi_stream.tracer:traced_app_from_environment
 
-  The server also calls the application once with a ``lifespan`` scope at
-  startup. This one ignores it and returns, so uvicorn prints "ASGI 'lifespan'
-  protocol appears unsupported" and carries on.
+  The server also calls the application once, at startup, with a
+  ``lifespan`` scope. This one ignores it and returns at once; uvicorn takes
+  that to mean there is nothing to set up, and prints "Application startup
+  complete" all the same.
 
 The code is the tutorial's, with the ``asyncio`` import it forgot. The delay is
 0.5 s times ``ASGI_STREAM_TICK`` (default 1.0), so tests can run it quickly.

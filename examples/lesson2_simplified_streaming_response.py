@@ -27,6 +27,9 @@ the damage:
   endless generators still going, ``finished`` those whose ``finally`` ran.
   After one Ctrl-C you will see ``{"running": 1, "finished": 0}``, and the
   count grows by one with every client that leaves.
+* Now stop the server with Ctrl-C. uvicorn says "Waiting for background tasks
+  to complete" and waits, forever by default, for the generators nobody
+  reads; a second Ctrl-C (or ``--timeout-graceful-shutdown``) forces it.
 
 Lesson 3 runs the same experiment on asgi-stream's ``StreamingResponse``.
 The class is the tutorial's, unchanged. The delays are scaled by
