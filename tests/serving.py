@@ -69,13 +69,19 @@ def serve(
     """Run ``python argv... --port PORT`` until the block ends.
 
     ``argv`` starts after the interpreter, e.g. ``["-m", "uvicorn", "app:app",
-    "--host", "127.0.0.1"]``; ``--port`` is appended.
+    "--host", "127.0.0.1"]``; ``--port`` is appended, unless an argument
+    contains ``{port}``, which is then replaced by the port (hypercorn has
+    no ``--port``: ``["-m", "hypercorn", "app:app", "--bind", "127.0.0.1:{port}"]``).
     """
     port = port or free_port()
+    if any("{port}" in arg for arg in argv):
+        argv = [arg.replace("{port}", str(port)) for arg in argv]
+    else:
+        argv = [*argv, "--port", str(port)]
     log_path = tmp_path / f"server-{port}.log"
     log = log_path.open("w")
     process = subprocess.Popen(
-        [sys.executable, *argv, "--port", str(port)],
+        [sys.executable, *argv],
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
