@@ -1,0 +1,236 @@
+"""Router and Request: routes, errors as FastAPI's JSON, lifespan, websockets, input limits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import pytest
+from asgiref.testing import ApplicationCommunicator
+
+from asgi_stream import HTTPException, JSONResponse, Request, Router, StreamingResponse
+from tests.asgi import body_of, headers_of, http_scope, request
+
+
+def make_router() -> Router:
+    router = Router(max_body_size=16)
+
+    @router.get("/items/{item_id}/parts/{part}")
+    async def item(request: Request) -> JSONResponse:
+        return JSONResponse(request.path_params)
+
+    @router.route("/echo", methods=["POST", "PUT"])
+    async def echo(request: Request) -> JSONResponse:
+        return JSONResponse({"body": (await request.body()).decode(), "json": await request.json()})
+
+    @router.get("/query")
+    async def query(request: Request) -> JSONResponse:
+        params = request.query_params
+        return JSONResponse(
+            {
+                "tag": params.getlist("tag"),
+                "last": params.get("tag"),
+                "flag": request.query_bool("flag", False),
+                "agent": request.headers.get("User-Agent"),
+                "client": list(request.client or ()),
+            }
+        )
+
+    @router.get("/required")
+    async def required(request: Request) -> JSONResponse:
+        return JSONResponse({"message": request.query_str("message")})
+
+    @router.get("/teapot")
+    async def teapot(request: Request) -> JSONResponse:
+        raise HTTPException(418, "short and stout")
+
+    @router.get("/broken")
+    async def broken(request: Request) -> JSONResponse:
+        raise RuntimeError("secret internals")
+
+    @router.get("/endless")
+    async def endless(request: Request) -> StreamingResponse:
+        async def forever():
+            while True:
+                yield b"x"
+                await asyncio.sleep(0)
+
+        return StreamingResponse(forever())
+
+    return router
+
+
+def call(
+    method: str, path: str, query: bytes = b"", body: bytes = b"", headers: Any = None
+) -> tuple[int, dict[bytes, bytes], Any]:
+    messages = asyncio.run(request(make_router(), http_scope(method, path, query, headers), body))
+    raw = body_of(messages)
+    return messages[0]["status"], headers_of(messages), json.loads(raw) if raw else None
+
+
+def test_path_parameters() -> None:
+    assert call("GET", "/items/42/parts/wheel") == (
+        200,
+        {b"content-length": b"31", b"content-type": b"application/json"},
+        {"item_id": "42", "part": "wheel"},
+    )
+
+
+def test_unknown_path_is_404_with_fastapis_body() -> None:
+    status, _, body = call("GET", "/nowhere")
+    assert (status, body) == (404, {"detail": "Not Found"})
+
+
+def test_a_parameter_matches_one_segment_only() -> None:
+    assert call("GET", "/items/a/b/parts/c")[0] == 404
+
+
+@pytest.mark.parametrize("method", ["DELETE", "BREW"])
+def test_wrong_method_is_405_with_allow(method: str) -> None:
+    status, headers, body = call(method, "/echo")
+    assert (status, body) == (405, {"detail": "Method Not Allowed"})
+    assert headers[b"allow"] == b"POST, PUT"
+
+
+def test_get_routes_answer_head_without_running_the_stream() -> None:
+    status, _, body = call("HEAD", "/endless")
+    assert (status, body) == (200, None)
+    assert call("POST", "/endless")[1][b"allow"] == b"GET, HEAD"
+
+
+def test_http_exception_becomes_json() -> None:
+    assert call("GET", "/teapot")[::2] == (418, {"detail": "short and stout"})
+
+
+def test_an_endpoint_error_is_a_500_without_a_traceback_and_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="asgi_stream"):
+        status, _, body = call("GET", "/broken")
+    assert (status, body) == (500, {"detail": "Internal Server Error"})
+    assert "secret internals" not in json.dumps(body)
+    assert "secret internals" in caplog.text
+
+
+def test_query_parameters_keep_repeated_keys_and_headers_are_case_insensitive() -> None:
+    _, _, body = call(
+        "GET", "/query", b"tag=a&tag=b%20c&flag=YES", headers=[(b"User-Agent", b"pytest/1")]
+    )
+    assert body == {
+        "tag": ["a", "b c"],
+        "last": "b c",
+        "flag": True,
+        "agent": "pytest/1",
+        "client": ["127.0.0.1", 50000],
+    }
+
+
+def test_an_invalid_bool_is_fastapis_422() -> None:
+    status, _, body = call("GET", "/query", b"flag=maybe")
+    assert status == 422
+    assert body == {
+        "detail": [
+            {
+                "type": "bool_parsing",
+                "loc": ["query", "flag"],
+                "msg": "Input should be a valid boolean, unable to interpret input",
+                "input": "maybe",
+            }
+        ]
+    }
+
+
+def test_a_missing_parameter_is_fastapis_422() -> None:
+    status, _, body = call("GET", "/required")
+    assert status == 422
+    assert body["detail"][0]["type"] == "missing"
+    assert body["detail"][0]["loc"] == ["query", "message"]
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [(b"tag=%ff%fe", 400), (b"tag=" + b"a" * 9000, 414), (b"tag=%zz", 200)],
+)
+def test_hostile_query_strings_get_a_4xx_json(query: bytes, status: int) -> None:
+    got, headers, body = call("GET", "/query", query)
+    assert got == status
+    assert headers[b"content-type"] == b"application/json"
+    assert "detail" in body or status == 200
+
+
+def test_body_and_json() -> None:
+    assert call("POST", "/echo", body=b'{"a": 1}')[::2] == (
+        200,
+        {"body": '{"a": 1}', "json": {"a": 1}},
+    )
+
+
+def test_a_body_over_the_limit_is_413() -> None:
+    assert call("POST", "/echo", body=b"x" * 17)[::2] == (413, {"detail": "Request body too large"})
+
+
+def test_a_declared_length_over_the_limit_is_413_before_reading() -> None:
+    status, _, _ = call("PUT", "/echo", headers=[(b"content-length", b"1000000")])
+    assert status == 413
+
+
+def test_a_body_that_is_not_json_is_400() -> None:
+    assert call("POST", "/echo", body=b"{nope")[::2] == (
+        400,
+        {"detail": "Request body is not valid JSON"},
+    )
+
+
+def lifespan(router: Router) -> list[dict[str, Any]]:
+    async def main() -> list[dict[str, Any]]:
+        comm = ApplicationCommunicator(router, {"type": "lifespan", "asgi": {"version": "3.0"}})
+        await comm.send_input({"type": "lifespan.startup"})
+        replies = [await comm.receive_output(1)]
+        if replies[0]["type"] == "lifespan.startup.complete":
+            await comm.send_input({"type": "lifespan.shutdown"})
+            replies.append(await comm.receive_output(1))
+        await comm.wait(1)
+        return replies
+
+    return asyncio.run(main())
+
+
+def test_lifespan_runs_the_hooks() -> None:
+    calls = []
+
+    async def up() -> None:
+        calls.append("up")
+
+    async def down() -> None:
+        calls.append("down")
+
+    replies = lifespan(Router(on_startup=[up], on_shutdown=[down]))
+    assert replies == [
+        {"type": "lifespan.startup.complete"},
+        {"type": "lifespan.shutdown.complete"},
+    ]
+    assert calls == ["up", "down"]
+
+
+def test_a_failing_startup_hook_is_startup_failed() -> None:
+    async def up() -> None:
+        raise RuntimeError("no database")
+
+    replies = lifespan(Router(on_startup=[up]))
+    assert replies == [
+        {"type": "lifespan.startup.failed", "message": "RuntimeError('no database')"}
+    ]
+
+
+def test_websockets_are_refused_cleanly() -> None:
+    async def main() -> dict[str, Any]:
+        comm = ApplicationCommunicator(Router(), {"type": "websocket", "path": "/"})
+        await comm.send_input({"type": "websocket.connect"})
+        reply = await comm.receive_output(1)
+        await comm.wait(1)
+        assert comm.future.exception() is None
+        return reply
+
+    assert asyncio.run(main()) == {"type": "websocket.close", "code": 1008}
