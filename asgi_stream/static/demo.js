@@ -475,7 +475,7 @@ const CATALOGUE = [
     lanes: [{ path: "/chat-stream", method: "POST", reader: "fetch" }],
   },
   { path: "/progress", section: "7.2", about: "101 progress events, then <code>event: done</code>.", view: ProgressView },
-  { path: "/logs", section: "7.3", about: "Follows the server's log file like <code>tail -f</code>: one event per new line. Endless: Stop ends it.", view: TailView },
+  { path: "/logs", section: "7.3", about: "Follows the server's log file like <code>tail -f</code>, one event per new line: <code>ASGI_STREAM_LOG_FILE</code>, or else the server's own access log. Endless: Stop ends it.", view: TailView },
 ];
 
 function card(entry) {
