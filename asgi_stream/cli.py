@@ -3,7 +3,9 @@
 ``serve`` runs the catalogue (or any ASGI app named with ``--app``) under
 uvicorn or hypercorn, in one process or several, and shuts it down
 gracefully on SIGTERM or Ctrl-C: open streams end at once and cleanly, their
-generators' ``finally`` blocks run, and the process exits 0.
+generators' ``finally`` blocks run, and the process exits 0. ``--trace``
+shows every ASGI message (:mod:`asgi_stream.tracer`). ``compare`` is
+:mod:`asgi_stream.compare`.
 
 The options come in two kinds, and they travel differently:
 
@@ -23,6 +25,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from . import compare
+from .tracer import TRACED_APP, trace_environment
 
 __all__ = ["APP_SETTINGS", "app_environment", "build_parser", "main"]
 
@@ -88,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--certfile", help="TLS certificate (PEM), with --keyfile")
     serve.add_argument("--keyfile", help="TLS private key (PEM), with --certfile")
+    serve.add_argument(
+        "--trace",
+        action="store_true",
+        help="print every ASGI message between the server and the app (see asgi_stream/tracer.py)",
+    )
+    serve.add_argument(
+        "--trace-json", metavar="PATH", help="append every ASGI message to PATH as JSON lines"
+    )
 
     settings = serve.add_argument_group("catalogue settings (passed to the app as ASGI_STREAM_*)")
     settings.add_argument(
@@ -109,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="let /stream-robust send a traceback to the client (never in production)",
     )
+
+    comparison = commands.add_parser(
+        "compare",
+        help="compare the catalogue with the tutorial's FastAPI code, on the wire",
+        description="Serve the catalogue and the tutorial's FastAPI code (examples/, in a clone "
+        "of the repository) under uvicorn, make the same requests to both, and show every "
+        "difference; exit 1 when a difference is not one of the expected ones.",
+    )
+    comparison.set_defaults(command=compare.main)
+    compare.add_arguments(comparison)
     return parser
 
 
@@ -138,8 +161,13 @@ def _serve(args: argparse.Namespace) -> int:
         parser.error("HTTP/2 is served by hypercorn (uvicorn's is experimental): drop --server")
     if (args.certfile is None) != (args.keyfile is None):
         parser.error("--certfile and --keyfile go together")
+    app = args.app
+    if args.trace or args.trace_json:
+        # Each worker process builds the traced app from the environment (asgi_stream/traced.py).
+        os.environ.update(trace_environment(app, text=args.trace, json_lines=args.trace_json))
+        app = TRACED_APP
     options = ServeOptions(
-        app=args.app,
+        app=app,
         server=server,
         host=args.host,
         port=args.port,

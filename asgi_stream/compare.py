@@ -6,10 +6,10 @@ Theory of operation
 Two applications serve the same fifteen endpoints: our catalogue
 (``asgi_stream.catalogue:app``) and the tutorial's own FastAPI code
 (``examples/fastapi_catalogue.py``). A comparison is only fair when everything
-except the application is the same, so both run under the same server (two
-real uvicorn processes on free 127.0.0.1 ports, same options, same
-``ASGI_STREAM_TICK``), and one client (httpx, HTTP/1.1) makes the same
-requests to both, one application after the other, after a warm-up request.
+except the application is the same, so both are served the same way (two
+``asgi-stream serve`` processes: uvicorn, on free 127.0.0.1 ports, with the
+same ``--tick``), and one client (httpx, HTTP/1.1) makes the same requests to
+both, one application after the other, after a warm-up request.
 
 For every request (a :class:`Probe`) the client writes down what a user
 could observe (a :class:`Measurement`): the status; the headers, except
@@ -30,9 +30,9 @@ is not in the list is *unexpected*, and makes the command exit with status 1.
 So a change that makes the two apps differ in a new way cannot go unnoticed:
 either it is a bug, or it gets a line in :data:`EXPECTED` with its reason.
 
-``--trace PROBE`` serves both applications through
-:class:`~asgi_stream.tracer.Tracer` instead, makes that one request, and
-shows the two ASGI message sequences side by side.
+``--trace PROBE`` serves both applications with ``--trace-json`` instead (see
+:mod:`asgi_stream.tracer`), makes that one request, and shows the two ASGI
+message sequences side by side.
 
 FastAPI is not a dependency of asgi-stream, and no module of the package
 imports it: the FastAPI application is served by import string from the
@@ -62,12 +62,7 @@ from itertools import pairwise, zip_longest
 from pathlib import Path
 from typing import Any
 
-from .tracer import (
-    TRACE_APP_VARIABLE,
-    TRACE_JSON_VARIABLE,
-    TRACE_TEXT_VARIABLE,
-    format_record,
-)
+from .tracer import format_record
 
 __all__ = [
     "EXPECTED",
@@ -470,16 +465,13 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _uvicorn(
-    app: str, root: Path, env: dict[str, str], log_path: Path, *, factory: bool = False
-) -> Iterator[str]:
-    """Serve ``app`` in a uvicorn process on a free port; yield its base URL."""
+def _serving(app: str, root: Path, options: list[str], log_path: Path) -> Iterator[str]:
+    """``asgi-stream serve --app APP OPTIONS`` (uvicorn) on a free port; yield its base URL."""
     port = _free_port()
-    argv = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--no-access-log", "--log-level", "warning", *(["--factory"] if factory else [])]
+    argv = [sys.executable, "-m", "asgi_stream", "serve", "--app", app, "--port", str(port)]
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            argv, cwd=root, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+            [*argv, *options], cwd=root, stdout=log, stderr=subprocess.STDOUT
         )
         try:
             _wait_until_listening(port, process, log_path)
@@ -540,14 +532,11 @@ def run(
         work = Path(tmp)
         urls = {}
         for name, app in APPS.items():
-            env = {"ASGI_STREAM_TICK": str(tick), "ASGI_STREAM_LOG_FILE": str(work / f"{name}.log")}
+            options = ["--tick", str(tick), "--log-file", str(work / f"{name}.log")]
             if trace_dir is not None:
-                env[TRACE_APP_VARIABLE] = app
-                env[TRACE_JSON_VARIABLE] = str(trace_dir / f"{name}.jsonl")
-                env[TRACE_TEXT_VARIABLE] = "0"
-                app = "asgi_stream.tracer:traced_app_from_environment"
+                options += ["--trace-json", str(trace_dir / f"{name}.jsonl")]
             urls[name] = stack.enter_context(
-                _uvicorn(app, root, env, work / f"{name}.server.log", factory=trace_dir is not None)
+                _serving(app, root, options, work / f"{name}.server.log")
             )
         timeout = httpx.Timeout(5.0, read=5.0 + 2 * tick)
         client = stack.enter_context(httpx.Client(timeout=timeout))

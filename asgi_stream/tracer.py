@@ -50,12 +50,13 @@ lines (one object per line, bodies as size and preview), for programs such as
 
 The tracer costs something on every message, so it is never built in: an
 application runs untraced unless you wrap it (``Tracer(app)``), and
-``asgi-stream serve`` wraps its application only when given ``--trace``.
+``asgi-stream serve`` wraps its application only when given ``--trace`` (text)
+or ``--trace-json PATH``. Any server can run a traced application by import
+string: ``ASGI_STREAM_TRACE_APP=module:app uvicorn asgi_stream.traced:app``.
 """
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import json
 import os
@@ -67,9 +68,16 @@ from typing import Any, TextIO
 
 from .types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["Tracer", "format_record", "import_from_string", "traced_app_from_environment"]
+__all__ = [
+    "TRACED_APP",
+    "Tracer",
+    "format_record",
+    "trace_environment",
+    "traced_app_from_environment",
+]
 
-#: The environment of :func:`traced_app_from_environment` (for server worker processes).
+#: The import string of the traced application, for a server: see :mod:`asgi_stream.traced`.
+TRACED_APP = "asgi_stream.traced:app"
 TRACE_APP_VARIABLE = "ASGI_STREAM_TRACE_APP"
 TRACE_JSON_VARIABLE = "ASGI_STREAM_TRACE_JSON"
 TRACE_TEXT_VARIABLE = "ASGI_STREAM_TRACE_TEXT"
@@ -213,33 +221,29 @@ def _decode_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[list[str]]:
     return [[name.decode("latin-1"), value.decode("latin-1")] for name, value in headers]
 
 
-def import_from_string(import_string: str) -> Any:
-    """The object named by ``"package.module:attribute"`` (the notation uvicorn uses)."""
-    module_name, _, attribute = import_string.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"expected 'module:attribute', got {import_string!r}")
-    target: Any = importlib.import_module(module_name)
-    for name in attribute.split("."):
-        target = getattr(target, name)
-    return target
+def trace_environment(app: str, *, text: bool, json_lines: str | None) -> dict[str, str]:
+    """The environment that makes :data:`TRACED_APP` trace ``app`` (``"module:attribute"``).
+
+    A server's worker processes build their application from an import
+    string, so the tracer's settings travel to them in environment variables:
+    the application to wrap, whether to print text lines, and a file to append
+    JSON lines to.
+    """
+    env = {TRACE_APP_VARIABLE: app, TRACE_TEXT_VARIABLE: "1" if text else "0"}
+    if json_lines:
+        env[TRACE_JSON_VARIABLE] = json_lines
+    return env
 
 
 def traced_app_from_environment() -> Tracer:
-    """A uvicorn/hypercorn factory: the application named in the environment, traced.
+    """The application named by :func:`trace_environment`'s variables, traced.
 
-    A server's worker processes build their application from an import string,
-    so the tracer's settings travel in environment variables:
-    ``ASGI_STREAM_TRACE_APP`` (the application, ``"module:attribute"``; the
-    catalogue by default), ``ASGI_STREAM_TRACE_JSON`` (a file to append JSON
-    lines to) and ``ASGI_STREAM_TRACE_TEXT`` (``0`` for no text lines)::
-
-        ASGI_STREAM_TRACE_APP=examples.fastapi_catalogue:app \\
-            uvicorn --factory asgi_stream.tracer:traced_app_from_environment
+    The catalogue, printing text lines, when none are set.
     """
-    app = import_from_string(os.environ.get(TRACE_APP_VARIABLE, "asgi_stream.catalogue:app"))
-    text_on = os.environ.get(TRACE_TEXT_VARIABLE, "1") != "0"
+    from .servers import import_app  # the serve extra: this runs only inside a server
+
     return Tracer(
-        app,
-        text=_STDERR if text_on else None,
+        import_app(os.environ.get(TRACE_APP_VARIABLE, "asgi_stream.catalogue:app")),
+        text=_STDERR if os.environ.get(TRACE_TEXT_VARIABLE, "1") != "0" else None,
         json_lines=os.environ.get(TRACE_JSON_VARIABLE) or None,
     )

@@ -17,8 +17,7 @@ What to look at:
   that ends the body.
 * Watch it message by message through the tracer (``asgi_stream/tracer.py``)::
 
-      ASGI_STREAM_TRACE_APP=examples.lesson1_bare_asgi:app \\
-          uvicorn --factory asgi_stream.tracer:traced_app_from_environment
+      asgi-stream serve --app examples.lesson1_bare_asgi:app --trace
 
   The server also calls the application once, at startup, with a
   ``lifespan`` scope. This one ignores it and returns at once; uvicorn takes

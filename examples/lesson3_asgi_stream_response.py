@@ -23,8 +23,7 @@ How it does that, and every other way a stream can end, is the subject of
 ``asgi_stream/response.py``: read its opening section next. To see the
 ``receive()`` that lesson 2 never made, run this lesson through the tracer::
 
-    ASGI_STREAM_TRACE_APP=examples.lesson3_asgi_stream_response:app \\
-        uvicorn --factory asgi_stream.tracer:traced_app_from_environment
+    asgi-stream serve --app examples.lesson3_asgi_stream_response:app --trace
 
 and compare the ``receive http.disconnect`` line after a Ctrl-C with lesson 2's
 silence. The delays are scaled by ``ASGI_STREAM_TICK`` (default 1.0).
