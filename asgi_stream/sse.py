@@ -45,6 +45,24 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _SSE_HEADERS = (("cache-control", "no-cache"), ("x-accel-buffering", "no"))
 
 
+def _field_lines(name: str, text: str) -> str:
+    """``name: line`` and a LF for each line of ``text`` (``name`` "" makes comment lines)."""
+    if "\n" in text or "\r" in text:
+        return "".join(name + ": " + line + "\n" for line in _LINE_BREAK.split(text))
+    return name + ": " + text + "\n"
+
+
+def encode_data(data: str) -> bytes:
+    """The bytes of ``ServerSentEvent(data=data)``, without building the event.
+
+    An event that is only data is the most common event by far, and the one a
+    stream sends at the highest rate; skipping the object halves its cost.
+    """
+    if "\n" in data or "\r" in data:
+        return (_field_lines("data", data) + "\n").encode("utf-8")
+    return ("data: " + data + "\n\n").encode("utf-8")
+
+
 class ServerSentEvent:
     """One event. ``encode()`` gives its bytes on the wire, blank line included."""
 
@@ -80,23 +98,16 @@ class ServerSentEvent:
         return cls(data=json.dumps(value), **fields)
 
     def encode(self) -> bytes:
-        lines = []
-        if self.comment is not None:
-            lines.extend(": " + line for line in _LINE_BREAK.split(self.comment))
+        text = "" if self.comment is None else _field_lines("", self.comment)
         if self.event is not None:
-            lines.append("event: " + self.event)
+            text += "event: " + self.event + "\n"
         if self.id is not None:
-            lines.append("id: " + self.id)
+            text += "id: " + self.id + "\n"
         if self.retry is not None:
-            lines.append(f"retry: {self.retry}")
+            text += f"retry: {self.retry}\n"
         if self.data is not None:
-            data = self.data
-            if "\n" in data or "\r" in data:
-                lines.extend("data: " + line for line in _LINE_BREAK.split(data))
-            else:
-                lines.append("data: " + data)
-        lines.append("\n")
-        return "\n".join(lines).encode("utf-8")
+            text += _field_lines("data", self.data)
+        return (text + "\n").encode("utf-8")
 
     def __repr__(self) -> str:
         fields = ", ".join(
@@ -139,10 +150,10 @@ class EventSourceResponse(StreamingResponse):
         super().__init__(content, status_code, defaults + given, media_type, background)
 
     def encode_chunk(self, chunk: Any) -> bytes:
+        if isinstance(chunk, str):
+            return encode_data(chunk)
         if isinstance(chunk, ServerSentEvent):
             return chunk.encode()
-        if isinstance(chunk, str):
-            return ServerSentEvent(data=chunk).encode()
         if isinstance(chunk, Mapping):
             return ServerSentEvent(**chunk).encode()
         return super().encode_chunk(chunk)

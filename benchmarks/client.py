@@ -43,7 +43,7 @@ def stream_path(n: int) -> str:
 class EventCounter:
     """Counts ``data: `` in a byte stream that arrives in pieces of any size."""
 
-    __slots__ = ("count", "_tail")
+    __slots__ = ("_tail", "count")
 
     def __init__(self) -> None:
         self.count = 0

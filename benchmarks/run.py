@@ -370,13 +370,18 @@ def measure(settings: Settings, sections: Sequence[str], tmp: Path) -> dict[str,
                 "(a) one stream",
                 lambda: throughput(running, settings.events, settings.rounds, READERS),
             )
-            section("b", "(b) first event", lambda: first_event(running, settings.first_event_samples))
+            section(
+                "b", "(b) first event", lambda: first_event(running, settings.first_event_samples)
+            )
             subset = {c: s for c, s in running.items() if c in settings.scaling_candidates}
             section(
                 "e",
                 "(e) concurrent streams",
                 lambda: scaling(
-                    subset, settings.scaling_levels, settings.scaling_events, settings.scaling_rounds
+                    subset,
+                    settings.scaling_levels,
+                    settings.scaling_events,
+                    settings.scaling_rounds,
                 ),
             )
             section(
@@ -408,11 +413,11 @@ def measure(settings: Settings, sections: Sequence[str], tmp: Path) -> dict[str,
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python3 -m benchmarks", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny settings, for development")
-    parser.add_argument(
-        "--candidates", help="comma-separated subset of: " + ", ".join(CANDIDATES)
+    parser = argparse.ArgumentParser(
+        prog="python3 -m benchmarks", description=__doc__.split("\n")[0]
     )
+    parser.add_argument("--quick", action="store_true", help="tiny settings, for development")
+    parser.add_argument("--candidates", help="comma-separated subset of: " + ", ".join(CANDIDATES))
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated")
     parser.add_argument("--output", type=Path, default=RESULTS, help="directory for the results")
     args = parser.parse_args(argv)
