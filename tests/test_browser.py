@@ -237,27 +237,37 @@ def test_the_event_stream_parser_reads_any_split(page: webdriver.Chrome) -> None
         assert events == TRICKY_EVENTS, pieces
 
 
-def test_timeline_and_a_screenshot(page: webdriver.Chrome, server: ServerProcess) -> None:
-    # A slower tick for this card's requests only, so that the order is unmistakable:
-    # the JSON comes after 5 x 0.5 x 0.4 = 1.0 s, /stream's first event at once.
-    element = card(page, "/normal")
-    element.find_element(By.CSS_SELECTOR, "input[name=tick]").send_keys("0.4")
-    element = run_to_end(page, "/normal")
-    requests = element.find_elements(By.CSS_SELECTOR, '.events li.note[data-type="request"] .data')
+def arrivals(element: WebElement) -> list[list[float]]:
+    """A two-lane card's timeline: for each lane, when its data arrived (s since Start)."""
+    rows = element.find_elements(By.CSS_SELECTOR, ".timeline-row")
+    return [
+        [float(m.get_attribute("data-t")) for m in row.find_elements(By.CSS_SELECTOR, ".mark")]
+        for row in rows
+    ]
+
+
+def test_timelines_and_a_screenshot(page: webdriver.Chrome, server: ServerProcess) -> None:
+    # A slower tick for these two cards' requests only, so that the order is
+    # unmistakable: the work takes 5 x 0.5 x 0.4 = 1.0 s before any JSON.
+    normal, conditional = card(page, "/normal"), card(page, "/conditional-stream")
+    for element in (normal, conditional):
+        element.find_element(By.CSS_SELECTOR, "input[name=tick]").send_keys("0.4")
+        element.find_element(By.CSS_SELECTOR, ".start").click()
+    until(page, lambda: {state(normal), state(conditional)} == {"closed"})
+    requests = normal.find_elements(By.CSS_SELECTOR, '.events li.note[data-type="request"] .data')
     assert [r.text for r in requests] == ["GET /normal?tick=0.4", "GET /stream?tick=0.4"]
 
-    def marks(lane: int) -> list[float]:
-        row = element.find_elements(By.CSS_SELECTOR, ".timeline-row")[lane]
-        found = row.find_elements(By.CSS_SELECTOR, ".mark")
-        return [float(mark.get_attribute("data-t")) for mark in found]
-
-    [json_arrived] = marks(0)
-    stream_events = marks(1)
+    # /stream's events arrive while /normal is still working...
+    [json_arrived], stream_events = arrivals(normal)
     assert len(stream_events) == 5
     assert json_arrived >= 0.9
     assert stream_events[0] < json_arrived - 0.5
+    # ...but a stream that starts after the work is done is no sooner than the JSON.
+    [json_arrived], stream_events = arrivals(conditional)
+    assert len(stream_events) == 5
+    assert json_arrived >= 0.9
+    assert stream_events[0] >= 0.9
 
-    run_to_end(page, "/conditional-stream")
     run_to_end(page, "/stream-robust")
 
     # Nothing came from another host, and the page logged no error.
