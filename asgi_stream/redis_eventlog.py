@@ -9,20 +9,26 @@ A Redis Stream is an append-only log with IDs that only grow, which is what an
 * a log stream ``name`` is the Redis key ``asgi-stream:name``;
 * ``append`` is ``XADD key MAXLEN ~ maxlen * data ... [event ...]``, and the
   entry ID Redis chooses (``"1732412345678-0"``) is the SSE event ID;
-* ``read`` keeps a cursor, as the in-memory log does. While there is a backlog
-  it reads batches with ``XRANGE key (cursor + COUNT n``; once caught up it
-  waits with ``XREAD BLOCK ms STREAMS key cursor``, which returns as soon as
-  an entry after the cursor exists. Both continue from the cursor, so the
-  switch from replay to live can neither skip nor repeat an entry.
+* ``read`` keeps a cursor, as the in-memory log does, and repeats one
+  command: ``XREAD COUNT n BLOCK ms STREAMS key cursor``. It returns at once
+  with up to ``n`` entries after the cursor when there is a backlog (the
+  replay), and otherwise waits until the next entry is appended (live). It is
+  the same command in both phases, so the switch can neither skip nor repeat
+  an entry.
 
 ``MAXLEN ~`` trims whole internal nodes, which is much cheaper than trimming to
-the exact length: a stream keeps *at least* ``maxlen`` entries. Trimming is
-detected, never silent. Each catch-up step also asks ``XRANGE key - cursor
-COUNT 1``, in the same ``MULTI`` transaction: when no entry at or before the
-cursor is left, entries right after it may have gone too, and the reader gets
+the exact length: a stream keeps *at least* ``maxlen`` entries. ``XREAD`` from
+a cursor that has been trimmed away silently starts at the oldest entry held,
+so the log checks. It need not check every time: if entries after the cursor
+were trimmed, at least ``maxlen`` are held and all of them are after the
+cursor, so the batch comes back full (``n`` is at most ``maxlen``). After a
+full batch only, ``XRANGE key - cursor COUNT 1`` asks whether any entry at or
+before the cursor is left; if none is, the reader gets
 :class:`~asgi_stream.eventlog.EventIDNotFound` with ``trimmed`` true. (Redis
-cannot say whether the entries *after* a trimmed cursor are all still there,
-so this may report a gap when the very first entry held is the next one.)
+cannot say whether the entries right *after* a trimmed cursor are all still
+there, so this may report a gap when the oldest entry held is the next one.)
+A resumed ``after`` is checked the same way before the first read, in one
+``MULTI`` transaction that also tells an unknown ID from a trimmed one.
 
 Because the data lives in Redis, a job started by one process can be read,
 and resumed, through any other. ``exists``, ``last`` and ``expire`` are
@@ -69,7 +75,7 @@ class RedisEventLog(EventLog):
         if maxlen < 1:
             raise ValueError("maxlen must be at least 1")
         self.maxlen = maxlen
-        self.batch = batch
+        self.batch = min(batch, maxlen)  # so that a trimmed cursor always gives a full batch
         self.block_ms = block_ms
         self.redis: Redis = Redis.from_url(url, decode_responses=True)
 
@@ -88,12 +94,11 @@ class RedisEventLog(EventLog):
             await self._check_resumable(key, after)
         cursor = after or "0-0"
         while True:
-            batch = await self._catch_up(key, cursor)
-            if not batch:
-                # Caught up: wait for the next entry after the cursor. It is
-                # fresh, so no trimming check is needed for it.
-                reply = await self.redis.xread({key: cursor}, count=self.batch, block=self.block_ms)
-                batch = reply[0][1] if reply else []
+            # Returns at once when there is a backlog, else waits for the next entry.
+            reply = await self.redis.xread({key: cursor}, count=self.batch, block=self.block_ms)
+            batch = reply[0][1] if reply else []
+            if len(batch) == self.batch and cursor != "0-0":
+                await self._check_not_trimmed(key, cursor)
             for entry_id, fields in batch:
                 yield _event(entry_id, fields)
                 cursor = entry_id
@@ -110,17 +115,10 @@ class RedisEventLog(EventLog):
         if not exact:
             raise EventIDNotFound(after, trimmed=bool(exists) and not at_or_before)
 
-    async def _catch_up(self, key: str, cursor: str) -> list[tuple[str, Mapping[str, str]]]:
-        """The next batch after ``cursor``, checked in one transaction for trimming."""
-        if cursor == "0-0":
-            return await self.redis.xrange(key, "-", "+", count=self.batch)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xrange(key, "-", cursor, count=1)
-            pipe.xrange(key, "(" + cursor, "+", count=self.batch)
-            at_or_before, batch = await pipe.execute()
-        if batch and not at_or_before:
+    async def _check_not_trimmed(self, key: str, cursor: str) -> None:
+        """Raise :class:`EventIDNotFound` when the stream no longer holds ``cursor``."""
+        if not await self.redis.xrange(key, "-", cursor, count=1):
             raise EventIDNotFound(cursor, trimmed=True)
-        return batch
 
     async def exists(self, stream: str) -> bool:
         return bool(await self.redis.exists(self.key(stream)))
