@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 __all__ = ["RedisEventLog"]
 
 _KEY_PREFIX = "asgi-stream:"
-_STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+_STREAM_ID = re.compile(r"[0-9]{1,19}-[0-9]{1,19}")  # within the 64-bit halves of an ID
 
 
 class RedisEventLog(EventLog):
@@ -96,7 +96,7 @@ class RedisEventLog(EventLog):
         while True:
             # Returns at once when there is a backlog, else waits for the next entry.
             reply = await self.redis.xread({key: cursor}, count=self.batch, block=self.block_ms)
-            batch = reply[0][1] if reply else []
+            batch = _entries(reply)
             if len(batch) == self.batch and cursor != "0-0":
                 await self._check_not_trimmed(key, cursor)
             for entry_id, fields in batch:
@@ -132,6 +132,16 @@ class RedisEventLog(EventLog):
 
     async def aclose(self) -> None:
         await self.redis.aclose()
+
+
+def _entries(xread_reply: Any) -> list[tuple[str, Mapping[str, str]]]:
+    """The entries of one stream from an XREAD reply, in RESP2 or RESP3 shape."""
+    if not xread_reply:
+        return []
+    if isinstance(xread_reply, Mapping):  # RESP3: {key: [entries]}
+        (entries,) = xread_reply.values()
+        return entries[0]
+    return xread_reply[0][1]  # RESP2: [[key, entries]]
 
 
 def _event(entry_id: str, fields: Mapping[str, Any]) -> Event:

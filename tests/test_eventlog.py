@@ -23,12 +23,14 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-resp3"])
 def make_log(request: pytest.FixtureRequest) -> MakeLog:
     """A factory ``maxlen -> EventLog``; call it inside the test's event loop."""
     if request.param == "memory":
         return MemoryEventLog
     url = request.getfixturevalue("redis_url")
+    if request.param == "redis-resp3":  # replies are shaped differently in RESP3
+        url += "?protocol=3"
     return lambda maxlen: open_event_log(url, maxlen)
 
 
@@ -97,7 +99,9 @@ def test_resume_after_an_id_while_appends_race_gives_no_gap_and_no_duplicate(
     run(make_log, test)
 
 
-@pytest.mark.parametrize("bad", ["nonsense", "999999", "99999999999999-0", "", "1\n2"])
+@pytest.mark.parametrize(
+    "bad", ["nonsense", "999999", "99999999999999-0", "99999999999999999999-0", "", "1\n2"]
+)
 def test_an_unknown_id_is_reported_not_guessed(
     make_log: MakeLog, request: pytest.FixtureRequest, bad: str
 ) -> None:
