@@ -23,7 +23,8 @@ three steps:
      ``shutdown()`` ends the streams first, then does what uvicorn's does.
    * hypercorn: ``hypercorn.asyncio.serve()`` takes a ``shutdown_trigger``, a
      coroutine function whose return starts the shutdown. Ours waits for the
-     signal, ends the streams, and returns.
+     signal, ends the streams, waits until they have ended, and returns.
+     Until then the listener stays open, and new requests are answered 503.
 
    Each server's own timeout (uvicorn's ``timeout_graceful_shutdown``,
    hypercorn's ``graceful_timeout``) is set one second past the grace period,
@@ -181,5 +182,11 @@ async def _serve_hypercorn(
     async def shutdown_trigger() -> None:
         await stop.wait()
         app.shut_down()
+        # Return only when the streams have ended. During a shutdown hypercorn
+        # closes an HTTP/2 connection as soon as its last stream closes, and
+        # its GOAWAY frame can overtake that stream's END_STREAM, which the
+        # client then reports as an error.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(app.drained(), options.grace + _BACKSTOP)
 
     await hypercorn.asyncio.serve(app, config, shutdown_trigger=shutdown_trigger, mode="asgi")

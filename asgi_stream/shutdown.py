@@ -81,6 +81,7 @@ class GracefulShutdown:
         self.grace = grace
         self.shutting_down = False
         self._requests: set[_Request] = set()
+        self._drained = asyncio.Event()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -92,15 +93,18 @@ class GracefulShutdown:
         request = _Request(receive, send)
         self._requests.add(request)
         try:
-            await self.app(scope, request.receive, request.send)
-        except asyncio.CancelledError:
-            # Ours (the grace period ran out) or the server's? Only swallow ours.
-            if not request.cancelled or request.task.uncancel() > 0:
-                raise
+            try:
+                await self.app(scope, request.receive, request.send)
+            except asyncio.CancelledError:
+                # Ours (the grace period ran out) or the server's? Only swallow ours.
+                if not request.cancelled or request.task.uncancel() > 0:
+                    raise
+            if request.cut or request.cancelled:
+                await request.finish(scope)
         finally:
             self._requests.discard(request)
-        if request.cut or request.cancelled:
-            await request.finish(scope)
+            if self.shutting_down and not self._requests:
+                self._drained.set()
 
     @property
     def requests_in_flight(self) -> int:
@@ -116,9 +120,15 @@ class GracefulShutdown:
         if self.shutting_down:
             return
         self.shutting_down = True
+        if not self._requests:
+            self._drained.set()
         for request in self._requests:
             request.cut_short()
         asyncio.get_running_loop().call_later(self.grace, self._cancel_the_rest)
+
+    async def drained(self) -> None:
+        """Wait until the requests in flight at :meth:`shut_down` have all ended."""
+        await self._drained.wait()
 
     def _cancel_the_rest(self) -> None:
         for request in self._requests:

@@ -1,0 +1,166 @@
+"""GracefulShutdown: the exact ASGI messages around a shutdown, without a server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from asgiref.testing import ApplicationCommunicator
+
+from asgi_stream import StreamingResponse
+from asgi_stream.shutdown import GracefulShutdown
+from tests.asgi import http_scope, request
+
+START = "http.response.start"
+BODY = "http.response.body"
+END = {"type": BODY, "body": b"", "more_body": False}
+UNAVAILABLE = b'{"detail":"Service Unavailable"}'
+
+
+class Endless:
+    """An endless stream whose generator records when its ``finally`` ran."""
+
+    def __init__(self) -> None:
+        self.finally_ran = False
+
+    async def generate(self) -> Any:
+        try:
+            while True:
+                yield b"tick\n"
+                await asyncio.sleep(0.01)
+        finally:
+            self.finally_ran = True
+
+
+async def open_stream(app: Any) -> ApplicationCommunicator:
+    """Start a request and read up to its first body chunk."""
+    comm = ApplicationCommunicator(app, http_scope())
+    await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
+    assert (await comm.receive_output(2))["type"] == START
+    assert (await comm.receive_output(2))["type"] == BODY
+    return comm
+
+
+async def rest_of_response(comm: ApplicationCommunicator) -> list[dict[str, Any]]:
+    """Every message up to the final body message (bounded), then the app's end."""
+    messages = []
+    while not messages or messages[-1].get("more_body", False):
+        messages.append(await comm.receive_output(2))
+    await comm.wait(2)
+    assert comm.future.done() and not comm.future.cancelled()
+    assert comm.future.exception() is None
+    return messages
+
+
+def test_shut_down_ends_an_open_stream_at_once_and_completes_its_response() -> None:
+    stream = Endless()
+    app = GracefulShutdown(StreamingResponse(stream.generate()), grace=30)
+
+    async def main() -> float:
+        comm = await open_stream(app)
+        began = time.monotonic()
+        app.shut_down()
+        messages = await rest_of_response(comm)
+        assert messages[-1] == END
+        assert all(m["type"] == BODY for m in messages)
+        await asyncio.wait_for(app.drained(), 1)
+        return time.monotonic() - began
+
+    took = asyncio.run(main())
+    assert stream.finally_ran
+    assert took < 1.0, "the stream waited for the grace period instead of ending at once"
+    assert app.requests_in_flight == 0
+
+
+def test_requests_after_shut_down_are_answered_503() -> None:
+    app = GracefulShutdown(StreamingResponse(Endless().generate()))
+
+    async def main() -> list[dict[str, Any]]:
+        app.shut_down()
+        return await request(app, http_scope())
+
+    start, body = asyncio.run(main())
+    assert start["status"] == 503
+    assert body == {"type": BODY, "body": UNAVAILABLE, "more_body": False}
+
+
+def test_a_request_whose_response_had_not_started_is_answered_503() -> None:
+    async def long_poll(scope: Any, receive: Any, send: Any) -> None:
+        await receive()  # the request
+        if (await receive())["type"] == "http.disconnect":
+            return  # the client left (as far as the app knows): nothing to answer
+        raise AssertionError("a second request message, but none was sent")
+
+    app = GracefulShutdown(long_poll)
+
+    async def main() -> list[dict[str, Any]]:
+        comm = ApplicationCommunicator(app, http_scope())
+        await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
+        await asyncio.sleep(0.05)  # the app is now waiting in its second receive()
+        assert app.requests_in_flight == 1
+        app.shut_down()
+        start = await comm.receive_output(2)
+        return [start, *await rest_of_response(comm)]
+
+    start, body = asyncio.run(main())
+    assert start["status"] == 503
+    assert body["body"] == UNAVAILABLE
+
+
+def test_a_request_that_ignores_the_disconnect_is_cancelled_after_the_grace_period() -> None:
+    cleaned_up = []
+
+    async def deaf(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": START, "status": 200, "headers": []})
+        await send({"type": BODY, "body": b"never ends", "more_body": True})
+        try:
+            await asyncio.sleep(3600)  # never calls receive(), so never hears the disconnect
+        finally:
+            cleaned_up.append(True)
+
+    app = GracefulShutdown(deaf, grace=0.2)
+
+    async def main() -> tuple[float, list[dict[str, Any]]]:
+        comm = ApplicationCommunicator(app, http_scope())
+        await comm.receive_output(2)
+        await comm.receive_output(2)
+        began = time.monotonic()
+        app.shut_down()
+        messages = await rest_of_response(comm)
+        return time.monotonic() - began, messages
+
+    took, messages = asyncio.run(main())
+    assert messages == [END]
+    assert cleaned_up == [True]
+    assert 0.2 <= took < 1.5
+
+
+def test_a_response_with_content_length_keeps_the_grace_period_to_finish() -> None:
+    async def five_parts() -> Any:
+        for part in b"abcde":
+            await asyncio.sleep(0.02)
+            yield bytes([part])
+
+    app = GracefulShutdown(StreamingResponse(five_parts(), headers={"content-length": "5"}))
+
+    async def main() -> list[dict[str, Any]]:
+        comm = await open_stream(app)
+        app.shut_down()
+        return await rest_of_response(comm)
+
+    messages = asyncio.run(main())
+    assert b"".join(m["body"] for m in messages) == b"bcde"  # "a" was read by open_stream
+    assert messages[-1] == END
+
+
+def test_the_servers_own_cancellation_is_not_swallowed() -> None:
+    app = GracefulShutdown(StreamingResponse(Endless().generate()))
+
+    async def main() -> ApplicationCommunicator:
+        comm = await open_stream(app)
+        comm.future.cancel()
+        await asyncio.wait([comm.future], timeout=2)
+        return comm
+
+    assert asyncio.run(main()).future.cancelled()
