@@ -53,6 +53,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import zlib
@@ -599,7 +600,10 @@ def format_table(result: ProbeResult) -> str:
         row = f"  {aspect:<{a}} {_cell(left, b):<{b}} {_cell(right, b):<{b}} {verdict}"
         lines.append(row.rstrip())
     reasons = dict.fromkeys(d.reason for d in result.differences if d.expected)
-    lines.extend(f"  expected: {reason}" for reason in reasons)
+    lines.extend(
+        textwrap.fill(reason, 100, initial_indent="  expected: ", subsequent_indent=" " * 12)
+        for reason in reasons
+    )
     return "\n".join(lines)
 
 

@@ -11,30 +11,36 @@ stand between it and the server: :class:`Tracer` is an ASGI application that
 wraps another one, hands it a ``receive`` and a ``send`` of its own, and writes
 down every message that goes through them before passing it on untouched.
 
-What a learner sees for one ``GET /stream`` (real output, tick 0.01; the
-number after ``#`` tells concurrent requests apart)::
+What a learner sees for one ``GET /stream`` of the catalogue (real output of
+``asgi-stream serve --trace --tick 0.01`` and ``curl -N``; the number after
+``#`` tells concurrent calls apart)::
 
-    #1     0.0 ms  scope    http GET /stream HTTP/1.1
-    #1     0.3 ms  receive  http.request  body=0 B more_body=False
-    #1     0.4 ms  send     http.response.start  status=200
+    #2      0.0 ms  scope    http GET /stream HTTP/1.1
+                              host: 127.0.0.1:8791
+                              user-agent: curl/7.88.1
+                              accept: */*
+    #2      0.3 ms  send     http.response.start  status=200
                               content-type: text/event-stream; charset=utf-8
-    #1     0.5 ms  send     http.response.body  body=9 B more_body=True  b'data: 0\\n\\n'
+    #2      0.6 ms  send     http.response.body  body=9 B more_body=True  b'data: 0\\n\\n'
+    #2      0.8 ms  receive  http.request  body=0 B more_body=False
+    #2      6.0 ms  send     http.response.body  body=9 B more_body=True  b'data: 1\\n\\n'
     ...
-    #1    26.0 ms  send     http.response.body  body=0 B more_body=False
-    #1    26.3 ms  return
+    #2     27.1 ms  send     http.response.body  body=0 B more_body=False
+    #2     27.3 ms  return
 
 Read it as a conversation:
 
 * ``scope`` is not a message but the call itself: the request line and the
   request headers, known before any body arrives.
-* ``receive http.request`` is the request body (empty for a GET). A streaming
-  response keeps calling ``receive()`` while it streams, because the next
-  message it can get is ``http.disconnect``: the client has gone.
 * ``send http.response.start`` is the status line and headers. Nothing of the
   body exists yet.
 * each ``send http.response.body`` with ``more_body=True`` becomes one chunk on
   the wire, at the time shown. The gaps between those times are the stream's
   rhythm, the thing a ``StreamingResponse`` exists to keep.
+* ``receive http.request`` is the request body (empty for a GET). Nobody asked
+  for it until the stream had started: asgi-stream's response calls
+  ``receive()`` from a watcher task, because the message after this one is
+  ``http.disconnect``, the news that the client has gone.
 * the last body message has ``more_body=False``: the response is complete.
   A stream that ends without it was cut off.
 * ``return`` (or ``raise``) is the application's call finishing. Anything
