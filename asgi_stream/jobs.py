@@ -69,8 +69,11 @@ _FINAL_WRITE_TIMEOUT = 2.0
 class JobSettings(Protocol):
     """What :func:`install` reads from the catalogue's settings."""
 
-    tick: float
-    event_log: str | None
+    @property
+    def tick(self) -> float: ...
+
+    @property
+    def event_log(self) -> str | None: ...
 
 
 def progress(current: int) -> dict[str, Any]:
