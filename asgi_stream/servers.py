@@ -58,10 +58,17 @@ import uvicorn
 from .shutdown import GracefulShutdown
 from .types import ASGIApp
 
-__all__ = ["GracefulUvicorn", "ServeOptions", "bind_socket", "import_app", "run_worker"]
+__all__ = [
+    "STOP_SIGNALS",
+    "GracefulUvicorn",
+    "ServeOptions",
+    "bind_socket",
+    "import_app",
+    "run_worker",
+]
 
-SERVERS = ("uvicorn", "hypercorn")
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: The signals that start a graceful shutdown (SIGINT is Ctrl-C).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _BACKSTOP = 1.0  # seconds past the grace period before the server's own timeout fires
 
 
@@ -125,7 +132,7 @@ def run_worker(options: ServeOptions, sock: socket.socket) -> None:
     elif options.server == "hypercorn":
         asyncio.run(_serve_hypercorn(app, options, sock))
     else:
-        raise ValueError(f"unknown server {options.server!r}; choose one of {SERVERS}")
+        raise ValueError(f"unknown server {options.server!r}: uvicorn or hypercorn")
 
 
 class GracefulUvicorn(uvicorn.Server):
@@ -143,7 +150,7 @@ class GracefulUvicorn(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         # uvicorn's own version re-raises the signal after the shutdown; this
         # one only restores the previous handlers.
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in _STOP_SIGNALS}
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in STOP_SIGNALS}
         try:
             yield
         finally:
@@ -176,7 +183,7 @@ async def _serve_hypercorn(
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in _STOP_SIGNALS:
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
 
     async def shutdown_trigger() -> None:

@@ -40,11 +40,10 @@ import sys
 import time
 from multiprocessing.connection import wait
 
-from .servers import ServeOptions, run_worker
+from .servers import STOP_SIGNALS, ServeOptions, run_worker
 
 __all__ = ["supervise"]
 
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _MARGIN = 5.0  # seconds past the grace period before a worker is killed
 
 
@@ -60,7 +59,7 @@ def supervise(options: ServeOptions, sock: socket.socket) -> int:
     wake_write.setblocking(False)
     previous_wakeup = signal.set_wakeup_fd(wake_write.fileno())
     previous = {
-        sig: signal.signal(sig, lambda sig, _: received.append(sig)) for sig in _STOP_SIGNALS
+        sig: signal.signal(sig, lambda sig, _: received.append(sig)) for sig in STOP_SIGNALS
     }
     context = multiprocessing.get_context("spawn")
     workers = [

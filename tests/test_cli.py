@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -104,6 +106,27 @@ def test_sigterm_ends_fifty_open_streams_cleanly(
     with serve(command(*options), tmp_path) as server:
         shutdown = stop_with_open_streams(server, 50, http2=http_version == "HTTP/2")
     assert_graceful(shutdown, 50, http_version)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_http2_over_tls_is_chosen_by_alpn(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    self_signed = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    subprocess.run(
+        [*self_signed, "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    tls = ["--certfile", str(cert), "--keyfile", str(key)]
+    with serve(command("--http2", *tls), tmp_path) as server:
+        url = server.url.replace("http://", "https://")
+        with httpx.Client(http2=True, verify=False, timeout=5) as client:  # self-signed
+            response = client.get(url + "/pid")
+        shutdown_status = server.stop()
+    assert response.http_version == "HTTP/2"  # the client offered h2 and http/1.1 by ALPN
+    assert response.json()["pid"] == server.process.pid
+    assert shutdown_status == 0
 
 
 def worker_pids(server: ServerProcess, count: int) -> set[int]:
