@@ -314,6 +314,7 @@ def measure(client: Any, base_url: str, probe: Probe, log_file: Path) -> Measure
     result = Measurement()
     writer: _LogWriter | None = None
     arrivals: list[float] = []
+    body = bytearray()
     text = ""
     started = time.perf_counter()
     try:
@@ -333,18 +334,16 @@ def measure(client: Any, base_url: str, probe: Probe, log_file: Path) -> Measure
             if probe.log == "follow":
                 writer = _LogWriter(log_file)
                 writer.start()
-            body = bytearray()
             for chunk in response.iter_raw():
                 arrivals.append(time.perf_counter())
                 body += chunk
                 text += decoder.decode(chunk)
-                if is_event_stream:
+                if is_event_stream:  # parsed again from the start: a CR may end one chunk
                     result.events = parse_events(text)[0]
                 if result.first_event is None and (result.events or not is_event_stream):
                     result.first_event = arrivals[-1] - started
                 if probe.stop_after is not None and len(result.events) >= probe.stop_after:
                     break
-            result.body = bytes(body)
             if not is_event_stream and text:
                 result.events = [text]
     except (httpx.HTTPError, ValueError, zlib.error) as exc:
@@ -354,6 +353,7 @@ def measure(client: Any, base_url: str, probe: Probe, log_file: Path) -> Measure
             writer.stopped.set()
             writer.join(5)
     result.total = time.perf_counter() - started
+    result.body = bytes(body)
     result.gaps = [later - earlier for earlier, later in pairwise(arrivals)]
     return result
 
