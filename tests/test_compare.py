@@ -141,3 +141,16 @@ def test_without_the_examples_directory_it_says_what_to_do(
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match="run it from a clone"):
         compare.source_tree()
+
+
+def test_the_probes_cover_the_fifteen_endpoints_of_both_apps() -> None:
+    from asgi_stream.catalogue import create_app
+    from examples.fastapi_catalogue import app as fastapi_app
+
+    endpoints = {(probe.method, probe.path) for probe in PROBES}
+    assert len(endpoints) == 15
+    theirs = {(method, route.path) for route in fastapi_app.routes for method in route.methods}
+    assert endpoints <= theirs
+    ours = create_app()
+    for method, path in endpoints:
+        ours.resolve(path, method)  # raises 404 or 405 for a path it does not serve
