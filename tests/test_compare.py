@@ -154,3 +154,10 @@ def test_the_probes_cover_the_fifteen_endpoints_of_both_apps() -> None:
     ours = create_app()
     for method, path in endpoints:
         ours.resolve(path, method)  # raises 404 or 405 for a path it does not serve
+
+
+def test_a_documented_difference_that_did_not_happen_is_reported() -> None:
+    probe = Probe("GET", "/stream-headers")
+    result = ProbeResult(probe, measurement(), measurement(), [])
+    report = compare.format_report([result], 0.02)
+    assert "documented but not seen: GET /stream-headers: header connection" in report
