@@ -16,7 +16,8 @@ from zero. Here the two are apart:
   down, ends with ``event: failed`` instead, so no reader waits forever.
 * ``GET /jobs/ID/events`` streams the job's events with
   :class:`~asgi_stream.resumable.ResumableEventSourceResponse`: from the start,
-  or after the request's ``Last-Event-ID``, until the final event. An unknown
+  or after the request's ``Last-Event-ID`` (or ``?last_event_id=``, for a page
+  that opens a new ``EventSource``), until the final event. An unknown
   job is a 404.
 
 The job's first event is appended before ``POST`` answers, so the job exists
@@ -44,7 +45,7 @@ from .eventlog import EventLog, open_event_log
 from .exceptions import HTTPException
 from .request import Request
 from .response import JSONResponse
-from .resumable import ResumableEventSourceResponse
+from .resumable import ResumableEventSourceResponse, last_event_id
 from .routing import Router
 
 __all__ = ["FINAL_EVENTS", "MAX_RUNNING_JOBS", "RETENTION_SECONDS", "Jobs", "install"]
@@ -118,7 +119,7 @@ class Jobs:
         return ResumableEventSourceResponse(
             self.log,
             self.stream(job_id),
-            request.headers.get("last-event-id"),
+            last_event_id(request),
             retry=max(1, round(1000 * self.tick)),
             final_events=FINAL_EVENTS,
         )

@@ -30,6 +30,11 @@ client was away is lost. :class:`ResumableEventSourceResponse` answers it:
   Content``, which tells ``EventSource`` to stop reconnecting.
 * ``retry`` (milliseconds) is sent first, in an event of its own, which the
   browser applies without dispatching anything.
+* A page cannot set ``Last-Event-ID``: ``EventSource`` sends it only on its
+  own reconnections. A page that closed its ``EventSource`` (a Stop button, a
+  reload) and opens a new one passes the last ID it saw as
+  ``?last_event_id=`` instead, as sse-starlette's users and MDN suggest.
+  :func:`last_event_id` reads either, the header first.
 
 Everything else (encoding, disconnects, HEAD, background tasks) is inherited
 from :class:`~asgi_stream.sse.EventSourceResponse`.
@@ -43,20 +48,32 @@ from collections.abc import AsyncIterator, Iterable
 from .background import BackgroundTask
 from .eventlog import EventIDNotFound, EventLog
 from .headers import HeadersInput
+from .request import Request
 from .response import Response
 from .sse import EventSourceResponse, ServerSentEvent
 from .types import Receive, Scope, Send
 
-__all__ = ["MAX_EVENT_ID_LENGTH", "ResumableEventSourceResponse"]
+__all__ = ["MAX_EVENT_ID_LENGTH", "ResumableEventSourceResponse", "last_event_id"]
 
 #: A longer ``Last-Event-ID`` cannot be one of ours; it is treated as unknown.
 MAX_EVENT_ID_LENGTH = 128
 
 
+def last_event_id(request: Request) -> str | None:
+    """The ID that ``request`` resumes after: ``Last-Event-ID``, else ``?last_event_id=``.
+
+    The header wins. After ``EventSource`` reconnects by itself, the header
+    holds the last ID it received, while the URL still holds the older ID the
+    page opened it with.
+    """
+    header = request.headers.get("last-event-id")
+    return header or request.query_params.get("last_event_id") or None
+
+
 class ResumableEventSourceResponse(EventSourceResponse):
     """Stream ``stream`` of ``log`` as SSE, resuming after ``last_event_id``.
 
-    Pass the request's ``Last-Event-ID`` header as ``last_event_id`` (``None``
+    Pass the request's :func:`last_event_id` as ``last_event_id`` (``None``
     or ``""`` when absent: the whole stream, from its oldest event held).
     """
 

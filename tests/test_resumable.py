@@ -9,7 +9,12 @@ import pytest
 from asgiref.testing import ApplicationCommunicator
 
 from asgi_stream.eventlog import MemoryEventLog
-from asgi_stream.resumable import MAX_EVENT_ID_LENGTH, ResumableEventSourceResponse
+from asgi_stream.request import Request
+from asgi_stream.resumable import (
+    MAX_EVENT_ID_LENGTH,
+    ResumableEventSourceResponse,
+    last_event_id,
+)
 from tests.asgi import body_of, headers_of, http_scope, request
 
 FINAL = ("done",)
@@ -116,3 +121,24 @@ def test_live_events_follow_the_replay_and_a_disconnect_stops_the_reader() -> No
         assert log._streams["s"].readers == 0  # the log's reader was closed at once
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("header", "query", "expected"),
+    [
+        (None, b"", None),
+        (b"7", b"", "7"),
+        (None, b"last_event_id=5", "5"),  # a page's new EventSource cannot set the header
+        (b"7", b"last_event_id=5", "7"),  # EventSource's own reconnection: the header is newer
+        (b"", b"last_event_id=5", "5"),
+        (None, b"last_event_id=", None),
+    ],
+)
+def test_the_last_event_id_is_the_header_else_the_query_parameter(
+    header: bytes | None, query: bytes, expected: str | None
+) -> None:
+    headers = [(b"host", b"testserver")]
+    if header is not None:
+        headers.append((b"last-event-id", header))
+    scope = http_scope(query=query, headers=headers)
+    assert last_event_id(Request(scope, receive=None)) == expected  # type: ignore[arg-type]
