@@ -28,7 +28,10 @@ with its reason: a mistake of the tutorial that we do not repeat, or a
 deliberate difference from Starlette listed in the README. A difference that
 is not in the list is *unexpected*, and makes the command exit with status 1.
 So a change that makes the two apps differ in a new way cannot go unnoticed:
-either it is a bug, or it gets a line in :data:`EXPECTED` with its reason.
+either it is a bug, or it gets a line in :data:`EXPECTED` with its reason. The
+same goes the other way: a listed difference that did not happen (we started
+to repeat one of the tutorial's mistakes, or the list is out of date) also
+fails the command.
 
 ``--trace PROBE`` serves both applications with ``--trace-json`` instead (see
 :mod:`asgi_stream.tracer`), makes that one request, and shows the two ASGI
@@ -611,15 +614,20 @@ def format_report(results: list[ProbeResult], tick: float) -> str:
     tables = [format_table(result) for result in results]
     differences = [d for result in results for d in result.differences]
     unexpected = sum(not d.expected for d in differences)
-    seen = {(r.probe.name, d.aspect) for r in results for d in r.differences}
-    run_names = {r.probe.name for r in results}
-    unseen = [key for key in expected_reasons() if key[0] in run_names and key not in seen]
+    unseen = unseen_differences(results)
     summary = [
         f"{len(results)} requests at tick {tick}: {len(differences) - unexpected} expected "
         f"differences, {unexpected} unexpected."
     ]
     summary += [f"documented but not seen: {probe}: {aspect}" for probe, aspect in unseen]
     return "\n\n".join([*tables, "\n".join(summary)])
+
+
+def unseen_differences(results: list[ProbeResult]) -> list[tuple[str, str]]:
+    """The expected differences, of the probes that ran, that did not happen."""
+    seen = {(result.probe.name, d.aspect) for result in results for d in result.differences}
+    ran = {result.probe.name for result in results}
+    return [key for key in expected_reasons() if key[0] in ran and key not in seen]
 
 
 def format_traces(records: dict[str, list[dict[str, Any]]]) -> str:
@@ -679,7 +687,7 @@ def find_probe(wanted: str) -> Probe:
 
 
 def main(options: argparse.Namespace) -> int:
-    """Run ``asgi-stream compare``; 1 when any difference is unexpected."""
+    """Run ``asgi-stream compare``; 1 when a difference is unexpected or an expected one missing."""
     if options.trace:
         probes = (find_probe(options.trace),)
         with tempfile.TemporaryDirectory(prefix="asgi-stream-trace-") as tmp:
@@ -689,12 +697,14 @@ def main(options: argparse.Namespace) -> int:
     else:
         results = run(options.tick)
         traces = None
-    unexpected = any(not d.expected for result in results for d in result.differences)
+    unexpected = sum(not d.expected for result in results for d in result.differences)
+    unseen = unseen_differences(results)
     if options.json:
         output: dict[str, Any] = {
             "tick": options.tick,
             "results": [result.to_json() for result in results],
-            "unexpected": sum(not d.expected for r in results for d in r.differences),
+            "unexpected": unexpected,
+            "documented_but_not_seen": [list(key) for key in unseen],
         }
         if traces is not None:
             output["trace"] = traces
@@ -703,4 +713,4 @@ def main(options: argparse.Namespace) -> int:
         print(format_report(results, options.tick))
         if traces is not None:
             print("\n" + format_traces(traces))
-    return 1 if unexpected else 0
+    return 1 if unexpected or unseen else 0
