@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ import psutil
 import pytest
 
 from asgi_stream.cli import app_environment, build_parser, main
-from tests.serving import ServerProcess, serve
+from tests.serving import ROOT, ServerProcess, free_port, serve
 
 GRACE = 3.0  # the default of --grace
 
@@ -151,6 +152,16 @@ def test_two_workers_serve_and_stop_together(tmp_path: Path, server_name: str) -
     assert_graceful(shutdown, 20)
     _, still_running = psutil.wait_procs(children, timeout=2)
     assert not still_running
+
+
+def test_a_worker_that_dies_stops_the_server_with_status_1() -> None:
+    argv = command("--workers", "2", "--port", str(free_port()), app="tests.no_such_module:app")
+    finished = subprocess.run(
+        [sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert finished.returncode == 1
+    assert "ModuleNotFoundError" in finished.stderr  # the worker's own report
+    assert "exited with status 1" in finished.stderr
 
 
 def test_the_catalogue_gets_its_settings_in_every_worker(tmp_path: Path) -> None:
