@@ -24,8 +24,9 @@ tolerance (:data:`TIME_TOLERANCE`), since two runs of the same code never take
 exactly as long; chunk gaps are shown but not judged, because the kernel may
 merge two writes into one read. Every difference is then looked up in
 :data:`EXPECTED`, the one list of differences that are there on purpose, each
-with its reason: a mistake of the tutorial that we do not repeat, or a
-deliberate difference from Starlette listed in the README. A difference that
+with its reason: a mistake of the tutorial that we do not repeat (the README's
+"The catalogue" lists them), or a deliberate difference from Starlette (the
+README's "Deliberate differences"). A difference that
 is not in the list is *unexpected*, and makes the command exit with status 1.
 So a change that makes the two apps differ in a new way cannot go unnoticed:
 either it is a bug, or it gets a line in :data:`EXPECTED` with its reason. The
@@ -161,28 +162,30 @@ class Expected:
 _CONNECTION = (
     "The tutorial (section 4.1) sets Connection: keep-alive. It is a connection-specific "
     "header, forbidden in HTTP/2: only the server may send it, so asgi-stream drops it "
-    "(README, deliberate differences)."
+    "(README: The catalogue; Deliberate differences)."
 )
 _HEARTBEAT = (
     "The tutorial (section 6.2) checks its heartbeat only after sending data, so it sends "
     "': heartbeat' comments between busy events and never when the stream is idle. "
     "asgi-stream sends one only when the stream has been idle for the interval, which this "
-    "stream never is."
+    "stream never is (README: The catalogue)."
 )
 _GZIP_MEMBERS = (
     "The tutorial (section 6.3) gzips every chunk as a separate gzip member; httpx and "
     "browsers decode only the first, so one event of ten arrives. asgi-stream keeps one "
-    "compressor per response, flushed after every event, and sends Vary: Accept-Encoding."
+    "compressor per response, flushed after every event, and sends Vary: Accept-Encoding "
+    "(README: The catalogue)."
 )
 _GZIP_UNASKED = (
     "The tutorial (section 6.3) sends gzip even to a client whose Accept-Encoding does not "
     "allow it. asgi-stream compresses only for a client that accepts gzip, and says "
-    "Vary: Accept-Encoding."
+    "Vary: Accept-Encoding (README: The catalogue)."
 )
 _FRAMING = (
     "The tutorial (sections 7.1, 7.3) pastes text straight after 'data: ', so a newline in "
     "a token or the line ending of a log line ends the event early (and could forge one). "
-    "asgi-stream encodes text as SSE defines: one data line per line of text."
+    "asgi-stream encodes text as SSE defines: one data line per line of text, and sends a "
+    "log line without its line ending (README: The catalogue)."
 )
 
 #: The one list of differences between the two applications that are on purpose.
