@@ -30,9 +30,9 @@ three steps:
    hypercorn's ``graceful_timeout``) is set one second past the grace period,
    as a backstop that a well-behaved app never reaches.
 
-Both servers then exit with status 0. (uvicorn alone would raise the signal
-again once it has shut down, so that the process dies of it: status -15 for
-SIGTERM. A process manager that sent SIGTERM expects a clean exit instead.)
+Both servers then exit with status 0. (uvicorn alone raises the signal again
+once it has shut down, so that the process dies of it: status 143 in a shell
+for SIGTERM. A process manager that sent SIGTERM expects a clean exit.)
 
 HTTP/2: hypercorn speaks it on every connection. Over TLS (``certfile`` and
 ``keyfile``) the client picks ``h2`` by ALPN, as browsers do; without TLS a
