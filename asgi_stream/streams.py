@@ -169,13 +169,17 @@ class _NextItem:
         if self._task is None:
             if timeout is None:
                 return await anext(self._iterator, _END)
-            self._task = asyncio.ensure_future(anext(self._iterator, _END))
-        if not self._task.done():
-            done, _ = await asyncio.wait((self._task,), timeout=timeout)
-            if not done:
+            self._task = asyncio.get_running_loop().create_task(self._fetch())
+        task = self._task
+        if not task.done():
+            await _first_of(task, timeout)
+            if not task.done():
                 return _NOT_YET
-        task, self._task = self._task, None
+        self._task = None
         return task.result()
+
+    async def _fetch(self) -> Any:
+        return await anext(self._iterator, _END)
 
     async def aclose(self) -> None:
         """Cancel a fetch in progress (the source sees the cancellation at its
@@ -184,8 +188,31 @@ class _NextItem:
         try:
             if task is not None and not task.done():
                 task.cancel()
-                await asyncio.wait((task,))
+                await asyncio.wait((task,))  # not `await task`: its CancelledError is not ours
             if task is not None and not task.cancelled():
                 task.exception()  # retrieved: we are closing, nobody wants the item now
         finally:
             await _close(self._iterator)
+
+
+async def _first_of(task: asyncio.Task[Any], timeout: float | None) -> None:
+    """Wait until ``task`` is done or ``timeout`` seconds (if not None) have passed.
+
+    What ``asyncio.wait((task,), timeout=timeout)`` does, at half the cost per
+    item: one future, one timer, one callback, and no sets.
+    """
+    loop = asyncio.get_running_loop()
+    woken = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not woken.done():
+            woken.set_result(None)
+
+    timer = None if timeout is None else loop.call_later(timeout, wake)
+    task.add_done_callback(wake)
+    try:
+        await woken
+    finally:
+        if timer is not None:
+            timer.cancel()
+        task.remove_done_callback(wake)
