@@ -18,7 +18,8 @@ Failures are answered as FastAPI would, with a JSON body: 404
 ``{"detail": "Not Found"}`` for an unknown path, 405 with an ``Allow`` header
 for a known path and the wrong method, the endpoint's own
 :class:`~asgi_stream.exceptions.HTTPException`, and 500
-``{"detail": "Internal Server Error"}`` for anything else, which is logged
+``{"detail": "Internal Server Error"}`` for anything else (except a client
+that left while sending its body, which gets no answer at all), which is logged
 with its traceback on the server and never shown to the client. Once an
 endpoint has returned its response, errors belong to the response: the
 status line may already be on the wire.
@@ -34,7 +35,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from .exceptions import HTTPException
+from .exceptions import ClientDisconnect, HTTPException
 from .request import Request
 from .response import JSONResponse
 from .types import ASGIApp, Receive, Scope, Send
@@ -131,6 +132,8 @@ class Router:
             response: ASGIApp = await route.endpoint(request)
         except HTTPException as exc:
             response = JSONResponse({"detail": exc.detail}, exc.status_code, exc.headers)
+        except ClientDisconnect:
+            return  # the client left while sending its body: nobody to answer
         except Exception:
             logger.exception("endpoint failed: %s %s", scope["method"], scope["path"])
             response = JSONResponse({"detail": "Internal Server Error"}, 500)

@@ -176,6 +176,22 @@ def test_a_declared_length_over_the_limit_is_413_before_reading() -> None:
     assert status == 413
 
 
+def test_a_client_that_leaves_while_sending_its_body_gets_no_answer_and_no_error_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main() -> None:
+        comm = ApplicationCommunicator(make_router(), http_scope("POST", "/echo"))
+        await comm.send_input({"type": "http.request", "body": b"{", "more_body": True})
+        await comm.send_input({"type": "http.disconnect"})
+        await comm.wait(1)
+        assert comm.future.exception() is None
+        assert comm.output_queue.empty()
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(main())
+    assert caplog.records == []
+
+
 def test_a_body_that_is_not_json_is_400() -> None:
     assert call("POST", "/echo", body=b"{nope")[::2] == (
         400,
