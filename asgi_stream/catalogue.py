@@ -92,8 +92,13 @@ class Settings:
         ``ASGI_STREAM_CHAT_MODEL``, ``ASGI_STREAM_DEBUG`` (``1`` or ``0``) and
         ``ASGI_STREAM_EVENT_LOG``. Server worker processes get their settings
         this way, from the command line that started them."""
+        raw_tick = environ.get("ASGI_STREAM_TICK") or "1.0"
+        try:
+            tick = float(raw_tick)
+        except ValueError:
+            raise ValueError(f"ASGI_STREAM_TICK must be a number, not {raw_tick!r}") from None
         return cls(
-            tick=float(environ.get("ASGI_STREAM_TICK") or 1.0),
+            tick=tick,
             log_file=environ.get("ASGI_STREAM_LOG_FILE") or None,
             chat_model=environ.get("ASGI_STREAM_CHAT_MODEL") or None,
             debug=environ.get("ASGI_STREAM_DEBUG", "0").strip().lower() in {"1", "true", "yes"},

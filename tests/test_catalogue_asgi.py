@@ -489,6 +489,8 @@ def test_settings_from_the_environment() -> None:
     assert Settings.from_env({}) == Settings()
     with pytest.raises(ValueError, match="positive"):
         Settings.from_env({"ASGI_STREAM_TICK": "0"})
+    with pytest.raises(ValueError, match="ASGI_STREAM_TICK must be a number"):
+        Settings.from_env({"ASGI_STREAM_TICK": "fast"})
 
 
 def test_head_never_runs_a_stream() -> None:
