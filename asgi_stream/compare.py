@@ -11,13 +11,10 @@ except the application is the same, so both are served the same way (two
 same ``--tick``), and one client (httpx, HTTP/1.1) makes the same requests to
 both, one application after the other, after a warm-up request.
 
-For every request (a :class:`Probe`) the client writes down what a user
-could observe (a :class:`Measurement`): the status; the headers, except
-``date`` and ``server``, which the server writes; the body exactly as it came
-off the wire (after de-chunking, before decompression), and the *events* in it,
-parsed as a browser parses an event stream after decoding the body as httpx
-and browsers do (only the first gzip member); the time to the first complete
-event; the total time; and the gaps between the moments chunks arrived.
+For every request (a :class:`Probe`) the client measures what a user could
+observe (:mod:`asgi_stream.measure`): the status; the headers but ``date``
+and ``server``; the body's bytes, and the events a browser would parse from
+it; the time to the first event, the total time, and the gaps between chunks.
 
 Each aspect of the two measurements is then compared. Time is compared with a
 tolerance (:data:`TIME_TOLERANCE`), since two runs of the same code never take
@@ -26,13 +23,12 @@ merge two writes into one read. Every difference is then looked up in
 :data:`EXPECTED`, the one list of differences that are there on purpose, each
 with its reason: a mistake of the tutorial that we do not repeat (the README's
 "The catalogue" lists them), or a deliberate difference from Starlette (the
-README's "Deliberate differences"). A difference that
-is not in the list is *unexpected*, and makes the command exit with status 1.
-So a change that makes the two apps differ in a new way cannot go unnoticed:
-either it is a bug, or it gets a line in :data:`EXPECTED` with its reason. The
-same goes the other way: a listed difference that did not happen (we started
-to repeat one of the tutorial's mistakes, or the list is out of date) also
-fails the command.
+README's "Deliberate differences"). A difference that is not in the list is
+*unexpected*, and makes the command exit with status 1. So a change that makes
+the two apps differ in a new way cannot go unnoticed: either it is a bug, or
+it gets a line in :data:`EXPECTED` with its reason. The same goes the other
+way: a listed difference that did not happen (we started to repeat one of the
+tutorial's mistakes, or the list is out of date) also fails the command.
 
 ``--trace PROBE`` serves both applications with ``--trace-json`` instead (see
 :mod:`asgi_stream.tracer`), makes that one request, and shows the two ASGI
@@ -47,7 +43,6 @@ a clone (``pip install -e '.[compare]'``) and says so clearly anywhere else.
 from __future__ import annotations
 
 import argparse
-import codecs
 import contextlib
 import importlib.util
 import json
@@ -60,24 +55,23 @@ import tempfile
 import textwrap
 import threading
 import time
-import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from itertools import pairwise, zip_longest
+from dataclasses import asdict, dataclass
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
+from .measure import Measurement, measure
 from .tracer import format_record
 
 __all__ = [
     "EXPECTED",
     "PROBES",
     "Difference",
-    "Measurement",
     "Probe",
     "compare_measurements",
     "main",
-    "parse_events",
+    "measure_probe",
     "run",
 ]
 
@@ -85,9 +79,6 @@ OURS = "asgi-stream"
 THEIRS = "FastAPI"
 APPS = {OURS: "asgi_stream.catalogue:app", THEIRS: "examples.fastapi_catalogue:app"}
 _FASTAPI_FILE = Path("examples", "fastapi_catalogue.py")
-
-#: Headers the server writes, not the application; never compared.
-SERVER_HEADERS = frozenset({"date", "server"})
 
 #: Two times are the same when they differ by at most 25 ms plus 25 % of the longer one.
 TIME_TOLERANCE = (0.025, 0.25)
@@ -211,88 +202,6 @@ def expected_reasons() -> dict[tuple[str, str], str]:
 # Measuring --------------------------------------------------------------------------------
 
 
-@dataclass
-class Measurement:
-    """What one client saw of one response. Times are in seconds from sending the request."""
-
-    status: int | None = None
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    events: list[str] = field(default_factory=list)
-    body: bytes = b""
-    first_event: float | None = None
-    total: float = 0.0
-    gaps: list[float] = field(default_factory=list)
-    error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["headers"] = [list(pair) for pair in self.headers]
-        data["body"] = self.body.decode("latin-1")
-        data["body_size"] = len(self.body)
-        return data
-
-
-def parse_events(text: str) -> tuple[list[str], str]:
-    """The complete events and comments in an event stream, and the unfinished rest.
-
-    Fields are read as the browser reads them (one optional space after the
-    colon; ``data`` lines joined with LF); each event becomes one canonical
-    line such as ``event: error / data: {"code": 1}``, so two streams that a
-    browser cannot tell apart give the same list. A comment counts as an item
-    of its own (``: heartbeat``), since it is on the wire even though the
-    browser ignores it. Blank lines that end no event count for nothing.
-    """
-    items: list[str] = []
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    rest = lines.pop()  # after the last line break: not a line yet
-    block: list[str] = []
-    consumed = 0
-    for index, line in enumerate(lines):
-        if line:
-            block.append(line)
-            continue
-        if block:
-            items.extend(_canonical(block))
-            block = []
-        consumed = index + 1
-    unfinished = "\n".join([*lines[consumed:], rest])
-    return items, unfinished
-
-
-def _canonical(block: list[str]) -> list[str]:
-    comments = [line[1:].removeprefix(" ") for line in block if line.startswith(":")]
-    fields: dict[str, list[str]] = {}
-    for line in block:
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        fields.setdefault(name, []).append(value.removeprefix(" "))
-    items = [f": {comment}" for comment in comments]
-    if fields:
-        parts = [f"{name}: {values[-1]}" for name, values in fields.items() if name != "data"]
-        if "data" in fields:
-            parts.append("data: " + "\\n".join(fields["data"]))
-        items.append(" / ".join(parts))
-    return items
-
-
-class _Decoder:
-    """Decodes a body as httpx and browsers do: gzip (its first member only), then UTF-8."""
-
-    def __init__(self, content_encoding: str | None) -> None:
-        encoding = (content_encoding or "identity").strip().lower()
-        if encoding not in ("identity", "gzip"):
-            raise ValueError(f"cannot decode Content-Encoding {encoding!r}")
-        self._gzip = zlib.decompressobj(zlib.MAX_WBITS | 16) if encoding == "gzip" else None
-        self._text = codecs.getincrementaldecoder("utf-8")("replace")
-
-    def decode(self, chunk: bytes) -> str:
-        if self._gzip is not None:
-            # Bytes after the end of the first member land in unused_data and are ignored.
-            chunk = self._gzip.decompress(chunk) if not self._gzip.eof else b""
-        return self._text.decode(chunk)
-
-
 class _LogWriter(threading.Thread):
     """Appends :data:`LOG_LINES` to a followed file, a little after the stream started."""
 
@@ -309,59 +218,29 @@ class _LogWriter(threading.Thread):
                 log.write(line + "\n")
 
 
-def measure(client: Any, base_url: str, probe: Probe, log_file: Path) -> Measurement:
-    """Make ``probe``'s request with ``client`` (an ``httpx.Client``) and measure it."""
-    import httpx  # a dependency of the comparison only
+def measure_probe(client: Any, base_url: str, probe: Probe, log_file: Path) -> Measurement:
+    """Make ``probe``'s request with ``client`` (an ``httpx.Client``) and measure it.
 
+    ``log_file`` is the file the application's ``/logs`` follows.
+    """
     if probe.log == "missing":
         log_file.unlink(missing_ok=True)
     elif probe.log == "follow":
         log_file.write_text("")
-    result = Measurement()
-    writer: _LogWriter | None = None
-    arrivals: list[float] = []
-    body = bytearray()
-    text = ""
-    started = time.perf_counter()
+    writer = _LogWriter(log_file)
     try:
-        with client.stream(
-            probe.method, base_url + probe.target, headers=dict(probe.headers)
-        ) as response:
-            result.status = response.status_code
-            result.headers = [
-                (name.decode("latin-1").lower(), value.decode("latin-1"))
-                for name, value in response.headers.raw
-                if name.decode("latin-1").lower() not in SERVER_HEADERS
-            ]
-            is_event_stream = response.headers.get("content-type", "").startswith(
-                "text/event-stream"
-            )
-            decoder = _Decoder(response.headers.get("content-encoding"))
-            if probe.log == "follow":
-                writer = _LogWriter(log_file)
-                writer.start()
-            for chunk in response.iter_raw():
-                arrivals.append(time.perf_counter())
-                body += chunk
-                text += decoder.decode(chunk)
-                if is_event_stream:  # parsed again from the start: a CR may end one chunk
-                    result.events = parse_events(text)[0]
-                if result.first_event is None and (result.events or not is_event_stream):
-                    result.first_event = arrivals[-1] - started
-                if probe.stop_after is not None and len(result.events) >= probe.stop_after:
-                    break
-            if not is_event_stream and text:
-                result.events = [text]
-    except (httpx.HTTPError, ValueError, zlib.error) as exc:
-        result.error = f"{type(exc).__name__}: {exc}"
+        return measure(
+            client,
+            probe.method,
+            base_url + probe.target,
+            probe.headers,
+            stop_after=probe.stop_after,
+            on_response=writer.start if probe.log == "follow" else None,
+        )
     finally:
-        if writer is not None:
-            writer.stopped.set()
+        writer.stopped.set()
+        if writer.is_alive():
             writer.join(5)
-    result.total = time.perf_counter() - started
-    result.body = bytes(body)
-    result.gaps = [later - earlier for earlier, later in pairwise(arrivals)]
-    return result
 
 
 # Comparing --------------------------------------------------------------------------------
@@ -393,8 +272,8 @@ def compare_measurements(probe: Probe, ours: Measurement, theirs: Measurement) -
     if ours.error != theirs.error:
         found.append(("error", str(ours.error), str(theirs.error)))
     for name in dict.fromkeys(name for name, _ in ours.headers + theirs.headers):
-        our_values = _header_values(ours, name)
-        their_values = _header_values(theirs, name)
+        our_values = ours.header(name)
+        their_values = theirs.header(name)
         if our_values != their_values:
             found.append((f"header {name}", our_values, their_values))
     if ours.events != theirs.events:
@@ -416,11 +295,6 @@ def compare_measurements(probe: Probe, ours: Measurement, theirs: Measurement) -
         )
         for aspect, ours_text, theirs_text in found
     ]
-
-
-def _header_values(measurement: Measurement, name: str) -> str:
-    values = [value for key, value in measurement.headers if key == name]
-    return ", ".join(values) if values else "-"
 
 
 def _summary(events: list[str]) -> str:
@@ -548,7 +422,7 @@ def run(
         timeout = httpx.Timeout(5.0, read=5.0 + 2 * tick)
         client = stack.enter_context(httpx.Client(timeout=timeout))
         for url in urls.values():  # first-request costs (imports, caches) are not measured
-            measure(client, url, PROBES[0], work / "warm-up.log")
+            measure_probe(client, url, PROBES[0], work / "warm-up.log")
         results = []
         for probe in probes:
             result = _measure_both(client, urls, probe, work)
@@ -560,7 +434,7 @@ def run(
 
 
 def _measure_both(client: Any, urls: dict[str, str], probe: Probe, work: Path) -> ProbeResult:
-    ours, theirs = (measure(client, urls[name], probe, work / f"{name}.log") for name in APPS)
+    ours, theirs = (measure_probe(client, urls[name], probe, work / f"{name}.log") for name in APPS)
     return ProbeResult(probe, ours, theirs, compare_measurements(probe, ours, theirs))
 
 
@@ -581,7 +455,7 @@ def format_table(result: ProbeResult) -> str:
     rows = [
         ("status", str(ours.status), str(theirs.status)),
         *(
-            (f"header {name}", _header_values(ours, name), _header_values(theirs, name))
+            (f"header {name}", ours.header(name), theirs.header(name))
             for name in dict.fromkeys(name for name, _ in ours.headers + theirs.headers)
         ),
         ("events", _summary(ours.events), _summary(theirs.events)),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import subprocess
 import sys
@@ -15,13 +14,12 @@ from asgi_stream import compare
 from asgi_stream.compare import (
     EXPECTED,
     PROBES,
-    Measurement,
     Probe,
     ProbeResult,
     compare_measurements,
     expected_reasons,
-    parse_events,
 )
+from asgi_stream.measure import Measurement
 from tests.serving import ROOT
 
 FIVE = [f"data: {i}" for i in range(5)]
@@ -119,20 +117,6 @@ def test_every_expected_difference_names_a_probe_and_gives_a_reason() -> None:
         assert expected.probe in names
         assert expected.aspects
         assert len(expected.reason) > 40
-
-
-def test_events_are_parsed_as_a_browser_reads_them() -> None:
-    stream = "data: a\r\ndata:b\r\n\r\n: heartbeat\n\nevent: error\nid: 7\ndata: x\n\n\n\ndata: par"
-    assert parse_events(stream) == (
-        ["data: a\\nb", ": heartbeat", "event: error / id: 7 / data: x"],
-        "data: par",
-    )
-
-
-def test_a_gzip_body_is_decoded_as_httpx_decodes_it() -> None:
-    decoder = compare._Decoder("gzip")
-    members = gzip.compress(b"data: 1\n\n") + gzip.compress(b"data: 2\n\n")
-    assert decoder.decode(members[:5]) + decoder.decode(members[5:]) == "data: 1\n\n"
 
 
 def test_without_the_examples_directory_it_says_what_to_do(
