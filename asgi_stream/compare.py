@@ -36,8 +36,9 @@ message sequences side by side.
 
 FastAPI is not a dependency of asgi-stream, and no module of the package
 imports it: the FastAPI application is served by import string from the
-``examples/`` directory of a clone of the repository, so this command works in
-a clone (``pip install -e '.[compare]'``) and says so clearly anywhere else.
+``examples/`` directory of a clone of the repository, so this command works
+in a clone (``pip install -e '.[serve,compare]'``), and says so clearly
+anywhere else.
 """
 
 from __future__ import annotations
@@ -325,7 +326,7 @@ def source_tree() -> Path:
     raise SystemExit(
         f"asgi-stream compare: {_FASTAPI_FILE} was not found. The comparison serves the "
         "tutorial's FastAPI code from the examples/ directory of a clone of the repository: "
-        "run it from a clone (pip install -e '.[compare]')."
+        "run it from a clone (pip install -e '.[serve,compare]')."
     )
 
 
@@ -335,7 +336,7 @@ def _check_installed() -> None:
     ]
     if missing:
         raise SystemExit(
-            f"asgi-stream compare needs {', '.join(missing)}: pip install -e '.[compare,serve]'"
+            f"asgi-stream compare needs {', '.join(missing)}: pip install -e '.[serve,compare]'"
         )
 
 
