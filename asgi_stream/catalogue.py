@@ -381,7 +381,8 @@ class Catalogue:
     async def chat_stream(self, request: Request) -> StreamingResponse:
         await request.body()  # unused, but read within the size limit (413 beyond)
         message = request.query_str("message")
-        model = self.chat_model or LocalChatModel(delay=0.05 * self.tick(request))
+        tick = self.tick(request)
+        model = self.chat_model or LocalChatModel(delay=0.05 * tick)
 
         async def generate() -> AsyncIterator[bytes]:
             chunks = model.astream(message)
