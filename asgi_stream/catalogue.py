@@ -110,9 +110,11 @@ class CatalogueRouter(Router):
     """A router that writes an access log, when it has one."""
 
     def __init__(self, access_log: AccessLog | None) -> None:
-        hooks = ([access_log.open], [access_log.close]) if access_log else ([], [])
-        super().__init__(on_startup=hooks[0], on_shutdown=hooks[1])
+        super().__init__()
         self.access_log = access_log
+        if access_log is not None:  # the file lives from startup to shutdown
+            self.on_startup.append(access_log.open)
+            self.on_shutdown.append(access_log.close)
 
     async def handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.access_log is not None:
