@@ -21,11 +21,12 @@ LangChain; it only speaks its interface.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+
+from .importing import import_object
 
 __all__ = ["ChatChunk", "LocalChatModel", "chunk_text", "load_chat_model"]
 
@@ -96,12 +97,7 @@ def load_chat_model(spec: str) -> Any:
     The attribute may be a model (anything with ``astream``) or a callable
     that returns one when called without arguments.
     """
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"a chat model is named as 'module:attribute', not {spec!r}")
-    found: Any = importlib.import_module(module_name)
-    for name in attribute.split("."):
-        found = getattr(found, name)
+    found = import_object(spec)
     if not hasattr(found, "astream") and callable(found):
         found = found()
     if not hasattr(found, "astream"):

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import signal
 import socket
 from collections.abc import Iterator
@@ -55,15 +54,14 @@ import hypercorn.asyncio
 import hypercorn.config
 import uvicorn
 
+from .importing import import_object
 from .shutdown import GracefulShutdown
-from .types import ASGIApp
 
 __all__ = [
     "STOP_SIGNALS",
     "GracefulUvicorn",
     "ServeOptions",
     "bind_socket",
-    "import_app",
     "run_worker",
 ]
 
@@ -113,20 +111,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def import_app(path: str) -> ASGIApp:
-    """The object named by ``"module:attribute"`` (``attribute`` may be dotted)."""
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"an app is named as 'module:attribute', not {path!r}")
-    found = importlib.import_module(module_name)
-    for name in attribute.split("."):
-        found = getattr(found, name)
-    return found
-
-
 def run_worker(options: ServeOptions, sock: socket.socket) -> None:
     """Serve ``options.app`` on ``sock`` in this process until SIGTERM or SIGINT."""
-    app = GracefulShutdown(import_app(options.app), options.grace)
+    app = GracefulShutdown(import_object(options.app), options.grace)
     if options.server == "uvicorn":
         _run_uvicorn(app, options, sock)
     elif options.server == "hypercorn":

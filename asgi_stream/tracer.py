@@ -72,6 +72,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
+from .importing import import_object
 from .types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
@@ -246,10 +247,8 @@ def traced_app_from_environment() -> Tracer:
 
     The catalogue, printing text lines, when none are set.
     """
-    from .servers import import_app  # the serve extra: this runs only inside a server
-
     return Tracer(
-        import_app(os.environ.get(TRACE_APP_VARIABLE, "asgi_stream.catalogue:app")),
+        import_object(os.environ.get(TRACE_APP_VARIABLE, "asgi_stream.catalogue:app")),
         text=_STDERR if os.environ.get(TRACE_TEXT_VARIABLE, "1") != "0" else None,
         json_lines=os.environ.get(TRACE_JSON_VARIABLE) or None,
     )
