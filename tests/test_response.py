@@ -41,6 +41,20 @@ class Probe:
     def cleanup(self) -> None:
         self.background_ran = True
 
+    async def stalled(self, first: bytes = b"x"):
+        """Yields ``first``, then waits in an await for ever; records when its finally ran."""
+        try:
+            yield first
+            await asyncio.sleep(30)
+        finally:
+            self.finally_at = time.monotonic()
+
+
+async def client_that_stays() -> dict[str, Any]:
+    """A ``receive()`` whose client does not leave within the test."""
+    await asyncio.sleep(30)
+    return {"type": "http.disconnect"}
+
 
 async def disconnect_and_time_finally(comm: ApplicationCommunicator, probe: Probe) -> float:
     """Send http.disconnect; how long until the generator's finally ran (bounded)."""
@@ -305,15 +319,8 @@ def test_a_generator_that_never_awaits_neither_starves_the_loop_nor_escapes_disc
 def test_unread_request_body_messages_are_skipped_while_watching_for_disconnect() -> None:
     probe = Probe()
 
-    async def generate():
-        try:
-            yield b"a"
-            await asyncio.sleep(30)
-        finally:
-            probe.finally_at = time.monotonic()
-
     async def main() -> None:
-        comm = ApplicationCommunicator(StreamingResponse(generate()), http_scope("POST"))
+        comm = ApplicationCommunicator(StreamingResponse(probe.stalled(b"a")), http_scope("POST"))
         await comm.send_input({"type": "http.request", "body": b"part", "more_body": True})
         await comm.send_input({"type": "http.request", "body": b"rest", "more_body": False})
         await comm.receive_output(1)
@@ -365,10 +372,6 @@ def test_an_oserror_from_send_is_a_disconnect() -> None:
     async def main() -> None:
         sends = 0
 
-        async def receive() -> dict[str, Any]:
-            await asyncio.sleep(30)
-            return {"type": "http.disconnect"}
-
         async def send(message: dict[str, Any]) -> None:
             nonlocal sends
             sends += 1
@@ -376,7 +379,9 @@ def test_an_oserror_from_send_is_a_disconnect() -> None:
                 raise ConnectionResetError("client went away")
 
         response = StreamingResponse(generate(), background=BackgroundTask(probe.cleanup))
-        await asyncio.wait_for(response(http_scope(), receive, send), 1)  # returns, no raise
+        await asyncio.wait_for(
+            response(http_scope(), client_that_stays, send), 1
+        )  # returns, no raise
 
     asyncio.run(main())
     assert probe.finally_at is not None and probe.background_ran
@@ -399,22 +404,13 @@ def test_an_oserror_from_the_generator_is_an_error() -> None:
 def test_a_cancellation_from_the_server_is_not_swallowed() -> None:
     probe = Probe()
 
-    async def generate():
-        try:
-            yield b"x"
-            await asyncio.sleep(30)
-        finally:
-            probe.finally_at = time.monotonic()
-
     async def main() -> None:
-        async def receive() -> dict[str, Any]:
-            await asyncio.sleep(30)
-            return {"type": "http.disconnect"}
-
         async def send(message: dict[str, Any]) -> None:
             pass
 
-        task = asyncio.create_task(StreamingResponse(generate())(http_scope(), receive, send))
+        task = asyncio.create_task(
+            StreamingResponse(probe.stalled())(http_scope(), client_that_stays, send)
+        )
         await asyncio.sleep(0.02)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -551,15 +547,11 @@ def test_background_task_runs_after_the_final_message(kind: str) -> None:
     cleanup = sync_cleanup if kind == "sync" else async_cleanup
 
     async def main() -> None:
-        async def receive() -> dict[str, Any]:
-            await asyncio.sleep(30)
-            return {"type": "http.disconnect"}
-
         async def send(message: dict[str, Any]) -> None:
             order.append("end" if message == END else message["type"])
 
         response = StreamingResponse(generate(), background=BackgroundTask(cleanup, label="bg"))
-        await response(http_scope(), receive, send)
+        await response(http_scope(), client_that_stays, send)
 
     asyncio.run(main())
     assert order == [START, BODY, "end", "bg"]
