@@ -30,7 +30,9 @@ server sees ``http.disconnect`` and stops the generator (see
 ``POST /chat-stream`` is read with ``fetch()`` and the page parses the event
 stream itself; Stop aborts the fetch. ``EventSource`` also reconnects when a
 stream ends, which would run a finished stream again forever, so the page
-closes it at the end instead.
+closes it at the end instead. The jobs card is the exception: a job's events
+are resumable (see :mod:`asgi_stream.resumable`), so there ``EventSource`` may
+reconnect, and after a Stop the page resumes with ``?last_event_id=``.
 """
 
 from __future__ import annotations

@@ -11,9 +11,11 @@ test uses its own card, and the last one saves a screenshot of them all to
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from asgi_stream.chat import LocalChatModel
+from asgi_stream.jobs import TOTAL, progress
 from tests.serving import ROOT, ServerProcess, serve
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -235,6 +238,75 @@ def test_the_event_stream_parser_reads_any_split(page: webdriver.Chrome) -> None
     )
     for pieces, events in zip(splits, results, strict=True):
         assert events == TRICKY_EVENTS, pieces
+
+
+def log_rows(page: webdriver.Chrome, element: WebElement) -> list[dict[str, str]]:
+    """Every row of a card's log, read in one round trip."""
+    return page.execute_script(
+        """
+        return [...arguments[0].querySelectorAll(".events li")].map((row) => ({
+          kind: row.className,
+          type: row.dataset.type,
+          id: row.dataset.id ?? "",
+          lane: row.querySelector(".lane")?.textContent ?? "",
+          data: row.querySelector(".data").textContent,
+        }));
+        """,
+        element,
+    )
+
+
+def test_a_job_runs_on_between_stop_and_resume(page: webdriver.Chrome) -> None:
+    element = card(page, "/jobs")
+    start = element.find_element(By.CSS_SELECTOR, ".start")
+    assert start.text == "Start job"
+    # At this tick the whole job takes about a tenth of a second, less than a
+    # WebDriver round trip per event: a script in the page presses Stop as soon
+    # as the 20th progress event is shown, as a user would (much later).
+    page.execute_async_script(
+        """
+        const [card, count, done] = arguments;
+        const log = card.querySelector(".events");
+        new MutationObserver((_, observer) => {
+          if (log.querySelectorAll('li.event[data-type="message"]').length < count) return;
+          observer.disconnect();
+          card.querySelector(".stop").click();
+          done();
+        }).observe(log, { childList: true });
+        card.querySelector(".start").click();
+        """,
+        element,
+        20,
+    )
+    assert state(element) == "closed"
+    assert start.text == "Resume job"
+    time.sleep(0.5)  # nobody watches, and the job runs on (at this tick, to its end)
+    start.click()
+    until(page, lambda: events(element, "done") and state(element) == "closed")
+    assert start.text == "Start job"  # the job has ended: Start starts another
+
+    rows = log_rows(page, element)
+    shown = [row for row in rows if row["kind"] == "event" and row["lane"].startswith("watch")]
+    # Every event of the job exactly once, in order, to the done event...
+    assert [row["data"] for row in shown] == [
+        *(json.dumps(progress(i)) for i in range(TOTAL + 1)),
+        "Completed",
+    ]
+    assert [row["type"] for row in shown] == ["message"] * (TOTAL + 1) + ["done"]
+    assert len({row["id"] for row in shown}) == len(shown)
+    # ...the first 20 through the first connection, the rest through the second,
+    # which asked for what came after the last id that the first one showed.
+    assert [row["lane"] for row in shown] == ["watch 1"] * 20 + ["watch 2"] * (TOTAL - 18)
+    requests = [row["data"] for row in rows if row["type"] == "request"]
+    [job] = [json.loads(row["data"]) for row in rows if row["type"] == "json"]
+    assert requests == [
+        "POST /jobs",
+        f"GET {job['events']}",
+        f"GET {job['events']}?last_event_id={shown[19]['id']}",
+    ]
+    assert element.find_element(By.CSS_SELECTOR, ".bar").get_attribute("aria-valuenow") == "100"
+    watches = element.find_elements(By.CSS_SELECTOR, ".watches li")
+    assert [w.text.split(",")[0] for w in watches] == ["watch 1: 20 events", "watch 2: 82 events"]
 
 
 def arrivals(element: WebElement) -> list[list[float]]:

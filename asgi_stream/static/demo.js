@@ -25,6 +25,14 @@
  * close() closes the connection. The server's receive() then returns
  * http.disconnect, and asgi_stream's StreamingResponse stops the generator.
  *
+ * The job card is the exception that shows why EventSource reconnects at all.
+ * A job runs on the server whether anyone watches or not, and its events
+ * stream is resumable: every event has an `id`, and a request that says the
+ * last id it saw gets only what came after. So its lane lets EventSource
+ * reconnect by itself, which sends that id in a Last-Event-ID header. A page
+ * cannot set that header, though, so after Stop, Start again opens a new
+ * EventSource with the id in the query string, `?last_event_id=`.
+ *
  * fetch() is for everything else: a POST (EventSource can only GET) and
  * plain JSON. Its body is a ReadableStream of bytes, as they arrive. For an
  * event stream we decode the bytes as UTF-8 (TextDecoderStream keeps a
@@ -116,32 +124,43 @@ class Lane {
     this.card.laneChanged(this, detail);
   }
 
-  receive(type, data) {
-    if (!this.finished) this.card.received(this, type, data);
+  receive(type, data, id = "") {
+    if (!this.finished) this.card.received(this, type, data, id);
   }
 }
 
-/** Reads a GET event stream with EventSource; `types` are the named events to listen for. */
-function readWithEventSource(lane, url, types) {
+/** The event types after which a stream has nothing more to say. */
+const FINAL_EVENTS = new Set(["done", "failed"]);
+
+/**
+ * Reads a GET event stream with EventSource. `events` are the named events to
+ * listen for; a `resumable` stream is left to reconnect by itself.
+ */
+function readWithEventSource(lane, url, { events, resumable = false }) {
   const source = new EventSource(url);
   let opened = false;
+  let lastEventId = "";
   const end = (state, detail) => {
     source.close(); // no reconnection, and the connection is closed now
     lane.setState(state, detail);
   };
   const deliver = (event) => {
-    lane.receive(event.type, event.data);
-    if (event.type === "done") end("closed", "closed by the page after `done`");
+    lastEventId = event.lastEventId;
+    lane.receive(event.type, event.data, event.lastEventId);
+    if (FINAL_EVENTS.has(event.type)) end("closed", `closed by the page after \`${event.type}\``);
   };
   source.onopen = () => {
     opened = true;
     lane.setState("open");
   };
   source.onmessage = deliver;
-  for (const type of types) source.addEventListener(type, deliver);
+  for (const type of events) source.addEventListener(type, deliver);
   source.addEventListener("error", (event) => {
     if (event instanceof MessageEvent) deliver(event); // the server's `event: error`
-    else if (opened) end("closed", "the stream ended (EventSource would reconnect)");
+    else if (resumable && source.readyState === EventSource.CONNECTING) {
+      const header = lastEventId ? `Last-Event-ID: ${lastEventId}` : "no Last-Event-ID";
+      lane.setState("connecting", `the connection broke: EventSource reconnects, with ${header}`);
+    } else if (opened) end("closed", "the stream ended (EventSource would reconnect)");
     else end("error", "the connection failed, or the answer was not an event stream");
   });
   lane.stop = () => end("closed", "stopped");
@@ -163,7 +182,7 @@ async function readWithFetch(lane, url, method) {
     if (!contentType.startsWith("text/event-stream")) {
       lane.receive(contentType.startsWith("application/json") ? "json" : "body", await response.text());
     } else {
-      const parser = new EventStreamParser((type, data) => lane.receive(type, data));
+      const parser = new EventStreamParser((type, data, id) => lane.receive(type, data, id));
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       for (;;) {
         const { value, done } = await reader.read();
@@ -314,6 +333,44 @@ class TimelineView {
   }
 }
 
+/** /jobs: the job's progress, and which events each watch (connection) showed, and when. */
+class JobView extends ProgressView {
+  constructor(element) {
+    super(element);
+    this.list = document.createElement("ol");
+    this.list.className = "watches";
+    element.append(this.list);
+    this.watches = new Map(); // lane => { item, first, count, since }
+  }
+
+  reset() {
+    super.reset();
+    this.bar.classList.remove("failed");
+    this.list.replaceChildren();
+    this.watches.clear();
+  }
+
+  event(lane, type, data, seconds, id) {
+    if (type === "failed") {
+      this.bar.classList.add("failed");
+      this.label.textContent += `: failed (${data})`;
+    } else {
+      super.event(lane, type, data);
+    }
+    if (!id) return; // the POST's answer, or a `reset`, whose empty id clears the last one
+    let watch = this.watches.get(lane);
+    if (watch === undefined) {
+      watch = { item: document.createElement("li"), first: id, count: 0, since: seconds };
+      this.list.append(watch.item);
+      this.watches.set(lane, watch);
+    }
+    watch.count += 1;
+    watch.item.textContent =
+      `${lane.label}: ${watch.count} event${watch.count === 1 ? "" : "s"}, ids ${watch.first} to ${id},` +
+      ` from +${watch.since.toFixed(3)} to +${seconds.toFixed(3)} s`;
+  }
+}
+
 /* ---------- Cards ---------- */
 
 const server = { tick: null, tickOverride: false };
@@ -327,12 +384,14 @@ class Card {
     this.root = root;
     root.dataset.path = spec.path;
     root.classList.toggle("multi-lane", spec.lanes.length > 1);
+    root.classList.toggle("wide", Boolean(spec.wide));
     root.querySelector(".method").textContent = spec.method;
     root.querySelector(".path").textContent = spec.path;
-    root.querySelector(".section").textContent = `§${spec.section}`;
+    root.querySelector(".section").textContent = spec.section ? `§${spec.section}` : "";
     root.querySelector(".about").innerHTML = spec.about;
     this.form = root.querySelector("form");
-    this.tickInput = this.form.elements.tick;
+    if (spec.tick === false) root.querySelector("label.tick").remove(); // the server's tick only
+    this.tickInput = this.form.elements.tick ?? null;
     this.startButton = root.querySelector(".start");
     this.stopButton = root.querySelector(".stop");
     this.stateBadge = root.querySelector(".state");
@@ -348,28 +407,44 @@ class Card {
 
   /** The tick for the next request: the card's field, else the server's setting. */
   tick() {
-    return server.tickOverride && this.tickInput.value !== "" ? Number(this.tickInput.value) : null;
+    const input = this.tickInput;
+    return server.tickOverride && input && input.value !== "" ? Number(input.value) : null;
+  }
+
+  get running() {
+    return this.lanes.some((lane) => !lane.finished);
   }
 
   start() {
-    if (this.lanes.some((lane) => !lane.finished)) return; // Start is disabled meanwhile
+    if (this.running) return; // Start is disabled meanwhile
+    this.begin();
+    const extra = this.view?.params?.() ?? {};
+    for (const laneSpec of this.spec.lanes) this.open(laneSpec, { ...laneSpec.params, ...extra });
+  }
+
+  /** A fresh start: no lanes, an empty log and view, and the clock at zero. */
+  begin() {
+    this.lanes = [];
     this.log.replaceChildren();
     this.view?.reset();
     this.t0 = performance.now();
     const tick = this.tick();
     this.note("", "tick", `${tick ?? server.tick ?? "?"} s${tick === null ? " (the server's)" : ""}`);
-    const extra = this.view?.params?.() ?? {};
-    this.lanes = this.spec.lanes.map((laneSpec) => {
-      const params = new URLSearchParams({ ...laneSpec.params, ...extra });
-      if (tick !== null) params.set("tick", String(tick));
-      const url = params.size ? `${laneSpec.path}?${params}` : laneSpec.path;
-      const lane = new Lane(this, laneSpec.label, `${laneSpec.method} ${url}`);
-      this.note(lane.label, "request", lane.request);
-      if (laneSpec.reader === "fetch") readWithFetch(lane, url, laneSpec.method);
-      else readWithEventSource(lane, url, laneSpec.events);
-      return lane;
-    });
+  }
+
+  /** Sends one lane's request; returns the lane, whose `done` settles when a fetch ends. */
+  open(laneSpec, params, path = laneSpec.path, label = laneSpec.label) {
+    const query = new URLSearchParams(params);
+    const tick = this.tick();
+    if (tick !== null) query.set("tick", String(tick));
+    const url = query.size ? `${path}?${query}` : path;
+    const lane = new Lane(this, label, `${laneSpec.method} ${url}`);
+    this.lanes.push(lane);
+    this.note(lane.label, "request", lane.request);
+    if (laneSpec.reader === "fetch") lane.done = readWithFetch(lane, url, laneSpec.method);
+    else readWithEventSource(lane, url, laneSpec);
     this.showState();
+    return lane;
   }
 
   stop() {
@@ -391,15 +466,18 @@ class Card {
     const state = ["open", "connecting", "error", "closed"].find((s) => states.includes(s)) ?? "idle";
     this.stateBadge.textContent = state;
     this.stateBadge.dataset.state = state;
-    const running = this.lanes.some((lane) => !lane.finished);
-    this.startButton.disabled = running;
-    this.stopButton.disabled = !running;
+    this.startButton.disabled = this.running;
+    this.stopButton.disabled = !this.running;
   }
 
-  received(lane, type, data) {
+  received(lane, type, data, id) {
     const seconds = this.seconds();
-    this.row("event", lane.label, type, data, seconds);
-    this.view?.event(lane, type, data, seconds);
+    const row = this.row("event", lane.label, type, data, seconds);
+    if (id) {
+      row.dataset.id = id;
+      row.title = `id: ${id}`;
+    }
+    this.view?.event(lane, type, data, seconds, id);
   }
 
   /** A line in the log about the request itself, not an event: what, then details. */
@@ -421,6 +499,74 @@ class Card {
     this.log.append(row);
     while (this.log.childElementCount > MAX_LOG_ROWS) this.log.firstElementChild.remove();
     this.log.scrollTop = this.log.scrollHeight;
+    return row;
+  }
+}
+
+/**
+ * POST /jobs, then GET /jobs/{id}/events: a job that outlives whoever watches it.
+ *
+ * Start job sends the POST, whose answer names the job's events; a lane called
+ * a *watch* reads them with EventSource. Stop closes that connection, and the
+ * job runs on. Start again (now "Resume job") opens a new watch that asks for
+ * what came after the last event shown: every event appears once, across the
+ * watches. Once the job's final event is shown, Start starts another job.
+ */
+class JobCard extends Card {
+  constructor(spec) {
+    super(spec);
+    [this.post, this.watch] = spec.lanes;
+    this.job = null; // { events, lastEventId, watches }: from the POST's answer to the job's end
+    this.showState();
+  }
+
+  async start() {
+    if (this.running) return;
+    if (this.job === null) {
+      this.begin();
+      await this.open(this.post, {}).done;
+      if (this.job === null) return; // refused, failed or stopped: the log says which
+    }
+    const { events, lastEventId } = this.job;
+    this.job.watches += 1;
+    const params = lastEventId ? { last_event_id: lastEventId } : {};
+    this.open(this.watch, params, events, `${this.watch.label} ${this.job.watches}`);
+  }
+
+  stop() {
+    super.stop();
+    if (this.job === null) return;
+    const id = this.job.lastEventId;
+    this.note("", "unwatched", `the job runs on; Resume asks for ${id ? `what follows id ${id}` : "all"}`);
+  }
+
+  received(lane, type, data, id) {
+    super.received(lane, type, data, id);
+    if (lane.label === this.post.label) {
+      if (type === "json") this.job = { events: JSON.parse(data).events, lastEventId: "", watches: 0 };
+    } else {
+      this.job.lastEventId = id;
+      if (FINAL_EVENTS.has(type)) this.job.ended = type;
+    }
+  }
+
+  laneChanged(lane, detail) {
+    super.laneChanged(lane, detail);
+    if (this.job === null || lane.label === this.post.label) return;
+    // From now on, Start starts a new job.
+    if (this.job.ended) this.forget(`ended with \`${this.job.ended}\``);
+    else if (lane.state === "error") this.forget("cannot be read");
+  }
+
+  forget(reason) {
+    this.job = null;
+    this.note("", "job", reason);
+    this.showState();
+  }
+
+  showState() {
+    super.showState();
+    this.startButton.textContent = this.job === null ? "Start job" : "Resume job";
   }
 }
 
@@ -434,10 +580,13 @@ function cell(className, text) {
 /* ---------- The catalogue ---------- */
 
 /**
- * One entry per card. A card needs `path`, `section` and `about`; the rest has
- * defaults (see card() below): one lane, a GET read with EventSource, that
- * listens for the named events `init` and `done` besides `message` and `error`.
- * A new endpoint is a new entry; a new kind of display is a new view class.
+ * One entry per card. A card needs `path` and `about`, and `section` when it
+ * comes from the tutorial; the rest has defaults (see card() below): one
+ * lane, a GET read with EventSource, that listens for the named events `init`
+ * and `done` besides `message` and `error`, and a tick field (`tick: false`
+ * leaves it out); `wide: true` gives it two columns of the grid. A new
+ * endpoint is a new entry; a new kind of display is a new view class;
+ * requests that follow from each other are a Card subclass (`card`).
  */
 const CATALOGUE = [
   { path: "/stream", section: "1.1, 2.2", about: "Five events, <code>data: 0</code> to <code>data: 4</code>, half a tick apart." },
@@ -476,6 +625,18 @@ const CATALOGUE = [
   },
   { path: "/progress", section: "7.2", about: "101 progress events, then <code>event: done</code>.", view: ProgressView },
   { path: "/logs", section: "7.3", about: "Follows the server's log file like <code>tail -f</code>, one event per new line: <code>ASGI_STREAM_LOG_FILE</code>, or else the server's own access log. Endless: Stop ends it.", view: TailView },
+  {
+    method: "POST", path: "/jobs",
+    about: "Starts a job on the server: the /progress events, kept in an event log. <code>GET /jobs/{id}/events</code> streams them, each with an <code>id</code>. Stop, wait, Resume: the job ran on meanwhile, and the new connection gets what came after the last id shown (<code>?last_event_id=</code>), no gap and no duplicate. Jobs run at the server's tick.",
+    card: JobCard,
+    view: JobView,
+    tick: false,
+    wide: true,
+    lanes: [
+      { label: "job", path: "/jobs", reader: "fetch" },
+      { label: "watch", method: "GET", events: ["done", "failed", "reset"], resumable: true },
+    ],
+  },
 ];
 
 function card(entry) {
@@ -488,7 +649,8 @@ function card(entry) {
     params: {},
     ...lane,
   }));
-  return new Card({ ...entry, method, lanes });
+  const CardClass = entry.card ?? Card;
+  return new CardClass({ ...entry, method, lanes });
 }
 
 async function loadSettings() {
