@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import compare
+from . import compare, soak
 from .tracer import TRACED_APP, trace_environment
 
 __all__ = ["APP_SETTINGS", "app_environment", "build_parser", "main"]
@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     comparison.set_defaults(command=compare.main)
     compare.add_arguments(comparison)
+    soak.add_command(commands)
     return parser
 
 

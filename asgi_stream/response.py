@@ -40,7 +40,16 @@ because a real stream ends badly as often as it ends well:
    message and re-raise. The server logs the error and aborts the connection.
 3. **HEAD** wants the headers only. We never start the generator (an endless
    stream would otherwise run forever for nobody) and close it unstarted.
-4. **Blocking.** A sync generator runs in a worker thread, one ``next()`` at a
+4. **The client stops reading** but stays connected. A server's ``send()``
+   waits while the socket's buffers are full (that flow control is what
+   keeps memory bounded while a generator outpaces its client), so a frozen
+   client would hold its stream, and the generator's resources, for ever.
+   With ``send_timeout=N``, a ``send()`` that waits longer than N seconds
+   ends the stream as if the client had left: we close the generator, so its
+   ``finally`` runs, and stop without the final message, so the server
+   aborts the connection. The option costs nothing when unset: the plain
+   ``send`` is used, not a wrapper.
+5. **Blocking.** A sync generator runs in a worker thread, one ``next()`` at a
    time (see :mod:`asgi_stream.concurrency`). An async generator that never
    awaits, though, would hold the event loop: a server's ``send()`` does not
    yield while the socket accepts data. No other connection would be served,
@@ -188,7 +197,8 @@ class StreamingResponse(Response):
 
     The signature is Starlette's, so code written for FastAPI moves here by
     changing one import. What happens at each possible ending of the stream is
-    described at the top of this module.
+    described at the top of this module. ``send_timeout`` (seconds, default
+    none) ends the stream when the client stops reading for that long.
     """
 
     def __init__(
@@ -198,12 +208,15 @@ class StreamingResponse(Response):
         headers: HeadersInput | None = None,
         media_type: str | None = None,
         background: BackgroundTask | None = None,
+        *,
+        send_timeout: float | None = None,
     ) -> None:
         self.status_code = status_code
         if media_type is not None:
             self.media_type = media_type
         self.background = background
         self.content = content
+        self.send_timeout = send_timeout
         self.raw_headers = self.init_headers(headers, content_length=None)
 
     def encode_chunk(self, chunk: Any) -> bytes:
@@ -240,6 +253,8 @@ class StreamingResponse(Response):
         task = asyncio.current_task()
         assert task is not None, "a response runs inside an asyncio task"
         watch = _DisconnectWatch(receive, task)
+        if self.send_timeout is not None:
+            send = _with_timeout(send, self.send_timeout)
         body = _open(self.content)
         try:
             try:
@@ -259,7 +274,9 @@ class StreamingResponse(Response):
                 try:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 except OSError:
-                    return  # the client is gone (ASGI 2.4); an OSError from the generator is not
+                    # The client is gone (ASGI 2.4), or frozen: the TimeoutError
+                    # of send_timeout is an OSError. One from the generator is not.
+                    return
                 spent += len(chunk) + _CHUNK_COST
                 if spent >= _YIELD_BUDGET:
                     spent = 0
@@ -300,6 +317,16 @@ class _DisconnectWatch:
 
     def stop(self) -> None:
         self._task.cancel()
+
+
+def _with_timeout(send: Send, seconds: float) -> Send:
+    """``send``, raising :class:`TimeoutError` when it waits longer than ``seconds``."""
+
+    async def send_or_time_out(message: Message) -> None:
+        async with asyncio.timeout(seconds):
+            await send(message)
+
+    return send_or_time_out
 
 
 def _open(content: Content) -> AsyncIterator[Any]:

@@ -143,11 +143,20 @@ class EventSourceResponse(StreamingResponse):
         headers: HeadersInput | None = None,
         media_type: str | None = None,
         background: BackgroundTask | None = None,
+        *,
+        send_timeout: float | None = None,
     ) -> None:
         given = list((headers.items() if isinstance(headers, Mapping) else headers) or ())
         names = {str(name).lower() for name, _ in given}
         defaults = [(name, value) for name, value in _SSE_HEADERS if name not in names]
-        super().__init__(content, status_code, defaults + given, media_type, background)
+        super().__init__(
+            content,
+            status_code,
+            defaults + given,
+            media_type,
+            background,
+            send_timeout=send_timeout,
+        )
 
     def encode_chunk(self, chunk: Any) -> bytes:
         if isinstance(chunk, str):
