@@ -19,11 +19,13 @@ event loops), so a stuck server fails the run instead of hanging it.
 
 from __future__ import annotations
 
+import multiprocessing
 import selectors
 import socket
 import struct
 import time
 from collections.abc import Callable
+from typing import Any
 
 HOST = "127.0.0.1"
 MARKER = b"data: "
@@ -78,8 +80,11 @@ def read_stream(port: int, n: int, batched: bool) -> tuple[float, int]:
         return time.perf_counter() - start, counter.count
 
 
-def first_event_latency(port: int) -> float:
-    """Seconds from ``connect()`` on a fresh connection to the first event's arrival."""
+def time_to_first(port: int, event: bool = True) -> float:
+    """Seconds from ``connect()`` on a fresh connection to the first event's arrival.
+
+    With ``event=False``, to the first byte of the response (its headers).
+    """
     start = time.perf_counter()
     counter = EventCounter()
     with connect(port) as sock:
@@ -88,6 +93,8 @@ def first_event_latency(port: int) -> float:
             data = sock.recv(RECV_SIZE)
             if not data:
                 raise ConnectionError("the stream ended before its first event")
+            if not event:
+                break
             counter.feed(data)
         elapsed = time.perf_counter() - start
         while sock.recv(RECV_SIZE):
@@ -103,17 +110,20 @@ class StreamSet:
         self.counter = EventCounter()
         self.open = 0
 
-    def start(self, port: int, path: str, on_data: Callable[[bytes], None] | None = None) -> None:
-        sock = connect(port)
-        sock.setblocking(False)
+    def start(self, port: int, path: str) -> None:
+        self.add(connect(port), path)
+
+    def add(self, sock: socket.socket, path: str) -> None:
+        """Send the request for ``path`` on ``sock`` and read its stream from now on."""
         sock.sendall(request(path))
-        self.selector.register(sock, selectors.EVENT_READ, on_data)
+        sock.setblocking(False)
+        self.selector.register(sock, selectors.EVENT_READ)
         self.open += 1
 
     def poll(self, timeout: float, on_end: Callable[[], None] | None = None) -> None:
         """Read whatever arrived within ``timeout``; close the streams that ended.
 
-        ``on_end`` is called for each counted stream (one without ``on_data``) that ended.
+        ``on_end`` is called for each stream that ended.
         """
         for key, _ in self.selector.select(timeout):
             sock: socket.socket = key.fileobj  # type: ignore[assignment]
@@ -121,15 +131,12 @@ class StreamSet:
                 data = sock.recv(RECV_SIZE)
             except BlockingIOError:
                 continue
-            if key.data is not None:
-                key.data(data)
-            else:
-                self.counter.feed(data)
+            self.counter.feed(data)
             if not data:
                 self.selector.unregister(sock)
                 sock.close()
                 self.open -= 1
-                if on_end is not None and key.data is None:
+                if on_end is not None:
                     on_end()
 
     def close(self) -> None:
@@ -139,23 +146,20 @@ class StreamSet:
         self.open = 0
 
 
-def aggregate(port: int, streams: int, total: int) -> tuple[float, int]:
+def aggregate(port: int, streams: int, total: int, batched: bool) -> tuple[float, int]:
     """``streams`` concurrent streams sharing ``total`` events: (seconds, events counted).
 
     The connections are made first; the clock runs from the first request to
     the end of the last stream.
     """
     per_stream = total // streams
-    socks = [connect(port) for _ in range(streams)]
+    socks = [connect(port, batched) for _ in range(streams)]
     streamset = StreamSet()
     deadline = time.monotonic() + TIMEOUT
     try:
         start = time.perf_counter()
         for sock in socks:
-            sock.sendall(request(stream_path(per_stream)))
-            sock.setblocking(False)
-            streamset.selector.register(sock, selectors.EVENT_READ)
-            streamset.open += 1
+            streamset.add(sock, stream_path(per_stream))
         while streamset.open and time.monotonic() < deadline:
             streamset.poll(1.0)
         return time.perf_counter() - start, streamset.counter.count
@@ -163,47 +167,55 @@ def aggregate(port: int, streams: int, total: int) -> tuple[float, int]:
         streamset.close()
 
 
-def fairness(port: int, streams: int, n: int, duration: float, gap: float = 0.02) -> list[float]:
+def _probe(port: int, start: float, stop: float, least: int, gap: float, results: Any) -> None:
+    """In its own process: a new connection every ``gap`` seconds; send back the latencies."""
+    time.sleep(max(0.0, start - time.monotonic()))
+    latencies: list[float] = []
+    while time.monotonic() < stop or len(latencies) < least:
+        latencies.append(time_to_first(port, event=False))
+        time.sleep(gap)
+    results.send(latencies)
+
+
+def fairness(
+    port: int, streams: int, n: int, duration: float, least: int = 2, gap: float = 0.02
+) -> list[float]:
     """Time to first byte of new connections while ``streams`` streams saturate the server.
 
     Each saturating stream asks for ``n`` events and is replaced when it ends,
-    so the server stays busy. After a warm-up, a probe connection is made every
-    ``gap`` seconds (one at a time) for ``duration`` seconds; its time from
-    ``connect()`` to its first byte is recorded.
+    so the server stays busy. After a warm-up of half a second, a probe makes
+    one new connection at a time, ``gap`` seconds apart, for ``duration``
+    seconds (and at least ``least`` of them), and records the time from its
+    ``connect()`` to its first byte. The probe runs in a process of its own,
+    blocked in ``recv()``: the kernel wakes it the moment its byte arrives,
+    whereas a probe in this busy loop would be read only when the loop came
+    round to it.
     """
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    start = time.monotonic() + 0.5  # let the streams fill the server first
+    # Forked before any stream is open, so the probe holds none of their sockets.
+    prober = context.Process(
+        target=_probe, args=(port, start, start + duration, least, gap, sender), daemon=True
+    )
+    prober.start()
     streamset = StreamSet()
-    latencies: list[float] = []
-    probe_started = 0.0
-    probe_pending = False
+    deadline = start + duration + TIMEOUT
 
     def replace() -> None:
-        if time.monotonic() < stop:
+        if prober.is_alive():
             streamset.start(port, stream_path(n))
-
-    def on_probe(data: bytes) -> None:
-        nonlocal probe_pending, next_probe
-        if probe_pending and data:
-            latencies.append(time.perf_counter() - probe_started)
-            probe_pending = False
-        if not data:
-            next_probe = time.monotonic() + gap
 
     try:
         for _ in range(streams):
             streamset.start(port, stream_path(n))
-        next_probe = time.monotonic() + 0.5  # let the streams fill the server first
-        stop = next_probe + duration
-        deadline = stop + TIMEOUT
-        while time.monotonic() < deadline:
-            now = time.monotonic()
-            if now >= stop and not probe_pending:
-                break
-            if not probe_pending and now >= next_probe and now < stop:
-                probe_started = time.perf_counter()
-                probe_pending = True
-                next_probe = float("inf")  # the probe's end schedules the next one
-                streamset.start(port, stream_path(1), on_probe)
+        while not receiver.poll():
+            if time.monotonic() > deadline or not (prober.is_alive() or receiver.poll()):
+                raise TimeoutError("the fairness probe did not finish")
             streamset.poll(0.005, replace)
+        return receiver.recv()
     finally:
         streamset.close()
-    return latencies
+        prober.join(5)
+        if prober.is_alive():
+            prober.kill()

@@ -189,17 +189,18 @@ def markdown(results: dict[str, Any]) -> str:
             [name]
             + [_k(entry["events_per_s"][level]) for level in levels]
             + [f"{entry['ratio_to_one_stream'][levels[-1]]:.2f}"]
+            + [" / ".join(f"{entry['cpu_us_per_event'][level]:.2f}" for level in levels)]
             for name, entry in results["e"].items()
         ]
         parts += [
             "",
             f"## (e) Aggregate events/s, {settings['scaling_events']:,} events shared by N "
-            "streams (eager reader)",
+            "streams (batched reader)",
             "",
             _table(
                 ["candidate"]
                 + [f"N={int(level):,}" for level in levels]
-                + [f"N={levels[-1]} / N=1"],
+                + [f"N={levels[-1]} / N=1", "CPU µs/ev at each N"],
                 rows,
             ),
         ]
