@@ -1,0 +1,48 @@
+"""The benchmark harness runs end to end and writes results of the documented shape.
+
+Tiny settings (``--quick``) and two candidates: this checks the harness, not
+the speed. Speed is never asserted in a test.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.serving import ROOT
+
+CANDIDATES = ["bare", "asgi-stream SSE"]
+
+
+def test_quick_run_writes_json_table_and_chart(tmp_path):
+    options = ["--quick", "--candidates", ",".join(CANDIDATES), "--sections", "a,b,c,d,e"]
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks", *options, "--output", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
+    results = json.loads((tmp_path / "results.json").read_text())
+
+    for reader in ("eager", "batched"):
+        assert set(results["a"][reader]) == set(CANDIDATES)
+        assert results["a"][reader]["bare"]["ratio_to_bare"] == 1.0
+        for entry in results["a"][reader].values():
+            assert entry["events_per_s"] > 0
+            assert entry["cpu_us_per_event"] > 0
+    for section in ("b", "c"):
+        for entry in results[section].values():
+            assert 0 < entry["p50_ms"] <= entry["p99_ms"]
+    idle = results["d"]["asgi-stream SSE"]
+    assert set(idle["kb_per_stream"]) == {"20", "50"}
+    assert idle["idle_cpu_percent"] >= 0
+    assert set(results["e"]["bare"]["events_per_s"]) == {"1", "10"}
+    verdicts = {(t["metric"], t["candidate"]): t["verdict"] for t in results["targets"]}
+    assert verdicts[("(a) eager, SSE-encoded", "asgi-stream SSE")] in {"pass", "miss"}
+    assert results["meta"]["settings"]["events"] == 2_000
+
+    table = (tmp_path / "results.md").read_text()
+    assert "| bare |" in table and "## Targets" in table
+    assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
