@@ -8,10 +8,11 @@ Every candidate is one ASGI application, served alone by one server process:
     turn, so whatever the response does per event shows up as time, and a
     response that never yields starves every other connection (measurement (c)).
 ``/idle``
-    An SSE stream whose source has nothing to say: a subscriber waiting on an
-    empty queue. A heartbeat comment goes out every 15 s, so proxies and
-    browsers keep the connection. This is measurement (d): what an open but
-    quiet stream costs in memory and CPU.
+    An SSE stream whose source has nothing to say: a subscriber waiting for
+    news that never comes (all of them on one shared ``asyncio.Event``, so the
+    source itself costs each stream as little as it can). A heartbeat comment
+    goes out every 15 s, so proxies and browsers keep the connection. This is
+    measurement (d): what an open but quiet stream costs in memory and CPU.
 
 ``bare`` is the floor: a hand-written ASGI callable with one ``send()`` per
 event and no generator, no task, no check. Each other candidate differs from it
@@ -34,6 +35,7 @@ import sse_starlette
 import starlette.responses
 
 from asgi_stream import EventSourceResponse, StreamingResponse
+from asgi_stream.streams import heartbeat
 from asgi_stream.types import Receive, Scope, Send
 
 #: Seconds between heartbeat comments on an idle stream.
@@ -62,22 +64,27 @@ async def event_texts(n: int) -> AsyncIterator[str]:
         yield str(i)
 
 
-async def hand_heartbeat(queue: asyncio.Queue[bytes]) -> AsyncIterator[bytes]:
-    """A heartbeat written by hand, the usual way: wait for an item at most 15 s."""
-    while True:
-        try:
-            item = await asyncio.wait_for(queue.get(), HEARTBEAT)
-        except TimeoutError:
-            yield PING
-        else:
-            yield item
+#: The news every idle stream waits for, and that never comes: one event shared by
+#: all subscribers (a broadcast), so the source costs each stream only its waiter.
+NEWS = asyncio.Event()
 
 
 async def quiet_source() -> AsyncIterator[bytes]:
-    """A subscriber's feed that never produces: it waits on an empty queue."""
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    """A subscriber's feed that never produces: it waits for news that never comes."""
     while True:
-        yield await queue.get()
+        await NEWS.wait()
+        yield b"data: news\n\n"
+
+
+async def hand_heartbeat() -> AsyncIterator[bytes]:
+    """The same feed with a heartbeat written by hand, the usual way: wait at most 15 s."""
+    while True:
+        try:
+            await asyncio.wait_for(NEWS.wait(), HEARTBEAT)
+        except TimeoutError:
+            yield PING
+        else:
+            yield b"data: news\n\n"
 
 
 async def serve_lifespan(receive: Receive, send: Send) -> None:
@@ -131,15 +138,6 @@ bare = raw_app(bare_stream, bare_idle)
 # -- asgi-stream ---------------------------------------------------------------------------------
 
 
-def asgi_stream_idle_content() -> AsyncIterator[object]:
-    """The idle stream's content: the library's heartbeat helper when it exists."""
-    try:
-        from asgi_stream.streams import heartbeat  # type: ignore[attr-defined]
-    except ImportError:
-        return hand_heartbeat(asyncio.Queue())
-    return heartbeat(quiet_source(), HEARTBEAT)
-
-
 async def asgi_stream_bytes_stream(scope: Scope, receive: Receive, send: Send) -> None:
     response = StreamingResponse(event_bytes(event_count(scope)), media_type="text/event-stream")
     await response(scope, receive, send)
@@ -150,7 +148,7 @@ async def asgi_stream_sse_stream(scope: Scope, receive: Receive, send: Send) -> 
 
 
 async def asgi_stream_idle(scope: Scope, receive: Receive, send: Send) -> None:
-    await EventSourceResponse(asgi_stream_idle_content())(scope, receive, send)
+    await EventSourceResponse(heartbeat(quiet_source(), HEARTBEAT))(scope, receive, send)
 
 
 asgi_stream_bytes = raw_app(asgi_stream_bytes_stream, asgi_stream_idle)
@@ -169,7 +167,7 @@ async def starlette_stream(scope: Scope, receive: Receive, send: Send) -> None:
 
 async def starlette_idle(scope: Scope, receive: Receive, send: Send) -> None:
     response = starlette.responses.StreamingResponse(
-        hand_heartbeat(asyncio.Queue()), media_type="text/event-stream"
+        hand_heartbeat(), media_type="text/event-stream"
     )
     await response(scope, receive, send)
 
@@ -199,9 +197,7 @@ async def fastapi_streaming_stream(n: int = 1) -> fastapi.responses.StreamingRes
 
 @fastapi_streaming.get("/idle")
 async def fastapi_streaming_idle() -> fastapi.responses.StreamingResponse:
-    return fastapi.responses.StreamingResponse(
-        hand_heartbeat(asyncio.Queue()), media_type="text/event-stream"
-    )
+    return fastapi.responses.StreamingResponse(hand_heartbeat(), media_type="text/event-stream")
 
 
 fastapi_sse = fastapi.FastAPI()
