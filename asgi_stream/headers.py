@@ -6,10 +6,12 @@ more or less as given. That makes two things our job, not the server's:
 
 * **Injection.** A value containing CR or LF would end the header line early,
   and whatever follows would become a header (or a body) of the attacker's
-  choosing. uvicorn's httptools path writes values without checking them. So
-  :func:`encode_response_headers` refuses CR, LF and NUL in names and values
-  with :class:`ValueError` *when the response is built*, long before any byte
-  reaches the wire, and names must be RFC 9110 tokens.
+  choosing. Servers differ in what they check (uvicorn refuses every control
+  character but the tab, h11 a few fewer, and a refusal there is a 500 with a
+  traceback in the log). So :func:`encode_response_headers` refuses every
+  control character but the tab (RFC 9110 §5.5: CR, LF and NUL are dangerous,
+  the rest invalid) with :class:`ValueError` *when the response is built*,
+  long before any byte reaches the wire, and names must be RFC 9110 tokens.
 * **Connection-specific headers** (``Connection``, ``Keep-Alive``,
   ``Transfer-Encoding``, ``Upgrade``, ``Proxy-Connection``, ``TE``) describe one
   hop of one HTTP/1.1 connection. The server owns the connection, so only the
@@ -45,7 +47,7 @@ CONNECTION_SPECIFIC = frozenset(
 # RFC 9110 §5.6.2: a field name is a "token". Anything else (a space, a colon,
 # a CR) is either an injection attempt or a mistake the server would mangle.
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
-_FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\x00]")
+_FORBIDDEN_IN_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # CTLs but HTAB
 
 
 class ConnectionHeaderWarning(UserWarning):
@@ -70,7 +72,10 @@ def encode_response_headers(headers: HeadersInput | None) -> list[tuple[bytes, b
         if not _TOKEN.fullmatch(raw_name):
             raise ValueError(f"invalid header name {name!r}: names must be RFC 9110 tokens")
         if _FORBIDDEN_IN_VALUE.search(raw_value):
-            raise ValueError(f"invalid value for header {name!r}: CR, LF and NUL are not allowed")
+            raise ValueError(
+                f"invalid value for header {name!r}: CR, LF and NUL are not allowed, "
+                "nor any other control character but the tab"
+            )
         if raw_name in CONNECTION_SPECIFIC:
             warnings.warn(
                 f"dropped the connection-specific header {name!r}: only the server may send it "

@@ -11,6 +11,8 @@ it adds to the catalogue:
   server takes them, with an optional send timeout; prints how much it had
   produced when it ends.
 * ``/explode``: a stream whose generator raises after three chunks.
+* ``/headers?pairs=JSON``: a response with the given ``[name, value]`` header
+  pairs, or 400 when :mod:`asgi_stream.headers` refuses them.
 * ``/_stats``: what a leak would show, seen from inside the process: asyncio
   tasks, threads, open file descriptors, resident memory, open streams,
   and the bytes the floods have produced.
@@ -24,6 +26,7 @@ that a worker can hold thousands of connections.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import resource
 import sys
@@ -31,7 +34,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 
-from asgi_stream import EventSourceResponse, JSONResponse, StreamingResponse
+from asgi_stream import EventSourceResponse, JSONResponse, Response, StreamingResponse
 from asgi_stream.catalogue import create_app
 from asgi_stream.request import Request
 from asgi_stream.soak import open_fds, rss_kib
@@ -125,6 +128,15 @@ async def explode(request: Request) -> StreamingResponse:
         raise RuntimeError("the generator failed after the headers")
 
     return StreamingResponse(generate(), media_type="text/plain")
+
+
+@app.get("/headers")
+async def headers(request: Request) -> Response:
+    pairs = json.loads(request.query_params.get("pairs") or "[]")
+    try:
+        return Response(b"body", headers=[tuple(pair) for pair in pairs], media_type="text/plain")
+    except ValueError:
+        return JSONResponse({"detail": "refused"}, 400)
 
 
 @app.get("/_stats")
