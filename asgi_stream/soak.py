@@ -25,9 +25,10 @@ Every second the command samples the server's resident memory and open file
 descriptors from ``/proc`` (so it runs on Linux only). At the end it lets the
 streams wind down, takes a last sample, stops the server with SIGTERM and
 reports: requests and errors per scenario (a wrong status, a body that did not
-end cleanly, a timeout), the resident-memory slope over the run (a least
-squares fit after the first tenth, the warm-up), the descriptor count at the
-start and at the end, the lines the server logged at error level, and its
+end cleanly, a timeout), the resident-memory slope (a least squares fit after
+the first tenth, the warm-up, and another over the last half: a leak keeps
+its slope to the end, a warming cache levels off), the descriptor count at
+the start and at the end, the lines the server logged at error level, and its
 exit status. The exit status of the command is 0 when nothing went wrong.
 
 The client speaks HTTP/1.1 over raw asyncio streams (one request per
@@ -250,6 +251,7 @@ class SoakReport:
     rss_kib_start: int = 0
     rss_kib_end: int = 0
     rss_slope_kib_per_min: float = 0.0
+    rss_slope_last_half_kib_per_min: float = 0.0
     fds_start: int = 0
     fds_peak: int = 0
     fds_end: int = 0
@@ -269,7 +271,8 @@ class SoakReport:
                 f"{sum(self.requests.values())} requests ({requests})",
                 f"client errors: {errors}",
                 f"resident memory: {self.rss_kib_start} KiB -> {self.rss_kib_end} KiB, "
-                f"slope {self.rss_slope_kib_per_min:+.1f} KiB/min",
+                f"slope {self.rss_slope_kib_per_min:+.1f} KiB/min "
+                f"({self.rss_slope_last_half_kib_per_min:+.1f} over the last half)",
                 f"file descriptors: {self.fds_start} at the start, peak {self.fds_peak}, "
                 f"{self.fds_end} at the end",
                 f"server log lines at error level: {len(self.server_errors)}",
@@ -336,6 +339,10 @@ async def run_load(
     await asyncio.gather(*tasks)
     warm = samples[len(samples) // 10 :]
     report.rss_slope_kib_per_min = round(slope_per_minute(warm), 1)
+    # A leak climbs at the same rate to the end; warming caches level off.
+    report.rss_slope_last_half_kib_per_min = round(
+        slope_per_minute(samples[len(samples) // 2 :]), 1
+    )
     report.requests = dict(sorted(requests.items()))
     report.errors = dict(sorted(errors.items()))
 
