@@ -62,11 +62,16 @@ __all__ = [
     "SCENARIOS",
     "Reply",
     "SoakReport",
+    "abort",
     "add_command",
     "connect",
     "fetch",
+    "open_fds",
+    "open_stream",
     "read_body",
     "read_head",
+    "request_bytes",
+    "rss_kib",
     "soak",
 ]
 
@@ -175,16 +180,28 @@ def abort(writer: asyncio.StreamWriter) -> None:
 
 async def short_stream(port: int, rng: random.Random) -> None:
     reply = await fetch(port, "GET", "/stream")
-    _expect(reply.status == 200 and reply.complete, "incomplete", reply)
-    _expect(reply.body.count(b"data: ") == 5, "wrong body", reply)
+    _expect(reply.status == 200 and reply.complete, "incomplete")
+    _expect(reply.body.count(b"data: ") == 5, "wrong body")
+
+
+async def open_stream(
+    port: int, target: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, dict[str, str]]:
+    """GET ``target`` and read the response head; any status but 200 is an error."""
+    reader, writer = await connect(port)
+    try:
+        writer.write(request_bytes("GET", target))
+        status, headers = await read_head(reader)
+        _expect(status == 200, "status")
+    except BaseException:
+        writer.close()
+        raise
+    return reader, writer, headers
 
 
 async def endless_stream(port: int, rng: random.Random) -> None:
-    reader, writer = await connect(port)
+    reader, writer, _ = await open_stream(port, "/logs")
     try:
-        writer.write(request_bytes("GET", "/logs"))
-        status, headers = await read_head(reader)
-        _expect(status == 200, "status", Reply(status, headers))
         # A line arrives for each request the server logs; a quiet spell is no error.
         deadline = time.monotonic() + rng.uniform(0.2, 2.0)
         with contextlib.suppress(TimeoutError):
@@ -198,16 +215,13 @@ async def endless_stream(port: int, rng: random.Random) -> None:
 
 async def chat(port: int, rng: random.Random) -> None:
     reply = await fetch(port, "POST", "/chat-stream?message=hello", body=b'{"history": []}')
-    _expect(reply.status == 200 and reply.complete, "incomplete", reply)
-    _expect(b"data: " in reply.body, "wrong body", reply)
+    _expect(reply.status == 200 and reply.complete, "incomplete")
+    _expect(b"data: " in reply.body, "wrong body")
 
 
 async def disconnect(port: int, rng: random.Random) -> None:
-    reader, writer = await connect(port)
+    reader, writer, headers = await open_stream(port, "/progress")
     try:
-        writer.write(request_bytes("GET", "/progress"))
-        status, headers = await read_head(reader)
-        _expect(status == 200, "status", Reply(status, headers))
         await read_body(reader, headers, limit=rng.randint(1, 2000))
     finally:
         if rng.random() < 0.5:
@@ -218,7 +232,7 @@ async def disconnect(port: int, rng: random.Random) -> None:
 
 async def head(port: int, rng: random.Random) -> None:
     reply = await fetch(port, "HEAD", "/logs")
-    _expect(reply.status == 200, "status", reply)
+    _expect(reply.status == 200, "status")
 
 
 #: name -> scenario; each client picks one at random for each request.
@@ -235,7 +249,7 @@ class SoakError(Exception):
     """A scenario saw the server misbehave; the message is the kind of error."""
 
 
-def _expect(condition: bool, kind: str, reply: Reply) -> None:
+def _expect(condition: bool, kind: str) -> None:
     if not condition:
         raise SoakError(kind)
 
