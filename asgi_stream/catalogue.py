@@ -42,10 +42,11 @@ from .accesslog import AccessLog
 from .background import BackgroundTask
 from .chat import LocalChatModel, chunk_text, load_chat_model
 from .compression import gzip_response
+from .concurrency import close_iterator
 from .exceptions import validation_error
 from .logfollow import follow
 from .request import Request
-from .response import JSONResponse, StreamingResponse, _close
+from .response import JSONResponse, StreamingResponse
 from .routing import Router
 from .sse import EventSourceResponse, ServerSentEvent
 from .streams import batched, heartbeat, timeout_each
@@ -397,7 +398,7 @@ class Catalogue:
                 logger.warning("the chat model failed: %r", exc)
                 yield _event(str(exc), event="error")
             finally:
-                await _close(chunks)
+                await close_iterator(chunks)
 
         return _event_stream(generate())
 

@@ -37,7 +37,8 @@ import re
 import zlib
 from collections.abc import AsyncIterable, AsyncIterator
 
-from .response import Content, StreamingResponse, _close, _open
+from .concurrency import aiterate, close_iterator
+from .response import Content, StreamingResponse
 
 __all__ = ["accepts_gzip", "gzip_chunks", "gzip_response", "parse_accept_encoding"]
 
@@ -99,7 +100,7 @@ async def gzip_chunks(source: AsyncIterable[bytes], level: int = 6) -> AsyncIter
                 yield compressor.compress(chunk) + compressor.flush(zlib.Z_SYNC_FLUSH)
         yield compressor.flush(zlib.Z_FINISH)
     finally:
-        await _close(iterator)
+        await close_iterator(iterator)
 
 
 def gzip_response(
@@ -134,9 +135,9 @@ def gzip_response(
 
 async def _encoded(response: StreamingResponse, content: Content) -> AsyncIterator[bytes]:
     """``content``'s chunks as the bytes ``response`` would send."""
-    iterator = _open(content)
+    iterator = aiterate(content)
     try:
         async for chunk in iterator:
             yield chunk if type(chunk) is bytes else response.encode_chunk(chunk)
     finally:
-        await _close(iterator)
+        await close_iterator(iterator)

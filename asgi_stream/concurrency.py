@@ -23,11 +23,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-__all__ = ["MAX_THREADS", "iterate_in_threadpool", "run_in_threadpool"]
+__all__ = [
+    "MAX_THREADS",
+    "aiterate",
+    "close_iterator",
+    "iterate_in_threadpool",
+    "run_in_threadpool",
+]
 
 T = TypeVar("T")
 
@@ -84,3 +90,25 @@ def _close_when_idle(close: Callable[[], object], in_flight: Future[Any] | None)
 
     in_flight.add_done_callback(close_now)
     return closed
+
+
+def aiterate(content: AsyncIterable[T] | Iterable[T]) -> AsyncIterator[T]:
+    """An async iterator over ``content``: as it is if async, else in worker threads."""
+    if isinstance(content, AsyncIterable):
+        return aiter(content)
+    return iterate_in_threadpool(iter(content))
+
+
+async def close_iterator(iterator: object) -> None:
+    """Close a generator, async or sync, so that its ``finally`` runs now.
+
+    Anything without ``aclose()`` or ``close()`` (a list iterator, say) has
+    nothing to clean up.
+    """
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
+        return
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()

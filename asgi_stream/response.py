@@ -71,11 +71,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, Iterable
 from typing import Any
 
 from .background import BackgroundTask
-from .concurrency import iterate_in_threadpool
+from .concurrency import aiterate, close_iterator
 from .headers import HeadersInput, encode_response_headers
 from .types import Message, Receive, Scope, Send
 
@@ -235,7 +235,7 @@ class StreamingResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             if scope.get("method") == "HEAD":
-                await _close(self.content)
+                await close_iterator(self.content)
                 await send(self.start_message())
                 await send(_END_OF_BODY)
             else:
@@ -255,7 +255,7 @@ class StreamingResponse(Response):
         watch = _DisconnectWatch(receive, task)
         if self.send_timeout is not None:
             send = _with_timeout(send, self.send_timeout)
-        body = _open(self.content)
+        body = aiterate(self.content)
         try:
             try:
                 await send(self.start_message())
@@ -295,7 +295,7 @@ class StreamingResponse(Response):
                 raise
         finally:
             watch.stop()
-            await _close(body)
+            await close_iterator(body)
 
 
 class _DisconnectWatch:
@@ -327,20 +327,3 @@ def _with_timeout(send: Send, seconds: float) -> Send:
             await send(message)
 
     return send_or_time_out
-
-
-def _open(content: Content) -> AsyncIterator[Any]:
-    if isinstance(content, AsyncIterable):
-        return aiter(content)
-    return iterate_in_threadpool(iter(content))
-
-
-async def _close(iterator: object) -> None:
-    """Close a generator so that its ``finally`` runs now."""
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        await aclose()
-        return
-    close = getattr(iterator, "close", None)
-    if close is not None:
-        close()

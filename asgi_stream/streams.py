@@ -35,7 +35,7 @@ import asyncio
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any, TypeVar
 
-from .response import _close
+from .concurrency import close_iterator
 from .sse import ServerSentEvent
 
 __all__ = ["HEARTBEAT", "batched", "heartbeat", "timeout_each"]
@@ -192,7 +192,7 @@ class _NextItem:
             if task is not None and not task.cancelled():
                 task.exception()  # retrieved: we are closing, nobody wants the item now
         finally:
-            await _close(self._iterator)
+            await close_iterator(self._iterator)
 
 
 async def _first_of(task: asyncio.Task[Any], timeout: float | None) -> None:
