@@ -139,6 +139,7 @@ PROBES: tuple[Probe, ...] = (
     Probe("GET", "/progress"),
     Probe("GET", "/logs", "no log file", log="missing"),
     Probe("GET", "/logs", "following", log="follow", stop_after=len(LOG_LINES)),
+    Probe("HEAD", "/stream", "headers only"),
 )
 
 
@@ -179,6 +180,11 @@ _FRAMING = (
     "asgi-stream encodes text as SSE defines: one data line per line of text, and sends a "
     "log line without its line ending (README: The catalogue)."
 )
+_HEAD = (
+    "FastAPI's @app.get routes answer only GET, so HEAD is a 405. asgi-stream's GET routes "
+    "answer HEAD too, as Starlette's do, with the headers only and without starting the "
+    "generator (README: Deliberate differences)."
+)
 
 #: The one list of differences between the two applications that are on purpose.
 EXPECTED: tuple[Expected, ...] = (
@@ -192,6 +198,11 @@ EXPECTED: tuple[Expected, ...] = (
     ),
     Expected("POST /chat-stream?message=hello", ("events", "bytes"), _FRAMING),
     Expected("GET /logs (following)", ("bytes",), _FRAMING),
+    Expected(
+        "HEAD /stream (headers only)",
+        ("status", "header content-type", "header allow", "header content-length"),
+        _HEAD,
+    ),
 )
 
 

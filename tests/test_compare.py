@@ -132,7 +132,8 @@ def test_the_probes_cover_the_fifteen_endpoints_of_both_apps() -> None:
     from asgi_stream.catalogue import create_app
     from examples.fastapi_catalogue import app as fastapi_app
 
-    endpoints = {(probe.method, probe.path) for probe in PROBES}
+    # HEAD is a probe of the method, not an endpoint of its own (FastAPI answers it 405).
+    endpoints = {(probe.method, probe.path) for probe in PROBES if probe.method != "HEAD"}
     assert len(endpoints) == 15
     theirs = {(method, route.path) for route in fastapi_app.routes for method in route.methods}
     assert endpoints <= theirs
