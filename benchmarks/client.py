@@ -146,13 +146,12 @@ class StreamSet:
         self.open = 0
 
 
-def aggregate(port: int, streams: int, total: int, batched: bool) -> tuple[float, int]:
-    """``streams`` concurrent streams sharing ``total`` events: (seconds, events counted).
+def aggregate(port: int, streams: int, per_stream: int, batched: bool) -> tuple[float, int]:
+    """``streams`` concurrent streams of ``per_stream`` events: (seconds, events counted).
 
     The connections are made first; the clock runs from the first request to
     the end of the last stream.
     """
-    per_stream = total // streams
     socks = [connect(port, batched) for _ in range(streams)]
     streamset = StreamSet()
     deadline = time.monotonic() + TIMEOUT

@@ -63,10 +63,10 @@ def _targets() -> list[Target]:
     for name in ("asgi-stream", "asgi-stream SSE"):
         targets.append(
             (
-                "(e) lowest aggregate / one stream",
+                "(e) lowest capacity (1 / CPU per event) / one stream's",
                 f">= {SCALING_FLOOR:.2f} (does not fall)",
                 name,
-                lambda r, n=name: min(r["e"][n]["ratio_to_one_stream"].values()),
+                lambda r, n=name: min(r["e"][n]["capacity_ratio_to_one_stream"].values()),
                 lambda v: v >= SCALING_FLOOR,
             )
         )
@@ -188,19 +188,23 @@ def markdown(results: dict[str, Any]) -> str:
         rows = [
             [name]
             + [_k(entry["events_per_s"][level]) for level in levels]
-            + [f"{entry['ratio_to_one_stream'][levels[-1]]:.2f}"]
             + [" / ".join(f"{entry['cpu_us_per_event'][level]:.2f}" for level in levels)]
+            + [f"{entry['capacity_ratio_to_one_stream'][levels[-1]]:.2f}"]
             for name, entry in results["e"].items()
         ]
         parts += [
             "",
-            f"## (e) Aggregate events/s, {settings['scaling_events']:,} events shared by N "
-            "streams (batched reader)",
+            f"## (e) Aggregate events/s, N streams of {settings['scaling_events_per_stream']:,} "
+            "events each (batched reader)",
+            "",
+            "One short stream's events/s is bound by its latency, not by the server; the "
+            "server's capacity (1 / its CPU time per event) is what shows how cost grows "
+            "with the number of streams.",
             "",
             _table(
                 ["candidate"]
                 + [f"N={int(level):,}" for level in levels]
-                + [f"N={levels[-1]} / N=1", "CPU µs/ev at each N"],
+                + ["CPU µs/ev at each N", f"capacity N={levels[-1]} / N=1"],
                 rows,
             ),
         ]
