@@ -267,16 +267,16 @@ def chart(results: dict[str, Any], path: Path) -> None:
             axis.legend()
         elif key == "e":
             for name, entry in results["e"].items():
-                levels = list(entry["events_per_s"])
+                levels = list(entry["cpu_us_per_event"])
                 axis.plot(
                     [int(level) for level in levels],
-                    [entry["events_per_s"][level] / 1000 for level in levels],
+                    [1000 / entry["cpu_us_per_event"][level] for level in levels],
                     marker="o",
                     label=name,
                 )
             axis.set_xscale("log")
             axis.set_xlabel("concurrent streams")
-            axis.set_ylabel("aggregate events/s (thousands)")
+            axis.set_ylabel("server capacity, thousand events/s (1 / CPU per event)")
             axis.set_title("(e) many streams")
             axis.legend(fontsize="small")
         else:
