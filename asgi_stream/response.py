@@ -75,6 +75,7 @@ from collections.abc import AsyncIterable, Iterable
 from typing import Any
 
 from .background import BackgroundTask
+from .coalesce import coalesce_ready
 from .concurrency import aiterate, close_iterator
 from .headers import HeadersInput, encode_response_headers
 from .types import Message, Receive, Scope, Send
@@ -199,6 +200,9 @@ class StreamingResponse(Response):
     changing one import. What happens at each possible ending of the stream is
     described at the top of this module. ``send_timeout`` (seconds, default
     none) ends the stream when the client stops reading for that long.
+    ``coalesce=True`` joins chunks that the generator produced without
+    waiting into one body message (see :mod:`asgi_stream.coalesce`); a chunk
+    that follows a wait is never held back.
     """
 
     def __init__(
@@ -210,6 +214,7 @@ class StreamingResponse(Response):
         background: BackgroundTask | None = None,
         *,
         send_timeout: float | None = None,
+        coalesce: bool = False,
     ) -> None:
         self.status_code = status_code
         if media_type is not None:
@@ -217,6 +222,7 @@ class StreamingResponse(Response):
         self.background = background
         self.content = content
         self.send_timeout = send_timeout
+        self.coalesce = coalesce
         self.raw_headers = self.init_headers(headers, content_length=None)
 
     def encode_chunk(self, chunk: Any) -> bytes:
@@ -256,12 +262,16 @@ class StreamingResponse(Response):
         if self.send_timeout is not None:
             send = _with_timeout(send, self.send_timeout)
         body = aiterate(self.content)
+        if self.coalesce:
+            body = coalesce_ready(body, self.encode_chunk)
         try:
             try:
                 await send(self.start_message())
             except OSError:
                 return  # ASGI 2.4: send() on a closed connection raises OSError
             spent = 0
+            # A coalesced chunk stands for up to 64 of the generator's: it spends the budget.
+            chunk_cost = _YIELD_BUDGET if self.coalesce else _CHUNK_COST
             async for chunk in body:
                 if watch.client_gone:
                     return  # a generator swallowed our cancellation: stop anyway
@@ -277,7 +287,7 @@ class StreamingResponse(Response):
                     # The client is gone (ASGI 2.4), or frozen: the TimeoutError
                     # of send_timeout is an OSError. One from the generator is not.
                     return
-                spent += len(chunk) + _CHUNK_COST
+                spent += len(chunk) + chunk_cost
                 if spent >= _YIELD_BUDGET:
                     spent = 0
                     await asyncio.sleep(0)

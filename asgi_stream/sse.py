@@ -145,6 +145,7 @@ class EventSourceResponse(StreamingResponse):
         background: BackgroundTask | None = None,
         *,
         send_timeout: float | None = None,
+        coalesce: bool = False,
     ) -> None:
         given = list((headers.items() if isinstance(headers, Mapping) else headers) or ())
         names = {str(name).lower() for name, _ in given}
@@ -156,6 +157,7 @@ class EventSourceResponse(StreamingResponse):
             media_type,
             background,
             send_timeout=send_timeout,
+            coalesce=coalesce,
         )
 
     def encode_chunk(self, chunk: Any) -> bytes:

@@ -143,6 +143,13 @@ async def asgi_stream_bytes_stream(scope: Scope, receive: Receive, send: Send) -
     await response(scope, receive, send)
 
 
+async def asgi_stream_coalesced_stream(scope: Scope, receive: Receive, send: Send) -> None:
+    response = StreamingResponse(
+        event_bytes(event_count(scope)), media_type="text/event-stream", coalesce=True
+    )
+    await response(scope, receive, send)
+
+
 async def asgi_stream_sse_stream(scope: Scope, receive: Receive, send: Send) -> None:
     await EventSourceResponse(event_texts(event_count(scope)))(scope, receive, send)
 
@@ -153,6 +160,7 @@ async def asgi_stream_idle(scope: Scope, receive: Receive, send: Send) -> None:
 
 asgi_stream_bytes = raw_app(asgi_stream_bytes_stream, asgi_stream_idle)
 asgi_stream_sse = raw_app(asgi_stream_sse_stream, asgi_stream_idle)
+asgi_stream_coalesced = raw_app(asgi_stream_coalesced_stream, asgi_stream_idle)
 
 
 # -- Starlette and sse-starlette -----------------------------------------------------------------
@@ -222,6 +230,10 @@ CANDIDATES: dict[str, tuple[str, str]] = {
     "bare": ("bare", "hand-written ASGI loop, one send() per event"),
     "asgi-stream": ("asgi_stream_bytes", "asgi_stream.StreamingResponse, bytes items"),
     "asgi-stream SSE": ("asgi_stream_sse", "asgi_stream.EventSourceResponse, str items"),
+    "asgi-stream coalesce": (
+        "asgi_stream_coalesced",
+        "asgi_stream.StreamingResponse(coalesce=True), bytes items",
+    ),
     "starlette": ("starlette_app", "starlette.responses.StreamingResponse, bytes items"),
     "fastapi": ("fastapi_streaming", "FastAPI route returning StreamingResponse"),
     "sse-starlette": ("sse_starlette_app", "sse_starlette.EventSourceResponse, str items"),

@@ -1,0 +1,169 @@
+"""StreamingResponse(coalesce=True): chunks ready at once share a message; nothing waits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from asgiref.testing import ApplicationCommunicator
+
+from asgi_stream import EventSourceResponse, StreamingResponse
+from asgi_stream.coalesce import BATCH_ITEMS, coalesce_ready
+from tests.asgi import body_of, http_scope, request
+
+BODY = "http.response.body"
+
+
+def bodies(messages: list[dict[str, Any]]) -> list[bytes]:
+    return [m["body"] for m in messages if m["type"] == BODY]
+
+
+async def numbers(n: int):
+    for i in range(n):
+        yield b"%d," % i  # never awaits
+
+
+def test_chunks_ready_at_once_are_joined_up_to_the_batch_limit() -> None:
+    n = 3 * BATCH_ITEMS + 5
+    messages = asyncio.run(request(StreamingResponse(numbers(n), coalesce=True), http_scope()))
+    sent = bodies(messages)
+    assert body_of(messages) == b"".join(b"%d," % i for i in range(n))
+    assert len(sent) == 4 + 1  # three full batches, the rest, the end
+    assert sent[-1] == b""
+
+
+def test_a_chunk_after_a_wait_is_sent_before_the_wait_ends() -> None:
+    async def generate():
+        yield b"a"
+        yield b"b"  # ready at once: joined with "a"
+        await asyncio.sleep(30)  # "ab" must be on the wire while this waits
+        yield b"never"
+
+    async def main() -> None:
+        comm = ApplicationCommunicator(StreamingResponse(generate(), coalesce=True), http_scope())
+        await comm.send_input({"type": "http.request", "body": b""})
+        assert (await comm.receive_output(1))["type"] == "http.response.start"
+        assert await comm.receive_output(1) == {"type": BODY, "body": b"ab", "more_body": True}
+        await comm.send_input({"type": "http.disconnect"})
+        await comm.wait(1)
+
+    asyncio.run(main())
+
+
+def test_a_generator_that_awaits_between_chunks_is_unchanged() -> None:
+    async def generate():
+        for part in (b"x", b"y", b"z"):
+            await asyncio.sleep(0.001)
+            yield part
+
+    messages = asyncio.run(request(StreamingResponse(generate(), coalesce=True), http_scope()))
+    assert bodies(messages) == [b"x", b"y", b"z", b""]
+
+
+def test_sse_items_are_encoded_then_joined() -> None:
+    async def generate():
+        yield "one"
+        yield {"event": "done", "data": "two"}
+
+    messages = asyncio.run(request(EventSourceResponse(generate(), coalesce=True), http_scope()))
+    assert bodies(messages) == [b"data: one\n\nevent: done\ndata: two\n\n", b""]
+
+
+def test_what_came_before_an_error_is_sent_then_the_error_raised() -> None:
+    async def generate():
+        yield b"1"
+        yield b"2"
+        raise ValueError("boom")
+
+    async def main() -> None:
+        comm = ApplicationCommunicator(StreamingResponse(generate(), coalesce=True), http_scope())
+        await comm.send_input({"type": "http.request", "body": b""})
+        assert (await comm.receive_output(1))["type"] == "http.response.start"
+        assert await comm.receive_output(1) == {"type": BODY, "body": b"12", "more_body": True}
+        with pytest.raises(ValueError, match="boom"):
+            await comm.wait(1)
+
+    asyncio.run(main())
+
+
+def test_disconnect_while_the_generator_waits_runs_its_finally_at_once() -> None:
+    finally_at: list[float] = []
+
+    async def generate():
+        try:
+            yield b"first"
+            yield b"second"
+            await asyncio.sleep(30)
+        finally:
+            finally_at.append(time.monotonic())
+
+    async def main() -> None:
+        comm = ApplicationCommunicator(StreamingResponse(generate(), coalesce=True), http_scope())
+        await comm.send_input({"type": "http.request", "body": b""})
+        await comm.receive_output(1)
+        assert (await comm.receive_output(1))["body"] == b"firstsecond"
+        await asyncio.sleep(0.02)
+        sent_at = time.monotonic()
+        await comm.send_input({"type": "http.disconnect"})
+        await comm.wait(1)
+        assert not comm.future.cancelled() and comm.future.exception() is None
+        assert finally_at and finally_at[0] - sent_at < 0.1
+
+    asyncio.run(main())
+
+
+def test_closing_the_coalescer_closes_a_generator_waiting_mid_step() -> None:
+    """The response closes its body at a yield while the next step already waits."""
+    events: list[str] = []
+
+    async def generate():
+        try:
+            yield b"a"
+            await asyncio.sleep(30)
+        finally:
+            await asyncio.sleep(0)  # a finally may await
+            events.append("finally")
+
+    async def main() -> None:
+        coalesced = coalesce_ready(generate(), bytes)
+        assert await anext(coalesced) == b"a"  # the next step has started and waits
+        await coalesced.aclose()
+
+    asyncio.run(main())
+    assert events == ["finally"]
+
+
+def test_a_never_awaiting_generator_still_lets_other_tasks_run() -> None:
+    async def spin():
+        while True:
+            yield b"data: spin\n\n"
+
+    async def main() -> None:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0)
+                ticks += 1
+
+        ticking = asyncio.create_task(ticker())
+        comm = ApplicationCommunicator(StreamingResponse(spin(), coalesce=True), http_scope())
+        await comm.send_input({"type": "http.request", "body": b""})
+        await comm.receive_output(1)
+        await asyncio.sleep(0.05)
+        assert ticks > 10, "the spinning generator starved another task"
+        await comm.send_input({"type": "http.disconnect"})
+        await comm.wait(1)
+        assert comm.future.done() and not comm.future.cancelled()
+        ticking.cancel()
+
+    asyncio.run(main())
+
+
+def test_a_sync_generator_is_iterated_as_before() -> None:
+    response = StreamingResponse(iter([b"x", "y"]), coalesce=True)
+    messages = asyncio.run(request(response, http_scope()))
+    assert body_of(messages) == b"xy"
