@@ -6,11 +6,13 @@ response headers, or somewhere in the body, with a polite FIN or a TCP reset.
 A tenth of the streams are sync generators, which run in worker threads.
 
 Before the storm, a warm-up holds enough sync streams open to fill the thread
-pool, so the baseline already has every thread it will ever have (the pool
-keeps idle threads for reuse; that is not a leak). After the storm the server
-must answer at once, and its tasks, descriptors and open streams must come
-back to the baseline, its threads must not exceed it, its memory must come
-back close to it, and nothing may be logged at error level.
+pool (the pool keeps idle threads for reuse; that is not a leak), then runs a
+first storm: the memory allocator keeps what it once took, so only a second
+storm shows whether streams leave something behind. After the storm the
+server must answer at once, its tasks, descriptors and running generators
+must come back to the baseline, its threads must not exceed it, its memory
+must stay within 8 MiB of it (measured: under 0.1 MiB on uvicorn, 2.6 MiB on
+hypercorn), and nothing may be logged at error level.
 """
 
 from __future__ import annotations
@@ -19,15 +21,18 @@ import asyncio
 import random
 from pathlib import Path
 
+import pytest
+
 from asgi_stream.concurrency import MAX_THREADS
 from asgi_stream.soak import abort, connect, fetch, read_body, read_head, request_bytes
 from tests.reliability import errors_logged, poll_until, serve_test_app, stats
 
 CLIENTS = 2000
 AT_ONCE = 500  # clients in flight at a time
+WARM_UP = CLIENTS  # a smaller storm leaves hypercorn short of its high-water mark
 MODES = ("request headers", "response headers", "body")
-# The allocator keeps some freed memory; 2,000 leaked streams would not fit in this.
-RSS_SLACK_KIB = 16 * 1024
+# After the warm-up, 2,000 streams that each leaked 4 KiB would not fit in this.
+RSS_SLACK_KIB = 8 * 1024
 
 
 def path(rng: random.Random) -> str:
@@ -73,13 +78,9 @@ async def hold_sync_streams(port: int, count: int) -> None:
     await asyncio.gather(*(one() for _ in range(count)))
 
 
-async def storm(port: int) -> tuple[dict[str, int], dict[str, int], bool]:
-    await hold_sync_streams(port, MAX_THREADS + 20)
-    await poll_until(lambda: stats(port), lambda s: s["open_streams"] == 0)
-    await asyncio.sleep(0.5)  # the last sync generators close in their threads
-    baseline = await stats(port)
-
-    rng = random.Random(7)
+async def drop_all(port: int, clients: int, seed: int) -> None:
+    """``clients`` clients, :data:`AT_ONCE` at a time, each leaving at a random point."""
+    rng = random.Random(seed)
     slots = asyncio.Semaphore(AT_ONCE)
     failures = []
 
@@ -90,12 +91,12 @@ async def storm(port: int) -> tuple[dict[str, int], dict[str, int], bool]:
             except Exception as exc:  # collected, so that one failure shows them all
                 failures.append(repr(exc))
 
-    await asyncio.gather(*(limited(number) for number in range(CLIENTS)))
+    await asyncio.gather(*(limited(number) for number in range(clients)))
     assert not failures, failures[:5]
 
-    # A new request is answered at once (bounded by the client's own timeout).
-    reply = await asyncio.wait_for(fetch(port, "GET", "/stream"), 5)
-    answered = reply.status == 200 and reply.complete
+
+async def settled_stats(port: int, baseline: dict[str, int]) -> dict[str, int]:
+    """The stats once no stream runs and tasks and descriptors are back (bounded wait)."""
 
     def settled(now: dict[str, int]) -> bool:
         return (
@@ -104,19 +105,38 @@ async def storm(port: int) -> tuple[dict[str, int], dict[str, int], bool]:
             and now["fds"] <= baseline["fds"]
         )
 
-    after = await poll_until(lambda: stats(port), settled)
+    return await poll_until(lambda: stats(port), settled)
+
+
+async def storm(port: int) -> tuple[dict[str, int], dict[str, int], bool]:
+    # The warm-up: every pool thread, and a smaller storm at full concurrency,
+    # which takes the allocator to its high-water mark.
+    fresh = await stats(port)
+    await hold_sync_streams(port, MAX_THREADS + 20)
+    await drop_all(port, WARM_UP, seed=1)
+    # hypercorn takes a few seconds to let go of its connections' tasks.
+    baseline = await settled_stats(port, fresh)
+
+    await drop_all(port, CLIENTS, seed=7)
+    # A new request is answered at once (bounded by the client's own timeout).
+    reply = await asyncio.wait_for(fetch(port, "GET", "/stream"), 5)
+    answered = reply.status == 200 and reply.complete
+    after = await settled_stats(port, baseline)
     return baseline, after, answered
 
 
-def test_two_thousand_clients_leave_at_random_points_and_nothing_leaks(tmp_path: Path) -> None:
-    with serve_test_app(tmp_path) as server:
+@pytest.mark.parametrize("server_name", ["uvicorn", "hypercorn"])
+def test_two_thousand_clients_leave_at_random_points_and_nothing_leaks(
+    tmp_path: Path, server_name: str
+) -> None:
+    with serve_test_app(tmp_path, server_name) as server:
         baseline, after, answered = asyncio.run(storm(server.port))
         output = server.output()
     assert answered, "the server did not answer a new request right after the storm"
     assert baseline["threads"] == MAX_THREADS + 1, "the warm-up did not fill the thread pool"
     assert after["open_streams"] == 0, "a generator's finally did not run"
-    assert after["tasks"] == baseline["tasks"], (baseline, after)
-    assert after["fds"] == baseline["fds"], (baseline, after)
+    assert after["tasks"] <= baseline["tasks"], (baseline, after)
+    assert after["fds"] <= baseline["fds"], (baseline, after)
     assert after["threads"] <= baseline["threads"], (baseline, after)
     assert after["rss_kib"] - baseline["rss_kib"] < RSS_SLACK_KIB, (baseline, after)
     # Every client that saw a body saw a running generator; each of those ran its finally.
