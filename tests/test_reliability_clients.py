@@ -20,6 +20,7 @@ the README's statement of it stays true.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import threading
 import time
@@ -108,21 +109,22 @@ def test_send_timeout_is_per_send_so_a_slow_client_is_not_cut() -> None:
     assert len(sent) == 22 and sent[-1]["more_body"] is False
 
 
-def test_without_send_timeout_the_server_send_is_used_as_it_is() -> None:
-    # The per-chunk path pays nothing for the option when it is unset.
+@pytest.mark.parametrize(("send_timeout", "caller"), [(None, "stream"), (1.0, "send_or_time_out")])
+def test_the_servers_send_is_wrapped_only_when_send_timeout_is_set(
+    send_timeout: float | None, caller: str
+) -> None:
+    # The per-chunk path pays nothing for the option when it is unset: no wrapper.
+    callers = set()
+
     async def send(message: Any) -> None:
-        assert asyncio.current_task() is task
+        callers.add(inspect.currentframe().f_back.f_code.co_name)  # type: ignore[union-attr]
 
     async def receive() -> Any:
         await asyncio.Event().wait()
 
-    async def main() -> None:
-        nonlocal task
-        task = asyncio.current_task()
-        await StreamingResponse([b"a", b"b"])(http_scope(), receive, send)
-
-    task: Any = None
-    asyncio.run(main())
+    response = StreamingResponse([b"a", b"b"], send_timeout=send_timeout)
+    asyncio.run(response(http_scope(), receive, send))
+    assert callers == {caller}
 
 
 # Frozen clients on real servers.
@@ -176,7 +178,7 @@ class FrozenClient:
 
 
 async def stalled_production(port: int) -> dict[str, int]:
-    """Stats once the floods have produced nothing new for half a second (bounded)."""
+    """Stats once the floods have produced nothing new for 0.4 s (bounded)."""
     previous = -1
 
     async def probe() -> dict[str, int]:
