@@ -45,7 +45,17 @@ def _targets() -> list[Target]:
             (f"(a) {reader}, against sse-starlette", ">= 3 x sse-starlette", "asgi-stream SSE",
              versus("asgi-stream SSE", "sse-starlette"), lambda v: v >= 3.0),
         ]  # fmt: skip
-    for name in ("asgi-stream", "asgi-stream SSE"):
+    for reader in ("eager", "batched"):
+        targets.append(
+            (
+                f"stretch: (a) {reader}, coalescing",
+                ">= 2 x bare",
+                "asgi-stream coalesce",
+                lambda r, reader=reader: r["a"][reader]["asgi-stream coalesce"]["ratio_to_bare"],
+                lambda v: v >= 2.0,
+            )
+        )
+    for name in ("asgi-stream", "asgi-stream SSE", "asgi-stream coalesce"):
         targets += [
             ("(b) first event p50, minus bare", "<= 0.1 ms", name,
              lambda r, n=name: r["b"][n]["p50_minus_bare_ms"], lambda v: v <= 0.1),
@@ -60,7 +70,7 @@ def _targets() -> list[Target]:
         ("(d) idle CPU at the top level", "< 1 % of a core", "asgi-stream SSE",
          lambda r: r["d"]["asgi-stream SSE"]["idle_cpu_percent"], lambda v: v < 1.0),
     ]  # fmt: skip
-    for name in ("asgi-stream", "asgi-stream SSE"):
+    for name in ("asgi-stream", "asgi-stream SSE", "asgi-stream coalesce"):
         targets.append(
             (
                 "(e) lowest capacity (1 / CPU per event) / one stream's",

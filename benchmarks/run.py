@@ -91,6 +91,7 @@ class Settings:
         "bare",
         "asgi-stream",
         "asgi-stream SSE",
+        "asgi-stream coalesce",
         "starlette",
         "sse-starlette",
     )
@@ -102,6 +103,7 @@ class Settings:
         "bare",
         "asgi-stream",
         "asgi-stream SSE",
+        "asgi-stream coalesce",
         "starlette",
         "sse-starlette",
     )
