@@ -75,7 +75,7 @@ class Settings:
 
     candidates: tuple[str, ...] = tuple(CANDIDATES)
     events: int = 100_000
-    rounds: int = 5
+    rounds: int = 7
     first_event_samples: int = 400
     fairness_streams: int = 50
     fairness_seconds: float = 3.0
