@@ -56,8 +56,9 @@ because a real stream ends badly as often as it ends well:
    and not even our disconnect watcher could run. So every 16 chunks or
    64 KiB, whichever comes first, the loop yields to the event loop once.
    (Each yield costs a turn of the event loop, about 5 % of the throughput
-   of small events. Every 64 chunks would halve that, but measured with 50
-   busy streams, a new connection then waited up to ten times longer.)
+   of small events. Every 64 chunks would cut that to a quarter, but with 50
+   busy streams a new connection then waited three to six times longer for
+   its first byte: measured with ``python3 -m benchmarks``.)
 
 In every ending, the background task (:mod:`asgi_stream.background`) runs
 last, after the response is over.
