@@ -50,8 +50,11 @@ class BackgroundTask:
             await run_in_threadpool(self.func, *self.args, **self.kwargs)
 
 
-class BackgroundTasks(BackgroundTask):
-    """Several tasks, run one after another in the order they were added."""
+class BackgroundTasks:
+    """Several tasks, run one after another in the order they were added.
+
+    A response takes it wherever it takes a :class:`BackgroundTask`.
+    """
 
     def __init__(self, tasks: list[BackgroundTask] | None = None) -> None:
         self.tasks = list(tasks or [])

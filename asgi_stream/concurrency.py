@@ -72,7 +72,9 @@ async def iterate_in_threadpool(iterator: Iterator[T]) -> AsyncIterator[T]:
     finally:
         close = getattr(iterator, "close", None)
         if close is not None:
-            await asyncio.wrap_future(_close_when_idle(close, in_flight))
+            # Shielded: a second cancellation (a shutdown's grace period running
+            # out) may stop our wait, but never the close itself.
+            await asyncio.shield(asyncio.wrap_future(_close_when_idle(close, in_flight)))
 
 
 def _close_when_idle(close: Callable[[], object], in_flight: Future[Any] | None) -> Future[None]:

@@ -26,6 +26,7 @@ case-insensitive view of the pairs a server hands us in ``scope["headers"]``.
 from __future__ import annotations
 
 import re
+import sys
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 
@@ -58,9 +59,10 @@ def encode_response_headers(headers: HeadersInput | None) -> list[tuple[bytes, b
     """Turn ``headers=`` into the ASGI list, validating every pair.
 
     Names are lowercased and must be tokens; values are encoded as latin-1 (the
-    only charset HTTP/1.1 field values are defined in) and may not contain CR,
-    LF or NUL. Connection-specific headers are dropped with a
-    :class:`ConnectionHeaderWarning`.
+    only charset HTTP/1.1 field values are defined in) and may not contain
+    control characters other than the tab (CR, LF and NUL above all).
+    Connection-specific headers are dropped with a
+    :class:`ConnectionHeaderWarning`, which points at your code.
     """
     if not headers:
         return []
@@ -81,11 +83,21 @@ def encode_response_headers(headers: HeadersInput | None) -> list[tuple[bytes, b
                 f"dropped the connection-specific header {name!r}: only the server may send it "
                 "(it is forbidden in HTTP/2)",
                 ConnectionHeaderWarning,
-                stacklevel=3,
+                stacklevel=_first_caller_outside_package(),
             )
             continue
         encoded.append((raw_name, raw_value))
     return encoded
+
+
+def _first_caller_outside_package() -> int:
+    """The ``stacklevel`` that blames the first frame outside asgi_stream (the user's code)."""
+    level = 1
+    frame = sys._getframe(1)  # the function that will call warnings.warn()
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("asgi_stream."):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def _to_latin1(text: str | bytes, what: str) -> bytes:

@@ -56,9 +56,6 @@ class QueryParams:
     def __contains__(self, name: object) -> bool:
         return any(key == name for key, _ in self._pairs)
 
-    def items(self) -> list[tuple[str, str]]:
-        return list(self._pairs)
-
 
 class Request:
     """One HTTP request: ``Request(scope, receive)``."""
@@ -97,7 +94,7 @@ class Request:
                 raise HTTPException(414, "Query string too long")
             try:
                 pairs = parse_qsl(
-                    raw.decode("latin-1"),
+                    raw.decode("utf-8"),  # raw bytes are not allowed in a URI; UTF-8 at most
                     keep_blank_values=True,
                     encoding="utf-8",
                     errors="strict",
@@ -160,5 +157,5 @@ class Request:
         """The body parsed as JSON (400 when it is not)."""
         try:
             return json.loads(await self.body())
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # deep nesting too
             raise HTTPException(400, "Request body is not valid JSON") from None

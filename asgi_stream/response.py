@@ -75,18 +75,19 @@ import json
 from collections.abc import AsyncIterable, Iterable
 from typing import Any
 
-from .background import BackgroundTask
+from .background import BackgroundTask, BackgroundTasks
 from .coalesce import coalesce_ready
 from .concurrency import aiterate, close_iterator
 from .headers import HeadersInput, encode_response_headers
 from .types import Message, Receive, Scope, Send
 
-__all__ = ["Content", "JSONResponse", "Response", "StreamingResponse"]
+__all__ = ["END_OF_BODY", "Content", "JSONResponse", "Response", "StreamingResponse"]
 
 #: What a streaming response may iterate over: chunks of str, bytes or memoryview.
 Content = AsyncIterable[Any] | Iterable[Any]
 
-_END_OF_BODY: Message = {"type": "http.response.body", "body": b"", "more_body": False}
+#: The last message of every response: "the body is complete".
+END_OF_BODY: Message = {"type": "http.response.body", "body": b"", "more_body": False}
 
 # Statuses that never have a body, so never a Content-Length (RFC 9110 §8.6).
 _NO_BODY_STATUSES = frozenset({204, 304})
@@ -111,6 +112,8 @@ class Response:
 
     media_type: str | None = None
     charset = "utf-8"
+    #: Headers this class always sends, unless the caller gives one of the same name.
+    default_headers: tuple[tuple[bytes, bytes], ...] = ()
 
     def __init__(
         self,
@@ -118,7 +121,7 @@ class Response:
         status_code: int = 200,
         headers: HeadersInput | None = None,
         media_type: str | None = None,
-        background: BackgroundTask | None = None,
+        background: BackgroundTask | BackgroundTasks | None = None,
     ) -> None:
         self.status_code = status_code
         if media_type is not None:
@@ -141,6 +144,7 @@ class Response:
         """The ASGI header list: the caller's headers, then what we add."""
         raw = encode_response_headers(headers)
         given = {name for name, _ in raw}
+        raw.extend(pair for pair in self.default_headers if pair[0] not in given)
         if (
             content_length is not None
             and b"content-length" not in given
@@ -174,8 +178,9 @@ class Response:
             await send({"type": "http.response.body", "body": body, "more_body": False})
         except OSError:
             pass  # ASGI 2.4: the client is gone. There is nothing left to tell it.
-        if self.background is not None:
-            await self.background()
+        finally:
+            if self.background is not None:
+                await self.background()
 
 
 class JSONResponse(Response):
@@ -212,7 +217,7 @@ class StreamingResponse(Response):
         status_code: int = 200,
         headers: HeadersInput | None = None,
         media_type: str | None = None,
-        background: BackgroundTask | None = None,
+        background: BackgroundTask | BackgroundTasks | None = None,
         *,
         send_timeout: float | None = None,
         coalesce: bool = False,
@@ -243,8 +248,11 @@ class StreamingResponse(Response):
         try:
             if scope.get("method") == "HEAD":
                 await close_iterator(self.content)
-                await send(self.start_message())
-                await send(_END_OF_BODY)
+                try:
+                    await send(self.start_message())
+                    await send(END_OF_BODY)
+                except OSError:
+                    pass  # the client is gone (ASGI 2.4)
             else:
                 await self.stream(receive, send)
         finally:
@@ -296,7 +304,7 @@ class StreamingResponse(Response):
             # the server reports a disconnect, and that must not cancel us.
             watch.stop()
             try:
-                await send(_END_OF_BODY)
+                await send(END_OF_BODY)
             except OSError:
                 pass
         except asyncio.CancelledError:

@@ -45,7 +45,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 
-from .background import BackgroundTask
+from .background import BackgroundTask, BackgroundTasks
 from .eventlog import EventIDNotFound, EventLog
 from .headers import HeadersInput
 from .request import Request
@@ -87,7 +87,7 @@ class ResumableEventSourceResponse(EventSourceResponse):
         final_events: Iterable[str] = (),
         status_code: int = 200,
         headers: HeadersInput | None = None,
-        background: BackgroundTask | None = None,
+        background: BackgroundTask | BackgroundTasks | None = None,
     ) -> None:
         self.log = log
         self.stream_name = stream

@@ -59,13 +59,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .response import JSONResponse
+from .response import END_OF_BODY, JSONResponse
 from .types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["GracefulShutdown"]
 
 _DISCONNECT: Message = {"type": "http.disconnect"}
-_END_OF_BODY: Message = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
 class GracefulShutdown:
@@ -201,7 +200,7 @@ class _Request:
         if self.start is None:
             await _unavailable(scope, self.receive, self._send)
         elif not _has_content_length(self.start):
-            await self._send(_END_OF_BODY)
+            await self._send(END_OF_BODY)
         # A body shorter than its Content-Length cannot be ended cleanly: the
         # server aborts the connection and says so in its log, as it should.
 

@@ -35,14 +35,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .background import BackgroundTask
-from .headers import HeadersInput
-from .response import Content, StreamingResponse
+from .response import StreamingResponse
 
 __all__ = ["EventSourceResponse", "ServerSentEvent"]
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_SSE_HEADERS = (("cache-control", "no-cache"), ("x-accel-buffering", "no"))
 
 
 def _field_lines(name: str, text: str) -> str:
@@ -64,13 +61,17 @@ def encode_data(data: str) -> bytes:
 
 
 class ServerSentEvent:
-    """One event. ``encode()`` gives its bytes on the wire, blank line included."""
+    """One event. ``encode()`` gives its bytes on the wire, blank line included.
+
+    ``data`` is text (anything else is sent as its ``str()``); use
+    :meth:`from_json` for JSON.
+    """
 
     __slots__ = ("comment", "data", "event", "id", "retry")
 
     def __init__(
         self,
-        data: str | None = None,
+        data: Any = None,
         event: str | None = None,
         id: str | None = None,
         retry: int | None = None,
@@ -82,7 +83,8 @@ class ServerSentEvent:
             raise ValueError(f"an SSE id cannot contain CR, LF or NUL: {id!r}")
         if retry is not None and (type(retry) is not int or retry < 0):
             raise ValueError(f"SSE retry must be a non-negative int (milliseconds): {retry!r}")
-        self.data = data
+        # Data that is not text is sent as its str(), as sse-starlette does.
+        self.data = data if data is None or type(data) is str else str(data)
         self.event = event
         self.id = id
         self.retry = retry
@@ -135,30 +137,7 @@ class EventSourceResponse(StreamingResponse):
     """
 
     media_type = "text/event-stream"
-
-    def __init__(
-        self,
-        content: Content,
-        status_code: int = 200,
-        headers: HeadersInput | None = None,
-        media_type: str | None = None,
-        background: BackgroundTask | None = None,
-        *,
-        send_timeout: float | None = None,
-        coalesce: bool = False,
-    ) -> None:
-        given = list((headers.items() if isinstance(headers, Mapping) else headers) or ())
-        names = {str(name).lower() for name, _ in given}
-        defaults = [(name, value) for name, value in _SSE_HEADERS if name not in names]
-        super().__init__(
-            content,
-            status_code,
-            defaults + given,
-            media_type,
-            background,
-            send_timeout=send_timeout,
-            coalesce=coalesce,
-        )
+    default_headers = ((b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"))
 
     def encode_chunk(self, chunk: Any) -> bytes:
         if isinstance(chunk, str):

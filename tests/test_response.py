@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import warnings
@@ -13,6 +14,7 @@ from asgiref.testing import ApplicationCommunicator
 
 from asgi_stream import (
     BackgroundTask,
+    BackgroundTasks,
     ConnectionHeaderWarning,
     JSONResponse,
     Response,
@@ -586,3 +588,90 @@ def test_head_on_a_complete_response_keeps_the_length_but_sends_no_body() -> Non
 def test_no_content_length_on_204() -> None:
     messages = asyncio.run(request(Response(status_code=204), http_scope()))
     assert messages[0]["headers"] == []
+
+
+def test_response_background_runs_even_when_the_send_is_cancelled() -> None:
+    probe = Probe()
+
+    async def main() -> None:
+        async def stuck_send(message: dict[str, Any]) -> None:
+            await asyncio.sleep(30)
+
+        response = Response(b"x", background=BackgroundTask(probe.cleanup))
+        task = asyncio.create_task(response(http_scope(), client_that_stays, stuck_send))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert probe.background_ran
+
+
+def test_head_treats_an_oserror_from_send_as_a_disconnect() -> None:
+    probe = Probe()
+
+    async def closed_connection(message: dict[str, Any]) -> None:
+        raise BrokenPipeError
+
+    response = StreamingResponse(iter([b"x"]), background=BackgroundTask(probe.cleanup))
+    asyncio.run(response(http_scope("HEAD"), client_that_stays, closed_connection))
+    assert probe.background_ran
+
+
+def test_the_connection_header_warning_points_at_the_callers_line() -> None:
+    with pytest.warns(ConnectionHeaderWarning) as record:
+        StreamingResponse(iter([]), headers={"Connection": "close"})
+    assert record[0].filename == __file__
+
+
+def test_a_sync_generator_is_closed_even_when_the_stream_is_cancelled_twice(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A disconnect, then a shutdown's grace period running out, while next() is in flight."""
+    probe = Probe()
+
+    def generate():
+        try:
+            yield b"first"
+            time.sleep(0.3)  # stuck in next() when the cancellations come
+            yield b"second"
+        finally:
+            probe.finally_at = time.monotonic()
+
+    async def main() -> None:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        task = asyncio.create_task(
+            StreamingResponse(generate())(http_scope(), client_that_stays, send)
+        )
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        deadline = time.monotonic() + 2
+        while probe.finally_at is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(main())
+    assert probe.finally_at is not None
+    assert caplog.records == []
+
+
+def test_background_tasks_run_in_the_order_they_were_added() -> None:
+    order: list[str] = []
+
+    async def later(label: str) -> None:
+        order.append(label)
+
+    tasks = BackgroundTasks()
+    tasks.add_task(order.append, "sync")
+    tasks.add_task(later, "async")
+    asyncio.run(request(Response(b"", background=tasks), http_scope()))
+    assert order == ["sync", "async"]

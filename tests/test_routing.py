@@ -151,13 +151,22 @@ def test_a_missing_parameter_is_fastapis_422() -> None:
 
 @pytest.mark.parametrize(
     ("query", "status"),
-    [(b"tag=%ff%fe", 400), (b"tag=" + b"a" * 9000, 414), (b"tag=%zz", 200)],
+    [
+        (b"tag=%ff%fe", 400),
+        (b"tag=\xff", 400),  # raw bytes that are not UTF-8 (HTTP/2 lets them through)
+        (b"tag=" + b"a" * 9000, 414),
+        (b"tag=%zz", 200),
+    ],
 )
 def test_hostile_query_strings_get_a_4xx_json(query: bytes, status: int) -> None:
     got, headers, body = call("GET", "/query", query)
     assert got == status
     assert headers[b"content-type"] == b"application/json"
     assert "detail" in body or status == 200
+
+
+def test_raw_utf8_in_a_query_string_is_decoded() -> None:
+    assert call("GET", "/query", "tag=é".encode())[2]["tag"] == ["é"]
 
 
 def test_body_and_json() -> None:
@@ -190,6 +199,17 @@ def test_a_client_that_leaves_while_sending_its_body_gets_no_answer_and_no_error
     with caplog.at_level(logging.WARNING):
         asyncio.run(main())
     assert caplog.records == []
+
+
+def test_json_nested_too_deep_is_400_not_500() -> None:
+    router = Router()
+
+    @router.post("/json")
+    async def parse(request: Request) -> JSONResponse:
+        return JSONResponse({"type": type(await request.json()).__name__})
+
+    messages = asyncio.run(request(router, http_scope("POST", "/json"), b"[" * 200_000))
+    assert messages[0]["status"] == 400
 
 
 def test_a_body_that_is_not_json_is_400() -> None:

@@ -122,3 +122,20 @@ def test_event_source_response_lets_the_caller_override_its_headers() -> None:
     response = EventSourceResponse(iter([]), headers={"Cache-Control": "no-store"})
     assert (b"cache-control", b"no-store") in response.raw_headers
     assert (b"cache-control", b"no-cache") not in response.raw_headers
+
+
+def test_data_that_is_not_text_is_sent_as_its_str() -> None:
+    assert ServerSentEvent(data=42).encode() == b"data: 42\n\n"
+
+    async def generate():
+        yield {"data": 1.5, "event": "number"}
+
+    messages = asyncio.run(request(EventSourceResponse(generate()), http_scope()))
+    assert body_of(messages) == b"event: number\ndata: 1.5\n\n"
+
+
+def test_header_names_given_as_bytes_still_override_the_sse_defaults() -> None:
+    response = EventSourceResponse(iter([]), headers=[(b"Cache-Control", b"no-store")])
+    assert [value for name, value in response.raw_headers if name == b"cache-control"] == [
+        b"no-store"
+    ]
