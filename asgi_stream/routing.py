@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from .exceptions import ClientDisconnect, HTTPException
-from .request import Request
+from .request import MAX_BODY_SIZE, Request
 from .response import JSONResponse
 from .types import ASGIApp, Receive, Scope, Send
 
@@ -82,7 +82,7 @@ class Router:
         self,
         on_startup: Iterable[Hook] = (),
         on_shutdown: Iterable[Hook] = (),
-        max_body_size: int | None = None,
+        max_body_size: int = MAX_BODY_SIZE,
     ) -> None:
         self.routes: list[Route] = []
         self.on_startup = list(on_startup)
@@ -124,11 +124,7 @@ class Router:
         try:
             route, params = self.resolve(scope["path"], scope["method"])
             scope["path_params"] = params
-            request = (
-                Request(scope, receive)
-                if self.max_body_size is None
-                else Request(scope, receive, max_body_size=self.max_body_size)
-            )
+            request = Request(scope, receive, max_body_size=self.max_body_size)
             response: ASGIApp = await route.endpoint(request)
         except HTTPException as exc:
             response = JSONResponse({"detail": exc.detail}, exc.status_code, exc.headers)
