@@ -206,9 +206,9 @@ class StreamingResponse(Response):
     changing one import. What happens at each possible ending of the stream is
     described at the top of this module. ``send_timeout`` (seconds, default
     none) ends the stream when the client stops reading for that long.
-    ``coalesce=True`` joins chunks that the generator produced without
-    waiting into one body message (see :mod:`asgi_stream.coalesce`); a chunk
-    that follows a wait is never held back.
+    ``coalesce=True`` runs the generator in a task of its own and sends the
+    chunks it made while the last message was being sent as one message (see
+    :mod:`asgi_stream.coalesce`); a chunk is never held back waiting for others.
     """
 
     def __init__(
@@ -279,8 +279,6 @@ class StreamingResponse(Response):
             except OSError:
                 return  # ASGI 2.4: send() on a closed connection raises OSError
             spent = 0
-            # A coalesced chunk stands for up to 64 of the generator's: it spends the budget.
-            chunk_cost = _YIELD_BUDGET if self.coalesce else _CHUNK_COST
             async for chunk in body:
                 if watch.client_gone:
                     return  # a generator swallowed our cancellation: stop anyway
@@ -296,7 +294,7 @@ class StreamingResponse(Response):
                     # The client is gone (ASGI 2.4), or frozen: the TimeoutError
                     # of send_timeout is an OSError. One from the generator is not.
                     return
-                spent += len(chunk) + chunk_cost
+                spent += len(chunk) + _CHUNK_COST
                 if spent >= _YIELD_BUDGET:
                     spent = 0
                     await asyncio.sleep(0)

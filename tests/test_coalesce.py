@@ -162,6 +162,48 @@ def test_a_never_awaiting_generator_still_lets_other_callbacks_run() -> None:
         await comm.wait(1)
         assert comm.future.done() and not comm.future.cancelled()
 
+    asyncio.run(main())
+
+
+def test_a_timeout_inside_the_generator_stays_inside_it() -> None:
+    """The generator's own asyncio.timeout() must not cancel the response's send()."""
+
+    async def generate():
+        yield b"a"
+        try:
+            async with asyncio.timeout(0.05):
+                await asyncio.sleep(10)
+        except TimeoutError:
+            yield b"timed-out"
+
+    async def main() -> list[bytes]:
+        sent: list[bytes] = []
+
+        async def receive() -> dict[str, Any]:
+            await asyncio.sleep(30)
+            return {"type": "http.disconnect"}
+
+        async def slow_send(message: dict[str, Any]) -> None:  # a client that reads slowly
+            if message["type"] == BODY:
+                sent.append(message["body"])
+                await asyncio.sleep(0.1)
+
+        response = StreamingResponse(generate(), coalesce=True)
+        await asyncio.wait_for(response(http_scope(), receive, slow_send), 2)
+        return sent
+
+    assert asyncio.run(main()) == [b"a", b"timed-out", b""]
+
+
+def test_no_task_outlives_a_coalesced_stream() -> None:
+    async def main() -> None:
+        before = asyncio.all_tasks()
+        await request(StreamingResponse(numbers(100), coalesce=True), http_scope())
+        await asyncio.sleep(0)
+        assert asyncio.all_tasks() == before
+
+    asyncio.run(main())
+
 
 def test_a_sync_generator_is_iterated_as_before() -> None:
     response = StreamingResponse(iter([b"x", "y"]), coalesce=True)
