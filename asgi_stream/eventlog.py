@@ -35,7 +35,9 @@ true when the ID is older than anything held, and false when the log cannot
 place it at all (garbage, or an ID from a stream or server that no longer
 exists). It does so at the start, for the ``after`` it was given, and also
 while following, when a reader falls more than ``maxlen`` events behind.
-:meth:`EventLog.expire` lets a finished stream disappear after a while.
+:meth:`EventLog.expire` lets a finished stream disappear after a while. A
+reader still following it is not ended: if something is appended to that name
+later, the reader receives it, from the first event of the new stream.
 
 :class:`MemoryEventLog`, the default, keeps the streams in this process's
 memory. Its IDs are ``"1"``, ``"2"``, ... per stream. It needs nothing but the
@@ -147,7 +149,8 @@ class MemoryEventLog(EventLog):
     Every stream keeps its newest ``maxlen`` events. A stream that was given an
     expiry is dropped once it has passed, the next time a stream is created,
     so the log's memory is bounded by the streams in use and those finished
-    recently.
+    recently. A reader that was waiting on a dropped stream goes on with the
+    new stream of the same name, from its first event, as it would in Redis.
     """
 
     def __init__(self, maxlen: int = DEFAULT_MAXLEN) -> None:
@@ -163,7 +166,7 @@ class MemoryEventLog(EventLog):
             and found.expires_at is not None
             and found.expires_at <= time.monotonic()
         ):
-            del self._streams[stream]
+            self._drop(stream)
             return None
         return found
 
@@ -173,9 +176,15 @@ class MemoryEventLog(EventLog):
             now = time.monotonic()
             for name, old in list(self._streams.items()):
                 if old.expires_at is not None and old.expires_at <= now:
-                    del self._streams[name]
+                    self._drop(name)
             found = self._streams[stream] = _MemoryStream(self.maxlen)
         return found
+
+    def _drop(self, stream: str) -> None:
+        """Forget an expired stream, and wake its waiting readers to move to its successor."""
+        dropped = self._streams.pop(stream)
+        if dropped.wakeup is not None:
+            dropped.wakeup.set()
 
     async def append(self, stream: str, data: str, event: str | None = None) -> str:
         s = self._get_or_create(stream)
@@ -198,6 +207,14 @@ class MemoryEventLog(EventLog):
                 if not 1 <= cursor < s.next_seq:
                     raise EventIDNotFound(after, trimmed=False)
             while True:
+                if self._get(stream) is not s:
+                    # The stream expired. Like a Redis reader, whose cursor is
+                    # older than any new entry, follow the stream that now has
+                    # its name (created here if need be) from its beginning.
+                    s.readers -= 1
+                    s = self._get_or_create(stream)
+                    s.readers += 1
+                    cursor = 0
                 # Sequence numbers have no holes, so "nothing after the cursor
                 # was lost" is exactly "the oldest event held is at most the
                 # one right after it".

@@ -158,6 +158,29 @@ def test_a_reader_that_falls_behind_the_trimming_is_told(
     run(make_log, test, maxlen=10)
 
 
+def test_a_live_reader_follows_a_stream_that_expired_and_was_created_again(
+    make_log: MakeLog, request: pytest.FixtureRequest
+) -> None:
+    """As Redis XREAD does: the reader waits through the expiry, then gets the new stream."""
+    name = stream_name(request)
+
+    async def test(log: EventLog) -> None:
+        await log.append(name, "old")
+        await log.expire(name, 1)  # Redis expires in whole seconds
+        async with contextlib.aclosing(log.read(name)) as events:
+            assert (await anext(events)).data == "old"
+            waiting = asyncio.ensure_future(anext(events))
+            await asyncio.sleep(1.1)  # the stream expires while the reader waits
+            assert not await log.exists(name)
+            assert not waiting.done()
+            await log.append(name, "new 0")  # a new stream of the same name
+            await log.append(name, "new 1")
+            assert (await asyncio.wait_for(waiting, 2)).data == "new 0"
+            assert (await anext(events)).data == "new 1"
+
+    run(make_log, test)
+
+
 def test_memory_log_is_bounded_and_forgets_expired_streams() -> None:
     async def main() -> None:
         log = MemoryEventLog(maxlen=3)
