@@ -6,12 +6,22 @@ file's size with how far it has read, and reads only when there is more. The
 cost of an idle follower is one ``fstat`` and one ``stat`` per poll, and the
 file descriptor it holds.
 
-Four things make a follower correct rather than merely working:
+Five things make a follower correct rather than merely working:
 
 * **Partial lines wait.** A writer may be caught halfway through a line. Bytes
   after the last newline are kept until their newline arrives, so every line
-  is yielded whole, exactly once. For the same reason the follower starts after
-  the last *complete* line already in the file.
+  is yielded whole, exactly once. For the same reason the follower starts at
+  the beginning of the unfinished last line already in the file (or at the
+  end, when the file ends with a newline).
+* **Lines are bounded** (:data:`MAX_LINE`). Without a bound, a writer that
+  never writes a newline would make every follower hold everything it wrote,
+  one copy per client. A line longer than ``MAX_LINE`` bytes is yielded in
+  pieces of at most ``MAX_LINE`` bytes, cut between two characters, as soon as
+  each piece is read. Pieces rather than a cut with a marker, because a log
+  viewer should lose nothing (journald splits long lines the same way). When
+  the follower starts inside an unfinished line already longer than that, it
+  cannot find where the line began, so it skips the rest of that line and
+  starts with the next one: it never yields the tail of a line as a line.
 * **Truncation** (``> app.log``, ``copytruncate``): the file becomes shorter
   than where we are. We start again from its beginning.
 * **Replacement** (log rotation: ``mv app.log app.log.1`` and a new
@@ -37,10 +47,13 @@ import os
 from collections.abc import AsyncIterator
 from typing import BinaryIO
 
-__all__ = ["READ_SIZE", "follow"]
+__all__ = ["MAX_LINE", "READ_SIZE", "follow"]
 
 #: The most bytes read from the file in one step.
 READ_SIZE = 64 * 1024
+
+#: The longest line yielded whole, in bytes; a longer one is yielded in pieces.
+MAX_LINE = 64 * 1024
 
 
 async def follow(path: str | os.PathLike[str], poll_interval: float = 0.1) -> AsyncIterator[str]:
@@ -50,7 +63,7 @@ async def follow(path: str | os.PathLike[str], poll_interval: float = 0.1) -> As
     does not exist; a file that disappears *later* is waited for, as
     ``tail -F`` does.
     """
-    file = _open_at_last_line(path)
+    file, skipping = _open_at_last_line(path)
     pending = b""  # the start of a line whose newline has not arrived yet
     try:
         while True:
@@ -58,39 +71,64 @@ async def follow(path: str | os.PathLike[str], poll_interval: float = 0.1) -> As
             position = file.tell()
             if size < position:  # truncated: start again from the top
                 file.seek(0)
-                pending = b""
+                pending, skipping = b"", False
                 continue
             if size > position:
                 pending += file.read(READ_SIZE)
+                if skipping:  # the rest of a line that began out of sight: drop it
+                    newline = pending.find(b"\n")
+                    skipping = newline < 0
+                    pending = b"" if skipping else pending[newline + 1 :]
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
                     yield line.removesuffix(b"\r").decode("utf-8", "replace")
+                while len(pending) > MAX_LINE:
+                    cut = _piece_end(pending)
+                    yield pending[:cut].decode("utf-8", "replace")
+                    pending = pending[cut:]
                 await asyncio.sleep(0)
                 continue
             replacement = _replacement(path, file)
             if replacement is not None:  # rotated, and the old file is read to its end
                 file.close()
                 file = replacement
-                pending = b""
+                pending, skipping = b"", False
                 continue
             await asyncio.sleep(poll_interval)
     finally:
         file.close()
 
 
-def _open_at_last_line(path: str | os.PathLike[str]) -> BinaryIO:
-    """Open ``path`` positioned just after its last newline."""
+def _open_at_last_line(path: str | os.PathLike[str]) -> tuple[BinaryIO, bool]:
+    """Open ``path`` at the start of its unfinished last line (or at its end).
+
+    The flag is true when that line is already longer than :data:`MAX_LINE`:
+    its start is out of sight, and the file is positioned at its end instead.
+    """
     file = open(path, "rb")  # noqa: SIM115 - the generator owns it and closes it
     try:
         end = file.seek(0, os.SEEK_END)
-        tail_start = max(0, end - READ_SIZE)
+        tail_start = max(0, end - MAX_LINE - 1)  # room for a whole line and its newline
         file.seek(tail_start)
         last_newline = file.read(end - tail_start).rfind(b"\n")
-        file.seek(tail_start + last_newline + 1 if last_newline >= 0 else end)
+        if last_newline >= 0 or tail_start == 0:
+            file.seek(tail_start + last_newline + 1)  # the start of the file when -1
+            return file, False
+        file.seek(end)
+        return file, True
     except BaseException:
         file.close()
         raise
-    return file
+
+
+def _piece_end(pending: bytes) -> int:
+    """Where to cut a piece of an over-long line: at most MAX_LINE bytes, between characters."""
+    cut = MAX_LINE
+    # A UTF-8 character is at most four bytes, so at most three continuation
+    # bytes (0b10xxxxxx) need to move to the next piece with their first byte.
+    while cut > MAX_LINE - 3 and pending[cut] & 0xC0 == 0x80:
+        cut -= 1
+    return cut
 
 
 def _replacement(path: str | os.PathLike[str], current: BinaryIO) -> BinaryIO | None:

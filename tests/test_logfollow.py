@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from asgi_stream.logfollow import follow
+from asgi_stream.logfollow import MAX_LINE, follow
 
 POLL = 0.005
 
@@ -138,3 +138,55 @@ def test_a_large_append_arrives_whole_in_order(tmp_path: Path) -> None:
         return received
 
     assert asyncio.run(main()) == expected
+
+
+def test_an_unfinished_line_too_long_to_see_its_start_is_skipped(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"complete\n" + b"P" * (MAX_LINE + 10))  # begun before we can see
+
+    async def main() -> None:
+        lines = Lines(log)
+        assert await lines.nothing()
+        append(log, b"P" * MAX_LINE + b"-END\nnext\n")
+        assert await lines.next() == "next"  # never the tail of that line as a line
+        await lines.close()
+
+    asyncio.run(main())
+
+
+def test_a_file_that_is_one_unfinished_line_is_followed_from_its_start(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"half a li")
+
+    async def main() -> None:
+        lines = Lines(log)
+        assert await lines.nothing()
+        append(log, b"ne\n")
+        assert await lines.next() == "half a line"
+        await lines.close()
+
+    asyncio.run(main())
+
+
+def test_a_line_longer_than_max_line_comes_in_pieces_without_waiting_for_its_end(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    # One ASCII byte, then two-byte characters: one of them straddles every MAX_LINE boundary.
+    long_line = "a" + "é" * (MAX_LINE + 100)
+
+    async def main() -> None:
+        lines = Lines(log)
+        assert await lines.nothing()
+        append(log, long_line.encode())  # no newline: the follower must not hold it all
+        pieces = [await lines.next(), await lines.next()]
+        assert await lines.nothing()  # what is left (under MAX_LINE) waits for its newline
+        append(log, b"\nshort\n")
+        pieces.append(await lines.next())
+        assert await lines.next() == "short"
+        await lines.close()
+        assert "".join(pieces) == long_line  # nothing lost, no character broken in two
+        assert all(0 < len(piece.encode()) <= MAX_LINE for piece in pieces)
+
+    asyncio.run(main())
