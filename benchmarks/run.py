@@ -452,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results = measure(settings, sections, Path(tmp))
     results["meta"] = {
-        "command": "python3 -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": " ".join(["python3 -m benchmarks", *(sys.argv[1:] if argv is None else argv)]),
         "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)),
         "seconds": round(time.time() - started, 1),
         "quick": args.quick,
