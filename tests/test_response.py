@@ -52,6 +52,23 @@ class Probe:
             self.finally_at = time.monotonic()
 
 
+class Ticker:
+    """Another task on the loop, counting its turns: a blocked loop counts none."""
+
+    def __init__(self, interval: float) -> None:
+        self.ticks = 0
+        self._task = asyncio.create_task(self._tick(interval))
+
+    async def _tick(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.ticks += 1
+
+    def stop(self) -> int:
+        self._task.cancel()
+        return self.ticks
+
+
 async def client_that_stays() -> dict[str, Any]:
     """A ``receive()`` whose client does not leave within the test."""
     await asyncio.sleep(30)
@@ -170,17 +187,9 @@ def test_sync_generator_runs_in_a_worker_thread_and_never_blocks_the_loop() -> N
             yield f"{i}\n"
 
     async def main() -> int:
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        ticking = asyncio.create_task(ticker())
+        ticker = Ticker(0.01)
         messages = await request(StreamingResponse(generate()), http_scope())
-        ticking.cancel()
+        ticks = ticker.stop()
         assert body_of(messages) == b"0\n1\n2\n"
         return ticks
 
@@ -296,24 +305,16 @@ def test_a_generator_that_never_awaits_neither_starves_the_loop_nor_escapes_disc
             probe.finally_at = time.monotonic()
 
     async def main() -> None:
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0)
-                ticks += 1
-
-        ticking = asyncio.create_task(ticker())
+        ticker = Ticker(0)
         comm = ApplicationCommunicator(StreamingResponse(generate()), http_scope())
         await comm.send_input({"type": "http.request", "body": b""})
         await comm.receive_output(1)
         await asyncio.sleep(0.05)
-        assert ticks > 10, "the spinning generator starved another task"
+        assert ticker.ticks > 10, "the spinning generator starved another task"
         assert await disconnect_and_time_finally(comm, probe) < 0.1
         await comm.wait(1)
         assert comm.future.done() and not comm.future.cancelled()
-        ticking.cancel()
+        ticker.stop()
 
     asyncio.run(main())
 
