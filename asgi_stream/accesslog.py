@@ -8,12 +8,14 @@ and a line arrives for every request.
 :class:`AccessLog` watches the ``http.response.start`` message (the moment the
 status is known) through a wrapped ``send``, and writes a line like::
 
-    2026-11-24 09:00:00 127.0.0.1:51234 "GET /stream?tick=0.1 HTTP/1.1" 200
+    2026-11-24 09:00:00 "GET /stream HTTP/1.1" 200
 
 A streaming response is logged when it *starts*, not when it ends: a stream may
-last for hours. The request target is logged as the client sent it (the raw,
-still percent-encoded path), with control characters escaped, so a request
-cannot forge a line of the log.
+last for hours. The path is logged as the client sent it (raw, still
+percent-encoded), with control characters escaped, so a request cannot forge
+a line of the log. ``/logs`` shows this file to anyone who asks, so it holds
+neither the client's address nor the query string (where a chat message, or
+a token, may travel).
 
 The file is created by :meth:`AccessLog.open` and removed by
 :meth:`AccessLog.close`, the router's lifespan hooks; with several workers
@@ -31,7 +33,7 @@ from typing import TextIO
 
 from .types import Message, Scope, Send
 
-__all__ = ["AccessLog"]
+__all__ = ["AccessLog", "escape_control"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -73,17 +75,17 @@ class AccessLog:
         """Append one line for the request of ``scope``."""
         if self._file is None:
             return
-        target = scope.get("raw_path") or scope["path"].encode("utf-8")
-        if scope.get("query_string"):
-            target += b"?" + scope["query_string"]
-        client = scope.get("client")
-        who = f"{client[0]}:{client[1]}" if client else "-"
-        request_line = _escape(
-            f"{scope['method']} {target.decode('latin-1')} HTTP/{scope.get('http_version', '1.1')}"
+        # Only the path: the query string may carry what a user typed (a chat
+        # message), and /logs shows this file to every visitor.
+        path = (scope.get("raw_path") or scope["path"].encode("utf-8")).partition(b"?")[0]
+        request_line = escape_control(
+            f"{scope['method']} {path.decode('latin-1')} HTTP/{scope.get('http_version', '1.1')}"
         )
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        self._file.write(f'{stamp} {who} "{request_line}" {status}\n')
+        self._file.write(f'{stamp} "{request_line}" {status}\n')
 
 
-def _escape(text: str) -> str:
+def escape_control(text: str) -> str:
+    """``text`` with every control character written as ``\\xNN``, so that it
+    cannot end a line or drive a terminal."""
     return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
