@@ -23,7 +23,7 @@ def test_a_line_per_request_without_the_query_string_or_the_client() -> None:
                 pass
 
             await log.watch(scope, send)({"type": "http.response.start", "status": 200})
-            return Path(log.path).read_text()
+            return Path(log.path).read_text()  # noqa: ASYNC240 - a test, a tiny file
         finally:
             await log.close()
 
