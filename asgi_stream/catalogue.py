@@ -386,6 +386,7 @@ class Catalogue:
         message = request.query_str("message")
         tick = self.tick(request)
         model = self.chat_model or LocalChatModel(delay=0.05 * tick)
+        debug = self.settings.debug
 
         async def generate() -> AsyncIterator[bytes]:
             chunks = model.astream(message)
@@ -395,8 +396,10 @@ class Catalogue:
                     if text:
                         yield _event(text)
             except Exception as exc:
+                # The model's own message may hold a key or an internal address:
+                # the server log has it, the client only in debug mode.
                 logger.warning("the chat model failed: %r", exc)
-                yield _event(str(exc), event="error")
+                yield _event(str(exc) if debug else "The chat model failed", event="error")
             finally:
                 await close_iterator(chunks)
 

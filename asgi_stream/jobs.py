@@ -24,7 +24,8 @@ The job's first event is appended before ``POST`` answers, so the job exists
 in the log from the moment its ID is known. With the Redis log, that existence
 and all the events live in Redis: the job runs in the worker that received the
 POST, and any worker on any host can stream it, resume it, and see it end.
-A finished job's stream expires after :data:`RETENTION_SECONDS`.
+A finished job's stream expires after :data:`RETENTION_SECONDS`, or sooner
+when the worker has finished :data:`MAX_FINISHED_JOBS` newer ones.
 
 No task is leaked: each running job is tracked, at most
 :data:`MAX_RUNNING_JOBS` run at once in a worker (503 beyond), and the
@@ -39,6 +40,7 @@ import json
 import logging
 import re
 import secrets
+from collections import deque
 from typing import Any, Protocol
 
 from .eventlog import EventLog, open_event_log
@@ -48,7 +50,14 @@ from .response import JSONResponse
 from .resumable import ResumableEventSourceResponse, last_event_id
 from .routing import Router
 
-__all__ = ["FINAL_EVENTS", "MAX_RUNNING_JOBS", "RETENTION_SECONDS", "Jobs", "install"]
+__all__ = [
+    "FINAL_EVENTS",
+    "MAX_FINISHED_JOBS",
+    "MAX_RUNNING_JOBS",
+    "RETENTION_SECONDS",
+    "Jobs",
+    "install",
+]
 
 logger = logging.getLogger("asgi_stream")
 
@@ -58,6 +67,9 @@ FINAL_EVENTS = frozenset({"done", "failed"})
 RETENTION_SECONDS = 3600.0
 #: How many jobs one worker runs at once; more get 503.
 MAX_RUNNING_JOBS = 100
+#: How many finished jobs one worker keeps readable; past that the oldest is forgotten,
+#: so that anonymous POSTs cannot fill the memory (or Redis) within the retention time.
+MAX_FINISHED_JOBS = 1000
 #: The number of steps of a job, as in the tutorial's /progress.
 TOTAL = 100
 
@@ -94,6 +106,7 @@ class Jobs:
         self.log = log
         self.tick = tick
         self.tasks: set[asyncio.Task[None]] = set()
+        self.finished: deque[str] = deque()  # oldest first
 
     @staticmethod
     def stream(job_id: str) -> str:
@@ -137,14 +150,21 @@ class Jobs:
             logger.exception("job %s failed", stream)
             await self._end(stream, "Job failed")
         else:
-            await self.log.expire(stream, RETENTION_SECONDS)
+            await self._retire(stream)
+
+    async def _retire(self, stream: str) -> None:
+        """Let a finished job's stream expire, and forget the oldest past the cap."""
+        await self.log.expire(stream, RETENTION_SECONDS)
+        self.finished.append(stream)
+        if len(self.finished) > MAX_FINISHED_JOBS:
+            await self.log.expire(self.finished.popleft(), 0)
 
     async def _end(self, stream: str, reason: str) -> None:
         """Record that a job ended early, so that its readers stop; best effort."""
         try:
             async with asyncio.timeout(_FINAL_WRITE_TIMEOUT):
                 await self.log.append(stream, json.dumps({"error": reason}), event="failed")
-                await self.log.expire(stream, RETENTION_SECONDS)
+                await self._retire(stream)
         except Exception:
             logger.exception("could not record the end of job %s", stream)
 

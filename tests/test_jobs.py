@@ -187,3 +187,23 @@ def test_too_many_running_jobs_get_503(monkeypatch: pytest.MonkeyPatch) -> None:
         await installed.shutdown()
 
     asyncio.run(main())
+
+
+def test_a_worker_keeps_only_the_newest_finished_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anonymous POSTs must not fill the log: past the cap, the oldest job is forgotten."""
+    monkeypatch.setattr(jobs, "MAX_FINISHED_JOBS", 2)
+
+    async def main() -> list[bool]:
+        log = open_event_log()
+        running = jobs.Jobs(log, tick=0.0001)
+        streams = []
+        for _ in range(3):
+            answer = await running.start(None)  # type: ignore[arg-type]
+            job_id = json.loads(answer.body)["id"]
+            streams.append(running.stream(job_id))
+            await asyncio.wait(running.tasks, timeout=5)
+        await asyncio.sleep(0.01)
+        await log.append("job:trigger", "x")  # the in-memory log drops expired streams here
+        return [await log.exists(stream) for stream in streams]
+
+    assert asyncio.run(main()) == [False, True, True]
