@@ -72,6 +72,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
+from .accesslog import escape_control
 from .importing import import_object
 from .types import ASGIApp, Message, Receive, Scope, Send
 
@@ -133,6 +134,10 @@ class Tracer:
             return message
 
         async def traced_send(message: Message) -> None:
+            headers = message.get("headers")
+            if headers is not None and not isinstance(headers, list | tuple):
+                # ASGI allows any iterable; one we read here would reach the server empty.
+                message = {**message, "headers": list(headers)}
             record("send", self.describe(message))
             await send(message)
 
@@ -215,7 +220,10 @@ def format_record(record: dict[str, Any]) -> str:
         )
         line += "  " + details if details else ""
         line += "  " + preview if preview else ""
-    return "\n".join([line.rstrip(), *(f"{_INDENT}{name}: {value}" for name, value in headers)])
+    # A path or a header comes from the client: escaped, it cannot forge a line
+    # of the trace or send escape codes to the terminal.
+    lines = [line.rstrip(), *(f"{_INDENT}{name}: {value}" for name, value in headers)]
+    return "\n".join(escape_control(text) for text in lines)
 
 
 def _path_with_query(fields: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -146,3 +147,30 @@ def test_serve_traces_only_when_asked(trace: bool, tmp_path: Path) -> None:
     else:
         assert "http.response" not in output
         assert not (tmp_path / "trace.jsonl").exists()
+
+
+def test_the_tracer_passes_headers_given_as_any_iterable_on_intact() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = ((b"x-id", b"42") for _ in range(1))  # a generator: readable once
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    traced = Tracer(app, text=io.StringIO())
+    messages = asyncio.run(request(traced, http_scope()))
+    assert list(messages[0]["headers"]) == [(b"x-id", b"42")]
+
+
+def test_a_path_cannot_forge_a_trace_line_or_drive_the_terminal() -> None:
+    text = format_record(
+        {
+            "connection": 1,
+            "time": 0.0,
+            "event": "scope",
+            "type": "http",
+            "method": "GET",
+            "path": "/x\n#9 0.0 ms send http.response.start\x1b[2J",
+        }
+    )
+    assert "\n" not in text
+    assert "\x1b" not in text
+    assert "\\x0a" in text
