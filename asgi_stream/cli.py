@@ -21,6 +21,7 @@ The options come in two kinds, and they travel differently:
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -76,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
         "or h2 by ALPN with --certfile/--keyfile)",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    serve.add_argument("--port", type=int, default=8000, help="port to bind (default: %(default)s)")
+    serve.add_argument(
+        "--port", type=_port, default=8000, help="port to bind (default: %(default)s)"
+    )
     serve.add_argument(
         "--workers",
         type=_positive(int),
@@ -197,13 +200,21 @@ def _serve(args: argparse.Namespace) -> int:
     return supervise(options, sock)
 
 
+def _port(text: str) -> int:
+    """An argparse type: a TCP port number (0 lets the system choose one)."""
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {text}")
+    return port
+
+
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    """An argparse type: ``kind`` of the text, which must be greater than zero."""
+    """An argparse type: ``kind`` of the text, which must be finite and greater than zero."""
 
     def convert(text: str) -> Any:
         value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0: {text}")
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be a finite number greater than 0: {text}")
         return value
 
     convert.__name__ = kind.__name__  # argparse names the type in its error message
