@@ -86,6 +86,13 @@ async def disconnect_and_time_finally(comm: ApplicationCommunicator, probe: Prob
     return probe.finally_at - sent_at
 
 
+async def started(response: StreamingResponse) -> ApplicationCommunicator:
+    """A GET for ``response``, its (empty) request body already sent."""
+    comm = ApplicationCommunicator(response, http_scope())
+    await comm.send_input({"type": "http.request", "body": b""})
+    return comm
+
+
 def drain(comm: ApplicationCommunicator) -> list[dict[str, Any]]:
     """Every message the app has sent and the test has not read yet."""
     messages = []
@@ -146,8 +153,7 @@ def test_a_chunk_of_another_type_is_an_error_not_silence() -> None:
     comm_messages: list[dict[str, Any]] = []
 
     async def main() -> None:
-        comm = ApplicationCommunicator(StreamingResponse(generate()), http_scope())
-        await comm.send_input({"type": "http.request", "body": b""})
+        comm = await started(StreamingResponse(generate()))
         comm_messages.append(await comm.receive_output(1))
         with pytest.raises(TypeError, match="str, bytes or memoryview"):
             await comm.wait(1)
@@ -216,8 +222,7 @@ def test_disconnect_stops_an_async_generator_suspended_in_an_await() -> None:
 
     async def main() -> None:
         response = StreamingResponse(generate(), background=BackgroundTask(probe.cleanup))
-        comm = ApplicationCommunicator(response, http_scope())
-        await comm.send_input({"type": "http.request", "body": b""})
+        comm = await started(response)
         assert (await comm.receive_output(1))["type"] == START
         assert await comm.receive_output(1) == chunk(b"first")
         await asyncio.sleep(0.02)  # now suspended in the sleep
@@ -281,8 +286,7 @@ def test_disconnect_closes_a_sync_generator_once_its_next_returns() -> None:
 
     async def main() -> None:
         response = StreamingResponse(generate(), background=BackgroundTask(probe.cleanup))
-        comm = ApplicationCommunicator(response, http_scope())
-        await comm.send_input({"type": "http.request", "body": b""})
+        comm = await started(response)
         assert (await comm.receive_output(1))["type"] == START
         assert await comm.receive_output(1) == chunk(b"tick\n")
         assert await disconnect_and_time_finally(comm, probe) < 0.1
@@ -306,8 +310,7 @@ def test_a_generator_that_never_awaits_neither_starves_the_loop_nor_escapes_disc
 
     async def main() -> None:
         ticker = Ticker(0)
-        comm = ApplicationCommunicator(StreamingResponse(generate()), http_scope())
-        await comm.send_input({"type": "http.request", "body": b""})
+        comm = await started(StreamingResponse(generate()))
         await comm.receive_output(1)
         await asyncio.sleep(0.05)
         assert ticker.ticks > 10, "the spinning generator starved another task"
@@ -350,8 +353,7 @@ def test_a_generator_that_swallows_cancellation_is_still_stopped() -> None:
             probe.finally_at = time.monotonic()
 
     async def main() -> None:
-        comm = ApplicationCommunicator(StreamingResponse(generate()), http_scope())
-        await comm.send_input({"type": "http.request", "body": b""})
+        comm = await started(StreamingResponse(generate()))
         await comm.receive_output(1)
         assert await disconnect_and_time_finally(comm, probe) < 0.1
         await comm.wait(1)
@@ -396,8 +398,7 @@ def test_an_oserror_from_the_generator_is_an_error() -> None:
         raise FileNotFoundError("the generator's own failure")
 
     async def main() -> None:
-        comm = ApplicationCommunicator(StreamingResponse(generate()), http_scope())
-        await comm.send_input({"type": "http.request", "body": b""})
+        comm = await started(StreamingResponse(generate()))
         with pytest.raises(FileNotFoundError):
             await comm.wait(1)
 
@@ -469,8 +470,7 @@ def test_an_error_after_the_headers_ends_without_the_final_message_and_is_raised
 
     async def main() -> None:
         response = StreamingResponse(generate(), background=BackgroundTask(probe.cleanup))
-        comm = ApplicationCommunicator(response, http_scope())
-        await comm.send_input({"type": "http.request", "body": b""})
+        comm = await started(response)
         with pytest.raises(RuntimeError, match="boom"):
             await comm.wait(1)
         assert drain(comm) == [
