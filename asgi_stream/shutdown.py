@@ -71,7 +71,7 @@ class GracefulShutdown:
     """Wraps an ASGI app so that :meth:`shut_down` ends its streams cleanly.
 
     The server calls :meth:`shut_down` when it begins to stop, from its event
-    loop; :mod:`asgi_stream.servers` does that for uvicorn and hypercorn.
+    loop; :mod:`asgi_stream.tools.servers` does that for uvicorn and hypercorn.
     Lifespan and websocket scopes pass through untouched.
     """
 

@@ -58,7 +58,7 @@ The tracer costs something on every message, so it is never built in: an
 application runs untraced unless you wrap it (``Tracer(app)``), and
 ``asgi-stream serve`` wraps its application only when given ``--trace`` (text)
 or ``--trace-json PATH``. Any server can run a traced application by import
-string: ``ASGI_STREAM_TRACE_APP=module:app uvicorn asgi_stream.traced:app``.
+string: ``ASGI_STREAM_TRACE_APP=module:app uvicorn asgi_stream.tools.traced:app``.
 """
 
 from __future__ import annotations
@@ -66,32 +66,20 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
-from .accesslog import escape_control
-from .importing import import_object
 from .types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = [
-    "TRACED_APP",
-    "Tracer",
-    "format_record",
-    "trace_environment",
-    "traced_app_from_environment",
-]
-
-#: The import string of the traced application, for a server: see :mod:`asgi_stream.traced`.
-TRACED_APP = "asgi_stream.traced:app"
-TRACE_APP_VARIABLE = "ASGI_STREAM_TRACE_APP"
-TRACE_JSON_VARIABLE = "ASGI_STREAM_TRACE_JSON"
-TRACE_TEXT_VARIABLE = "ASGI_STREAM_TRACE_TEXT"
+__all__ = ["Tracer", "escape_control", "format_record"]
 
 _STDERR: Any = object()  # "sys.stderr as it is when a line is written" (pytest swaps it)
 _INDENT = " " * 26
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Tracer:
@@ -236,27 +224,7 @@ def _decode_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[list[str]]:
     return [[name.decode("latin-1"), value.decode("latin-1")] for name, value in headers]
 
 
-def trace_environment(app: str, *, text: bool, json_lines: str | None) -> dict[str, str]:
-    """The environment that makes :data:`TRACED_APP` trace ``app`` (``"module:attribute"``).
-
-    A server's worker processes build their application from an import
-    string, so the tracer's settings travel to them in environment variables:
-    the application to wrap, whether to print text lines, and a file to append
-    JSON lines to.
-    """
-    env = {TRACE_APP_VARIABLE: app, TRACE_TEXT_VARIABLE: "1" if text else "0"}
-    if json_lines:
-        env[TRACE_JSON_VARIABLE] = json_lines
-    return env
-
-
-def traced_app_from_environment() -> Tracer:
-    """The application named by :func:`trace_environment`'s variables, traced.
-
-    The catalogue, printing text lines, when none are set.
-    """
-    return Tracer(
-        import_object(os.environ.get(TRACE_APP_VARIABLE, "asgi_stream.catalogue:app")),
-        text=_STDERR if os.environ.get(TRACE_TEXT_VARIABLE, "1") != "0" else None,
-        json_lines=os.environ.get(TRACE_JSON_VARIABLE) or None,
-    )
+def escape_control(text: str) -> str:
+    """``text`` with every control character written as ``\\xNN``, so that it
+    cannot end a line or drive a terminal."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)

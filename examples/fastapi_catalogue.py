@@ -36,7 +36,7 @@ from fastapi import FastAPI, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
-from asgi_stream.chat import LocalChatModel, load_chat_model
+from asgi_stream.catalogue.chat import LocalChatModel, load_chat_model
 
 TICK = float(os.environ.get("ASGI_STREAM_TICK", "1.0"))
 LOG_FILE = os.environ.get("ASGI_STREAM_LOG_FILE", "/var/log/app.log")

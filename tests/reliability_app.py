@@ -37,7 +37,7 @@ from collections.abc import AsyncIterator, Iterator
 from asgi_stream import EventSourceResponse, JSONResponse, Response, StreamingResponse
 from asgi_stream.catalogue import create_app
 from asgi_stream.request import Request
-from asgi_stream.soak import open_fds, rss_kib
+from asgi_stream.tools.soak import open_fds, rss_kib
 
 CHUNK = b"x" * (64 * 1024)
 

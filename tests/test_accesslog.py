@@ -6,7 +6,7 @@ import asyncio
 import re
 from pathlib import Path
 
-from asgi_stream.accesslog import AccessLog
+from asgi_stream.catalogue.accesslog import AccessLog
 from tests.asgi import http_scope
 
 

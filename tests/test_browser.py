@@ -29,8 +29,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
-from asgi_stream.chat import LocalChatModel
-from asgi_stream.jobs import TOTAL, progress
+from asgi_stream.catalogue.chat import LocalChatModel
+from asgi_stream.catalogue.jobs import TOTAL, progress
 from tests.serving import ROOT, ServerProcess, serve
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from asgiref.testing import ApplicationCommunicator
 
-import asgi_stream.catalogue as catalogue
+import asgi_stream.catalogue.endpoints as catalogue
 from asgi_stream.catalogue import Catalogue, Settings, create_app
-from asgi_stream.chat import ChatChunk, LocalChatModel
+from asgi_stream.catalogue.chat import ChatChunk, LocalChatModel
 from asgi_stream.request import Request
 from tests.asgi import body_of, headers_of, http_scope, request
 

@@ -22,7 +22,7 @@ import pytest
 from httpx_sse import aconnect_sse, connect_sse
 
 from asgi_stream.catalogue import Settings, create_app
-from asgi_stream.chat import LocalChatModel
+from asgi_stream.catalogue.chat import LocalChatModel
 from tests.serving import ServerProcess, serve
 
 APP = "asgi_stream.catalogue:app"

@@ -26,7 +26,7 @@ import httpx
 import psutil
 import pytest
 
-from asgi_stream.cli import app_environment, build_parser, main
+from asgi_stream.tools.cli import app_environment, build_parser, main
 from tests.serving import ROOT, ServerProcess, free_port, serve
 
 GRACE = 3.0  # the default of --grace

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from asgi_stream import compare
-from asgi_stream.compare import (
+from asgi_stream.tools import compare
+from asgi_stream.tools.compare import (
     EXPECTED,
     PROBES,
     Probe,
@@ -19,7 +19,7 @@ from asgi_stream.compare import (
     compare_measurements,
     expected_reasons,
 )
-from asgi_stream.measure import Measurement
+from asgi_stream.tools.measure import Measurement
 from tests.serving import ROOT
 
 FIVE = [f"data: {i}" for i in range(5)]

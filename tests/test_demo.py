@@ -7,10 +7,11 @@ from importlib import resources
 
 import pytest
 
-from asgi_stream import Router, demo
+from asgi_stream import Router
+from asgi_stream.catalogue import demo
 from tests.asgi import body_of, headers_of, http_scope, request
 
-STATIC = resources.files("asgi_stream") / "static"
+STATIC = resources.files("asgi_stream.catalogue") / "static"
 
 
 @pytest.fixture

@@ -228,7 +228,7 @@ def test_open_event_log_refuses_an_unknown_url() -> None:
 def test_importing_the_library_never_imports_redis() -> None:
     code = (
         "import sys, asgi_stream, asgi_stream.eventlog, asgi_stream.redis_eventlog, "
-        "asgi_stream.resumable, asgi_stream.jobs; print('redis' in sys.modules)"
+        "asgi_stream.resumable, asgi_stream.catalogue.jobs; print('redis' in sys.modules)"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],

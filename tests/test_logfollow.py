@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from asgi_stream.logfollow import MAX_LINE, follow
+from asgi_stream.catalogue.logfollow import MAX_LINE, follow
 
 POLL = 0.005
 

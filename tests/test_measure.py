@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 
-from asgi_stream.measure import BodyDecoder, Measurement, parse_events
+from asgi_stream.tools.measure import BodyDecoder, Measurement, parse_events
 
 
 def test_events_are_parsed_as_a_browser_reads_them() -> None:

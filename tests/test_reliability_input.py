@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from asgi_stream.catalogue import Settings, create_app
 from asgi_stream.shutdown import GracefulShutdown
-from asgi_stream.soak import fetch, read_body, read_head
+from asgi_stream.tools.soak import fetch, read_body, read_head
 from tests.asgi import http_scope, request
 from tests.reliability import errors_logged, serve_test_app
 from tests.serving import ServerProcess

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from asgi_stream import soak
-from asgi_stream.cli import main
+from asgi_stream.tools import soak
+from asgi_stream.tools.cli import main
 
 
 def test_a_short_soak_on_uvicorn_runs_every_scenario_without_an_error(

@@ -1,6 +1,6 @@
 """A disconnect storm: 2,000 clients leave endless streams at random points, and nothing leaks.
 
-Each client is a raw asyncio connection (:mod:`asgi_stream.soak`), so it can
+Each client is a raw asyncio connection (:mod:`asgi_stream.tools.soak`), so it can
 leave at any byte: in the middle of its request headers, just after the
 response headers, or somewhere in the body, with a polite FIN or a TCP reset.
 A tenth of the streams are sync generators, which run in worker threads.
@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from asgi_stream.concurrency import MAX_THREADS
-from asgi_stream.soak import abort, connect, fetch, read_body, read_head, request_bytes
+from asgi_stream.tools.soak import abort, connect, fetch, read_body, read_head, request_bytes
 from tests.reliability import errors_logged, poll_until, serve_test_app, stats
 
 CLIENTS = 2000

@@ -12,7 +12,7 @@ same ``--tick``), and one client (httpx, HTTP/1.1) makes the same requests to
 both, one application after the other, after a warm-up request.
 
 For every request (a :class:`Probe`) the client measures what a user could
-observe (:mod:`asgi_stream.measure`): the status; the headers but ``date``
+observe (:mod:`asgi_stream.tools.measure`): the status; the headers but ``date``
 and ``server``; the body's bytes, and the events a browser would parse from
 it; the time to the first event, the total time, and the gaps between chunks.
 
@@ -62,8 +62,8 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
+from ..tracer import format_record
 from .measure import Measurement, measure
-from .tracer import format_record
 
 __all__ = [
     "EXPECTED",

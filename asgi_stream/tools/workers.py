@@ -12,7 +12,7 @@ handing each a duplicate of the socket. Then it closes its own copy and
 *supervises*: it sleeps until a signal arrives or a worker exits.
 
 * SIGTERM or SIGINT: the supervisor sends SIGTERM to every worker, and each
-  one shuts down gracefully by itself (:mod:`asgi_stream.servers`). The
+  one shuts down gracefully by itself (:mod:`asgi_stream.tools.servers`). The
   supervisor waits for them all, up to the grace period plus a margin, kills
   any that is still there, and exits 0 if every worker did. (Ctrl-C in a
   terminal sends SIGINT to the workers too; a second signal changes nothing,

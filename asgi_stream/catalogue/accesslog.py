@@ -26,16 +26,14 @@ from the event loop, too short to hold it up.
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 import time
 from typing import TextIO
 
-from .types import Message, Scope, Send
+from ..tracer import escape_control
+from ..types import Message, Scope, Send
 
-__all__ = ["AccessLog", "escape_control"]
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+__all__ = ["AccessLog"]
 
 
 class AccessLog:
@@ -83,9 +81,3 @@ class AccessLog:
         )
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         self._file.write(f'{stamp} "{request_line}" {status}\n')
-
-
-def escape_control(text: str) -> str:
-    """``text`` with every control character written as ``\\xNN``, so that it
-    cannot end a line or drive a terminal."""
-    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)

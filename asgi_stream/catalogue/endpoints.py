@@ -37,20 +37,20 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
+from ..background import BackgroundTask
+from ..compression import gzip_response
+from ..concurrency import close_iterator
+from ..exceptions import validation_error
+from ..request import Request
+from ..response import JSONResponse, StreamingResponse
+from ..routing import Router
+from ..sse import EventSourceResponse, ServerSentEvent
+from ..streams import batched, heartbeat, timeout_each
+from ..types import Receive, Scope, Send
 from . import demo, jobs
 from .accesslog import AccessLog
-from .background import BackgroundTask
 from .chat import LocalChatModel, chunk_text, load_chat_model
-from .compression import gzip_response
-from .concurrency import close_iterator
-from .exceptions import validation_error
 from .logfollow import follow
-from .request import Request
-from .response import JSONResponse, StreamingResponse
-from .routing import Router
-from .sse import EventSourceResponse, ServerSentEvent
-from .streams import batched, heartbeat, timeout_each
-from .types import Receive, Scope, Send
 
 __all__ = ["MAX_TICK", "MIN_TICK", "Settings", "app", "create_app"]
 
@@ -72,7 +72,7 @@ class Settings:
     the file ``/logs`` follows; without one, the app writes its own access log
     and follows that. ``chat_model`` is the model of ``/chat-stream``: any
     object with LangChain's ``astream()``, or its ``"module:attribute"`` name;
-    ``None`` is the local model of :mod:`asgi_stream.chat`. ``debug`` lets
+    ``None`` is the local model of :mod:`asgi_stream.catalogue.chat`. ``debug`` lets
     ``/stream-robust`` send a traceback to the client. ``event_log`` names the
     event store of the jobs endpoints (``"memory"`` or a ``redis://`` URL).
     """

@@ -5,12 +5,12 @@ uvicorn or hypercorn, in one process or several, and shuts it down
 gracefully on SIGTERM or Ctrl-C: open streams end at once and cleanly, their
 generators' ``finally`` blocks run, and the process exits 0. ``--trace``
 shows every ASGI message (:mod:`asgi_stream.tracer`). ``compare`` is
-:mod:`asgi_stream.compare`.
+:mod:`asgi_stream.tools.compare`.
 
 The options come in two kinds, and they travel differently:
 
 * how to serve (server, address, workers, grace period, TLS) becomes a
-  :class:`~asgi_stream.servers.ServeOptions`, handed to each worker;
+  :class:`~asgi_stream.tools.servers.ServeOptions`, handed to each worker;
 * the app's own settings (tick, log file, debug, event log) become environment variables
   (:data:`APP_SETTINGS`), which the app reads when it is built
   (:meth:`asgi_stream.catalogue.Settings.from_env`) in whichever process
@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import compare, soak
-from .tracer import TRACED_APP, trace_environment
+from .traced import TRACED_APP, trace_environment
 
 __all__ = ["APP_SETTINGS", "app_environment", "build_parser", "main"]
 

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from .importing import import_object
+from ..importing import import_object
 
 __all__ = ["ChatChunk", "LocalChatModel", "chunk_text", "load_chat_model"]
 

@@ -8,7 +8,7 @@ three steps:
 
 1. :func:`bind_socket` binds the listening socket, once, in the first
    process. With ``--workers N`` the socket is handed to N worker processes
-   (:mod:`asgi_stream.workers`), which all accept connections from it; the
+   (:mod:`asgi_stream.tools.workers`), which all accept connections from it; the
    kernel shares them out.
 2. :func:`run_worker` imports the app in the process that serves it (so each
    worker builds its own, from the environment), wraps it in
@@ -54,8 +54,8 @@ import hypercorn.asyncio
 import hypercorn.config
 import uvicorn
 
-from .importing import import_object
-from .shutdown import GracefulShutdown
+from ..importing import import_object
+from ..shutdown import GracefulShutdown
 
 __all__ = [
     "STOP_SIGNALS",

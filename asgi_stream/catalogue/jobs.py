@@ -43,12 +43,12 @@ import secrets
 from collections import deque
 from typing import Any, Protocol
 
-from .eventlog import EventLog, open_event_log
-from .exceptions import HTTPException
-from .request import Request
-from .response import JSONResponse
-from .resumable import ResumableEventSourceResponse, last_event_id
-from .routing import Router
+from ..eventlog import EventLog, open_event_log
+from ..exceptions import HTTPException
+from ..request import Request
+from ..response import JSONResponse
+from ..resumable import ResumableEventSourceResponse, last_event_id
+from ..routing import Router
 
 __all__ = [
     "FINAL_EVENTS",

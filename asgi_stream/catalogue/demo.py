@@ -39,10 +39,10 @@ from __future__ import annotations
 
 from importlib import resources
 
-from .exceptions import HTTPException
-from .request import Request
-from .response import Response
-from .routing import Router
+from ..exceptions import HTTPException
+from ..request import Request
+from ..response import Response
+from ..routing import Router
 
 __all__ = ["install"]
 

@@ -1,0 +1,25 @@
+"""The catalogue app: the tutorial's fifteen endpoints, jobs, chat and the demo page.
+
+**The rule for this package.** A module belongs here when it is part of one
+application built *on* the library: its endpoints, the settings they read, the
+stores and models behind them, the page that shows them. It may import the
+library (``asgi_stream.*``) and third-party packages that the app's extras
+install; the library never imports it back, and neither do the tools, which
+name it only as an import string (``"asgi_stream.catalogue:app"``).
+
+**What is here.**
+
+* :mod:`~asgi_stream.catalogue.endpoints`: the fifteen endpoints, ``Settings``
+  and ``create_app``; ``uvicorn asgi_stream.catalogue:app`` serves them.
+* :mod:`~asgi_stream.catalogue.jobs`: work that outlives a connection, read
+  back through resumable SSE.
+* :mod:`~asgi_stream.catalogue.chat`: the chat models behind ``/chat-stream``.
+* :mod:`~asgi_stream.catalogue.demo` and ``static/``: the demo page.
+* :mod:`~asgi_stream.catalogue.accesslog` and
+  :mod:`~asgi_stream.catalogue.logfollow`: the log that ``/logs`` follows, and
+  the follower.
+"""
+
+from .endpoints import MAX_TICK, MIN_TICK, Catalogue, Settings, app, create_app
+
+__all__ = ["MAX_TICK", "MIN_TICK", "Catalogue", "Settings", "app", "create_app"]
