@@ -10,7 +10,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.serving import ROOT
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 CANDIDATES = ["bare", "asgi-stream SSE"]
 

@@ -33,6 +33,8 @@ from asgi_stream.catalogue.chat import LocalChatModel
 from asgi_stream.catalogue.jobs import TOTAL, progress
 from tests.serving import ROOT, ServerProcess, serve
 
+pytestmark = [pytest.mark.browser, pytest.mark.server]
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 ARTIFACTS = ROOT / "tests" / "artifacts"

@@ -17,6 +17,8 @@ import pytest
 from asgi_stream.tools import soak
 from asgi_stream.tools.cli import main
 
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
 
 def test_a_short_soak_on_uvicorn_runs_every_scenario_without_an_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -34,6 +34,8 @@ from tests.asgi import http_scope, request
 from tests.reliability import errors_logged, serve_test_app
 from tests.serving import ServerProcess
 
+pytestmark = pytest.mark.server
+
 SERVER_400 = "the server's 400"  # refused before the app: a plain 400, no JSON
 
 # (name, request line, status on uvicorn, status on hypercorn)

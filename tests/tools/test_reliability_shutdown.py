@@ -26,6 +26,8 @@ from asgi_stream.tools.soak import connect, fetch, read_body, read_head, request
 from tests.reliability import errors_logged, serve_test_app
 from tests.serving import ServerProcess
 
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
 STREAMS = 1000
 GRACE = 3.0  # the default of --grace
 CONNECTING_AT_ONCE = 100  # hypercorn's listen backlog is 100

@@ -27,6 +27,8 @@ from asgi_stream.concurrency import MAX_THREADS
 from asgi_stream.tools.soak import abort, connect, fetch, read_body, read_head, request_bytes
 from tests.reliability import errors_logged, poll_until, serve_test_app, stats
 
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
 CLIENTS = 2000
 AT_ONCE = 500  # clients in flight at a time
 WARM_UP = CLIENTS  # a smaller storm leaves hypercorn short of its high-water mark

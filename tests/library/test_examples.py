@@ -11,6 +11,8 @@ import pytest
 
 from tests.serving import ServerProcess, serve
 
+pytestmark = pytest.mark.server
+
 LESSON1 = "lesson1_bare_asgi"
 LESSON2 = "lesson2_simplified_streaming_response"
 LESSON3 = "lesson3_asgi_stream_response"
@@ -105,5 +107,5 @@ def test_lesson3_streams_str_and_bytes_and_stops_when_the_client_leaves(
 
 
 def test_every_lesson_is_tested() -> None:
-    examples = Path(__file__).resolve().parent.parent / "examples"
+    examples = Path(__file__).resolve().parents[2] / "examples"
     assert {path.stem for path in examples.glob("lesson*.py")} == {LESSON1, LESSON2, LESSON3}

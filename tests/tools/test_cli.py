@@ -29,6 +29,8 @@ import pytest
 from asgi_stream.tools.cli import app_environment, build_parser, main
 from tests.serving import ROOT, ServerProcess, free_port, serve
 
+pytestmark = pytest.mark.server
+
 GRACE = 3.0  # the default of --grace
 
 

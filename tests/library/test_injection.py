@@ -40,6 +40,8 @@ from tests.reliability import errors_logged, serve_test_app
 from tests.serving import ServerProcess
 from tests.whatwg_sse import parse
 
+pytestmark = pytest.mark.server
+
 # Text built from what breaks lines and fields, and from any character at all.
 nasty = st.lists(
     st.sampled_from(["\r", "\n", "\r\n", "\0", ":", " ", "\t", "x", "event: a", "id", "é", "\x85"])

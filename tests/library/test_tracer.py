@@ -20,6 +20,8 @@ from asgi_stream.tracer import Tracer, format_record
 from tests.asgi import http_scope, request
 from tests.serving import ROOT, ServerProcess, serve
 
+pytestmark = pytest.mark.server
+
 START = "http.response.start"
 BODY = "http.response.body"
 

@@ -25,6 +25,8 @@ from asgi_stream.catalogue import Settings, create_app
 from asgi_stream.catalogue.chat import LocalChatModel
 from tests.serving import ServerProcess, serve
 
+pytestmark = pytest.mark.server
+
 APP = "asgi_stream.catalogue:app"
 SERVERS = {
     "uvicorn": ["-m", "uvicorn", APP, "--host", "127.0.0.1", "--log-level", "warning"],

@@ -333,7 +333,7 @@ def test_the_local_model_streams_its_reply_token_by_token() -> None:
 
 
 def test_a_chat_model_can_be_named_by_import_string() -> None:
-    app = ours(chat_model="tests.test_catalogue_asgi:NAMED_MODEL")
+    app = ours(chat_model="tests.catalogue.test_catalogue_asgi:NAMED_MODEL")
     messages = run(app, "/chat-stream", b"message=x", "POST")
     assert body_of(messages) == b"data: named\n\n"
 

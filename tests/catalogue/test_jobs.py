@@ -28,6 +28,8 @@ from tests.asgi import body_of, http_scope, request
 from tests.redis_server import redis_server
 from tests.serving import ServerProcess, serve
 
+pytestmark = pytest.mark.server
+
 TICK = "0.05"  # a job takes 100 steps of 0.1 tick: half a second
 UVICORN = ["-m", "uvicorn", "asgi_stream.catalogue:app", "--host", "127.0.0.1"]
 READ_TIMEOUT = httpx.Timeout(10.0)

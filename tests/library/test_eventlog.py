@@ -14,6 +14,8 @@ import pytest
 from asgi_stream.eventlog import Event, EventIDNotFound, EventLog, MemoryEventLog, open_event_log
 from tests.redis_server import redis_server
 
+pytestmark = pytest.mark.server
+
 MakeLog = Callable[[int], EventLog]
 
 
@@ -235,6 +237,6 @@ def test_importing_the_library_never_imports_redis() -> None:
         capture_output=True,
         text=True,
         timeout=30,
-        cwd=Path(__file__).parent.parent,
+        cwd=Path(__file__).parent.parent.parent,
     )
     assert result.stdout.strip() == "False", result.stderr

@@ -38,6 +38,8 @@ from asgi_stream.tools.soak import fetch, read_body, read_head, request_bytes
 from tests.asgi import http_scope
 from tests.reliability import errors_logged, poll_until, serve_test_app, stats
 
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
 MIB = 1024 * 1024
 FLOOD = 100  # MiB
 BOUND = 32 * MIB  # what a frozen client may cost the server, at most

@@ -22,6 +22,8 @@ from asgi_stream.tools.compare import (
 from asgi_stream.tools.measure import Measurement
 from tests.serving import ROOT
 
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
 FIVE = [f"data: {i}" for i in range(5)]
 
 
