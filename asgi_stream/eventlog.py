@@ -45,78 +45,29 @@ standard library, and it has the limits of one process: another worker cannot
 see its streams, and a restart loses them. :mod:`asgi_stream.redis_eventlog`
 keeps them in Redis Streams instead, for any number of workers and hosts.
 :func:`open_event_log` picks one from a URL.
+
+The interface and its types are defined in :mod:`asgi_stream.eventlog_base`,
+which both backends import, and re-exported here; this module imports the
+Redis backend only when :func:`open_event_log` is given a Redis URL, so the
+modules never import each other and ``import asgi_stream.eventlog`` never
+imports ``redis``.
 """
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from itertools import islice
 
+# The interface lives in eventlog_base so that the Redis backend can import it
+# without importing this module (which imports the backend). Re-exported here:
+# users import every event-log name from this module.
+from .eventlog_base import DEFAULT_MAXLEN, Event, EventIDNotFound, EventLog
+
 __all__ = ["Event", "EventIDNotFound", "EventLog", "MemoryEventLog", "open_event_log"]
-
-#: How many events each stream keeps, unless told otherwise.
-DEFAULT_MAXLEN = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One event of a stream: the ID the log gave it, its data, its SSE type."""
-
-    id: str
-    data: str
-    event: str | None = None
-
-
-class EventIDNotFound(LookupError):
-    """The log cannot resume a reader after ``event_id``.
-
-    ``trimmed`` is true when the ID is older than every event the stream still
-    holds (events after it may have been lost), false when the ID is unknown.
-    """
-
-    def __init__(self, event_id: str, trimmed: bool) -> None:
-        self.event_id = event_id
-        self.trimmed = trimmed
-        what = "was trimmed from the log" if trimmed else "is unknown"
-        super().__init__(f"event ID {event_id!r} {what}")
-
-
-class EventLog(abc.ABC):
-    """Named, bounded, append-only streams of events; see the module's docstring."""
-
-    @abc.abstractmethod
-    async def append(self, stream: str, data: str, event: str | None = None) -> str:
-        """Add an event at the end of ``stream`` (created if needed); its ID."""
-
-    @abc.abstractmethod
-    def read(self, stream: str, after: str | None = None) -> AsyncIterator[Event]:
-        """The events after ``after`` (all held ones if ``None``), then new ones, forever.
-
-        Raises :class:`EventIDNotFound` when ``after`` cannot be resumed, or
-        when the reader falls so far behind that events after its position
-        were trimmed. Close the iterator (``contextlib.aclosing``) when done.
-        """
-
-    @abc.abstractmethod
-    async def exists(self, stream: str) -> bool:
-        """Whether anything was ever appended to ``stream`` (and it has not expired)."""
-
-    @abc.abstractmethod
-    async def last(self, stream: str) -> Event | None:
-        """The newest event of ``stream``, or ``None`` when it has none."""
-
-    @abc.abstractmethod
-    async def expire(self, stream: str, seconds: float) -> None:
-        """Forget ``stream`` entirely ``seconds`` from now."""
-
-    async def aclose(self) -> None:  # noqa: B027 - a hook; the in-memory log has nothing to close
-        """Release connections and the like. The log is not used afterwards."""
 
 
 class _MemoryStream:

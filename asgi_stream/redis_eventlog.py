@@ -40,6 +40,10 @@ closes that connection rather than leave an unread reply on it.
 
 The ``redis`` package is an optional extra. It is imported when a
 :class:`RedisEventLog` is created, never when this module is imported.
+
+This module imports the interface from :mod:`asgi_stream.eventlog_base`, never
+from :mod:`asgi_stream.eventlog`: that module imports this one (lazily, in
+:func:`~asgi_stream.eventlog.open_event_log`), and the imports go one way.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .eventlog import DEFAULT_MAXLEN, Event, EventIDNotFound, EventLog
+from .eventlog_base import DEFAULT_MAXLEN, Event, EventIDNotFound, EventLog
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -1,0 +1,82 @@
+"""What every event log is: the :class:`EventLog` interface and the types it shares.
+
+This module is the bottom of the event-log modules, so that they import in one
+direction only:
+
+* :mod:`asgi_stream.eventlog_base` (this module) imports nothing from the others;
+* :mod:`asgi_stream.redis_eventlog` imports it, to implement :class:`EventLog`;
+* :mod:`asgi_stream.eventlog` imports it too, re-exports its names, adds the
+  in-memory log, and imports :mod:`asgi_stream.redis_eventlog` only inside
+  :func:`~asgi_stream.eventlog.open_event_log`, when a Redis URL asks for it.
+
+A backend never imports :mod:`asgi_stream.eventlog`, which would make the two
+import each other. Users need not import this module: every name in it is also
+importable from :mod:`asgi_stream.eventlog`, whose docstring explains how a log
+works.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_MAXLEN", "Event", "EventIDNotFound", "EventLog"]
+
+#: How many events each stream keeps, unless told otherwise.
+DEFAULT_MAXLEN = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event of a stream: the ID the log gave it, its data, its SSE type."""
+
+    id: str
+    data: str
+    event: str | None = None
+
+
+class EventIDNotFound(LookupError):
+    """The log cannot resume a reader after ``event_id``.
+
+    ``trimmed`` is true when the ID is older than every event the stream still
+    holds (events after it may have been lost), false when the ID is unknown.
+    """
+
+    def __init__(self, event_id: str, trimmed: bool) -> None:
+        self.event_id = event_id
+        self.trimmed = trimmed
+        what = "was trimmed from the log" if trimmed else "is unknown"
+        super().__init__(f"event ID {event_id!r} {what}")
+
+
+class EventLog(abc.ABC):
+    """Named, bounded, append-only streams of events; see :mod:`asgi_stream.eventlog`."""
+
+    @abc.abstractmethod
+    async def append(self, stream: str, data: str, event: str | None = None) -> str:
+        """Add an event at the end of ``stream`` (created if needed); its ID."""
+
+    @abc.abstractmethod
+    def read(self, stream: str, after: str | None = None) -> AsyncIterator[Event]:
+        """The events after ``after`` (all held ones if ``None``), then new ones, forever.
+
+        Raises :class:`EventIDNotFound` when ``after`` cannot be resumed, or
+        when the reader falls so far behind that events after its position
+        were trimmed. Close the iterator (``contextlib.aclosing``) when done.
+        """
+
+    @abc.abstractmethod
+    async def exists(self, stream: str) -> bool:
+        """Whether anything was ever appended to ``stream`` (and it has not expired)."""
+
+    @abc.abstractmethod
+    async def last(self, stream: str) -> Event | None:
+        """The newest event of ``stream``, or ``None`` when it has none."""
+
+    @abc.abstractmethod
+    async def expire(self, stream: str, seconds: float) -> None:
+        """Forget ``stream`` entirely ``seconds`` from now."""
+
+    async def aclose(self) -> None:  # noqa: B027 - a hook; the in-memory log has nothing to close
+        """Release connections and the like. The log is not used afterwards."""
