@@ -50,7 +50,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tests.serving import ServerProcess, serve
+from asgi_stream.tools.process import ServerProcess, serve
 
 from . import client, procfs, report
 from .apps import CANDIDATES
@@ -58,6 +58,9 @@ from .server import raise_open_files_limit
 
 CLIENT_CPU = 1
 RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parent.parent  # where ``benchmarks.*`` import from
+#: A benchmark server (:mod:`benchmarks.server`); the server and candidate follow.
+BENCH_SERVER = (sys.executable, "-m", "benchmarks.server")
 PRIMARY = "uvicorn-httptools"
 READERS = {"eager": False, "batched": True}
 # Many streams are read by one epoll loop; the batched reader keeps that loop
@@ -138,7 +141,12 @@ def servers(
     with contextlib.ExitStack() as stack:
         running = {
             name: stack.enter_context(
-                serve(["-m", "benchmarks.server", server, CANDIDATES[name][0], "--cpus", cpus], tmp)
+                serve(
+                    [*BENCH_SERVER, server, CANDIDATES[name][0], "--cpus", cpus],
+                    tmp / f"{server}-{name}.log",
+                    cwd=ROOT,
+                    start_timeout=20.0,
+                )
             )
             for name in candidates
         }
@@ -242,7 +250,7 @@ class IdleClient:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=ROOT,
         )
 
     def send(self, command: str) -> None:

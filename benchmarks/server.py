@@ -1,9 +1,10 @@
 """Serve one candidate on one server, pinned to CPU 0: ``python -m benchmarks.server SERVER APP``.
 
 ``SERVER`` is one of :data:`SERVERS`; ``APP`` is an attribute of
-:mod:`benchmarks.apps`; ``--port`` is given last (as ``tests.serving.serve``
-does); ``--cpus 0,1`` lets the server use both cores (the idle-stream
-measurement does, to open 50,000 connections faster).
+:mod:`benchmarks.apps`; ``--port`` is given last (as
+:func:`asgi_stream.tools.process.serve` does); ``--cpus 0,1`` lets the server
+use both cores (the idle-stream measurement does, to open 50,000 connections
+faster).
 
 The server runs in this very process, one worker, so its CPU time and
 memory can be read from ``/proc/<pid>``. Pinning happens before the server
