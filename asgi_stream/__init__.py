@@ -1,30 +1,113 @@
 """asgi-stream: HTTP streaming and Server-Sent Events on raw ASGI.
 
+**The rule for this package.** A module directly in ``asgi_stream/`` is part of
+the library: responses, SSE, and the pieces a streaming endpoint is built
+from. It needs only the standard library (an optional backend such as Redis is
+imported when it is first used, never at import time), and it never imports the
+catalogue app (:mod:`asgi_stream.catalogue`) or the tools
+(:mod:`asgi_stream.tools`), which are built on it. ``tests/test_layers.py``
+holds it to that.
+
+**The public API** is every name in a library module's ``__all__``, and each one
+is importable from here: ``from asgi_stream import StreamingResponse``.
+
 Start reading at :mod:`asgi_stream.response`.
 """
 
 from .background import BackgroundTask, BackgroundTasks
-from .exceptions import ClientDisconnect, HTTPException
-from .headers import ConnectionHeaderWarning, Headers
-from .request import Request
-from .response import JSONResponse, Response, StreamingResponse
-from .routing import Router
+from .coalesce import BATCH_BYTES, BATCH_ITEMS, coalesce_ready
+from .compression import accepts_gzip, gzip_chunks, gzip_response, parse_accept_encoding
+from .concurrency import (
+    MAX_THREADS,
+    aiterate,
+    close_iterator,
+    iterate_in_threadpool,
+    run_in_threadpool,
+)
+from .eventlog import MemoryEventLog, open_event_log
+from .eventlog_base import DEFAULT_MAXLEN, Event, EventIDNotFound, EventLog
+from .exceptions import ClientDisconnect, HTTPException, validation_error
+from .headers import (
+    CONNECTION_SPECIFIC,
+    ConnectionHeaderWarning,
+    Headers,
+    HeadersInput,
+    encode_response_headers,
+)
+from .importing import import_object
+from .redis_eventlog import RedisEventLog  # redis itself is imported when a RedisEventLog is made
+from .request import MAX_BODY_SIZE, MAX_QUERY_SIZE, QueryParams, Request
+from .response import END_OF_BODY, Content, JSONResponse, Response, StreamingResponse
+from .resumable import MAX_EVENT_ID_LENGTH, ResumableEventSourceResponse, last_event_id
+from .routing import Endpoint, Hook, Route, Router
+from .shutdown import GracefulShutdown
 from .sse import EventSourceResponse, ServerSentEvent
+from .streams import HEARTBEAT, batched, heartbeat, timeout_each
+from .tracer import Tracer, escape_control, format_record
+from .types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
+    "BATCH_BYTES",
+    "BATCH_ITEMS",
+    "CONNECTION_SPECIFIC",
+    "DEFAULT_MAXLEN",
+    "END_OF_BODY",
+    "HEARTBEAT",
+    "MAX_BODY_SIZE",
+    "MAX_EVENT_ID_LENGTH",
+    "MAX_QUERY_SIZE",
+    "MAX_THREADS",
+    "ASGIApp",
     "BackgroundTask",
     "BackgroundTasks",
     "ClientDisconnect",
     "ConnectionHeaderWarning",
+    "Content",
+    "Endpoint",
+    "Event",
+    "EventIDNotFound",
+    "EventLog",
     "EventSourceResponse",
+    "GracefulShutdown",
     "HTTPException",
     "Headers",
+    "HeadersInput",
+    "Hook",
     "JSONResponse",
+    "MemoryEventLog",
+    "Message",
+    "QueryParams",
+    "Receive",
+    "RedisEventLog",
     "Request",
     "Response",
+    "ResumableEventSourceResponse",
+    "Route",
     "Router",
+    "Scope",
+    "Send",
     "ServerSentEvent",
     "StreamingResponse",
+    "Tracer",
+    "accepts_gzip",
+    "aiterate",
+    "batched",
+    "close_iterator",
+    "coalesce_ready",
+    "encode_response_headers",
+    "escape_control",
+    "format_record",
+    "gzip_chunks",
+    "gzip_response",
+    "heartbeat",
+    "import_object",
+    "iterate_in_threadpool",
+    "last_event_id",
+    "open_event_log",
+    "parse_accept_encoding",
+    "run_in_threadpool",
+    "timeout_each",
+    "validation_error",
 ]
 
 __version__ = "0.1.0"

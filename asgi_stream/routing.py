@@ -40,11 +40,13 @@ from .request import MAX_BODY_SIZE, Request
 from .response import JSONResponse
 from .types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["Endpoint", "Route", "Router"]
+__all__ = ["Endpoint", "Hook", "Route", "Router"]
 
 logger = logging.getLogger("asgi_stream")
 
+#: An endpoint: an async function from the request to the response (any ASGI app).
 Endpoint = Callable[[Request], Awaitable[ASGIApp]]
+#: A lifespan hook: an async function of no arguments, run at startup or at shutdown.
 Hook = Callable[[], Awaitable[None]]
 
 _PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)}")

@@ -49,7 +49,7 @@ def _field_lines(name: str, text: str) -> str:
     return name + ": " + text + "\n"
 
 
-def encode_data(data: str) -> bytes:
+def _encode_data(data: str) -> bytes:
     """The bytes of ``ServerSentEvent(data=data)``, without building the event.
 
     An event that is only data is the most common event by far, and the one a
@@ -141,7 +141,7 @@ class EventSourceResponse(StreamingResponse):
 
     def encode_chunk(self, chunk: Any) -> bytes:
         if isinstance(chunk, str):
-            return encode_data(chunk)
+            return _encode_data(chunk)
         if isinstance(chunk, ServerSentEvent):
             return chunk.encode()
         if isinstance(chunk, Mapping):

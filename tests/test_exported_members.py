@@ -1,0 +1,90 @@
+"""The public API: every name in a library module's ``__all__``, importable from ``asgi_stream``.
+
+A name a module lists in its ``__all__`` is public, so ``from asgi_stream
+import name`` must work and give the very same object; and ``asgi_stream``
+exports nothing else. ``__all__`` is kept in the order ruff's RUF022 sorts it
+(constants, then classes, then everything else), which is also the order
+``ruff check --fix`` restores.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+import types
+from pathlib import Path
+
+import pytest
+
+import asgi_stream
+
+LIBRARY_MODULES = sorted(
+    f"asgi_stream.{path.stem}"
+    for path in Path(asgi_stream.__file__).parent.glob("*.py")
+    if path.stem not in {"__init__", "__main__"}
+)
+
+
+def ruff_order(name: str) -> tuple[int, list[str | int]]:
+    """RUF022's "isort-style" key: SCREAMING_CASE, CamelCase, the rest; digits as numbers."""
+    group = 0 if name.isupper() else 1 if name[:1].isupper() else 2
+    natural = [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+    return group, natural
+
+
+def test_every_name_in_all_exists() -> None:
+    missing = [name for name in asgi_stream.__all__ if not hasattr(asgi_stream, name)]
+    assert not missing
+
+
+def test_all_is_sorted_without_duplicates() -> None:
+    assert asgi_stream.__all__ == sorted(asgi_stream.__all__, key=ruff_order)
+    assert len(asgi_stream.__all__) == len(set(asgi_stream.__all__))
+
+
+def test_the_sort_key_is_ruffs() -> None:
+    """The key is the one ruff applies, not plain ``sorted()``: constants come first."""
+    names = ["timeout_each", "Tracer", "ASGIApp", "MAX_THREADS", "HTTPException", "Headers"]
+    assert sorted(names, key=ruff_order) == [
+        "MAX_THREADS",
+        "ASGIApp",
+        "HTTPException",
+        "Headers",
+        "Tracer",
+        "timeout_each",
+    ]
+
+
+def test_everything_public_in_the_package_is_in_all() -> None:
+    """In the spirit of httpx: a public name in ``asgi_stream``'s namespace is in ``__all__``."""
+    public = {
+        name
+        for name, value in vars(asgi_stream).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert public == set(asgi_stream.__all__)
+
+
+@pytest.mark.parametrize("module_name", LIBRARY_MODULES)
+def test_each_modules_public_names_are_exported(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    assert hasattr(module, "__all__"), f"{module_name} states no __all__"
+    assert module.__all__ == sorted(module.__all__, key=ruff_order)
+    for name in module.__all__:
+        assert name in asgi_stream.__all__, f"{module_name}.{name} is not exported"
+        assert getattr(asgi_stream, name) is getattr(module, name)
+
+
+@pytest.mark.parametrize("name", asgi_stream.__all__)
+def test_each_export_is_defined_in_the_library(name: str) -> None:
+    """A class or function exported is the library's own, never one re-exported from elsewhere.
+
+    Constants and type aliases carry no ``__module__`` of their own (``MAX_THREADS``
+    is an ``int``; ``Scope`` reports ``collections.abc``), so for them it is
+    enough that some library module lists them in its ``__all__``.
+    """
+    value = getattr(asgi_stream, name)
+    if inspect.isclass(value) or inspect.isfunction(value):
+        assert value.__module__ in LIBRARY_MODULES
+    assert any(name in importlib.import_module(module).__all__ for module in LIBRARY_MODULES)
