@@ -69,7 +69,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -87,8 +87,10 @@ class Tracer:
 
     ``text`` receives the human-readable lines (standard error by default;
     ``None`` for none). ``json_lines`` is a path (appended to) or an open text
-    stream that receives one JSON object per record. ``preview_bytes`` is how
-    much of each body is shown.
+    stream that receives one JSON object per record. ``sink``, when given, is
+    called with each record as a dict (the JSON object, before encoding), for a
+    program that shows records its own way, such as a web page.
+    ``preview_bytes`` is how much of each body is shown.
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class Tracer:
         *,
         text: TextIO | None = _STDERR,
         json_lines: TextIO | str | os.PathLike[str] | None = None,
+        sink: Callable[[dict[str, Any]], None] | None = None,
         preview_bytes: int = 40,
     ) -> None:
         self.app = app
@@ -105,6 +108,7 @@ class Tracer:
             # Line-buffered, so that a reader sees each record as it happens.
             json_lines = Path(json_lines).open("a", buffering=1, encoding="utf-8")  # noqa: SIM115
         self.json_lines = json_lines
+        self.sink = sink
         self.preview_bytes = preview_bytes
         self._numbers = itertools.count(1)
 
@@ -180,6 +184,8 @@ class Tracer:
         if text is not None:
             text.write(format_record(record) + "\n")
             text.flush()
+        if self.sink is not None:
+            self.sink(record)
 
 
 def format_record(record: dict[str, Any]) -> str:

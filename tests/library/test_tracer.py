@@ -91,6 +91,16 @@ def test_the_tracer_records_an_error_and_re_raises_it() -> None:
     assert last["error"] == "RuntimeError('boom')"
 
 
+def test_a_sink_gets_the_same_records_as_the_json_lines() -> None:
+    scope = http_scope(path="/stream")
+    records: list[dict[str, Any]] = []
+    lines = io.StringIO()
+    app = StreamingResponse(five_events(), media_type="text/plain")
+    asyncio.run(request(Tracer(app, text=None, json_lines=lines, sink=records.append), scope))
+    assert records == [json.loads(line) for line in lines.getvalue().splitlines()]
+    assert sends(records) == STREAM_SENDS
+
+
 def test_a_long_body_is_previewed_with_what_was_cut() -> None:
     assert Tracer(None, preview_bytes=4).preview(b"abcdefgh") == "b'abcd'... (+4 B)"
 
