@@ -9,18 +9,29 @@ FastAPI's 422 for a bad or missing parameter.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
+
+from .headers import encode_header
 
 __all__ = ["ClientDisconnect", "HTTPException", "validation_error"]
 
 
 class HTTPException(Exception):
-    """Answer the request with ``status_code`` and ``{"detail": detail}``."""
+    """Answer the request with ``status_code`` and ``{"detail": detail}``.
+
+    ``headers`` go with the answer (``{"Retry-After": "1"}``). They are
+    validated here, by :func:`~asgi_stream.headers.encode_header`, so a bad
+    one is a :class:`ValueError` at the line that raises the exception, never
+    a header on the wire.
+    """
 
     def __init__(
-        self, status_code: int, detail: Any = None, headers: dict[str, str] | None = None
+        self, status_code: int, detail: Any = None, headers: Mapping[str, str] | None = None
     ) -> None:
+        for name, value in (headers or {}).items():
+            encode_header(name, value)
         self.status_code = status_code
         self.detail = HTTPStatus(status_code).phrase if detail is None else detail
         self.headers = headers

@@ -19,8 +19,15 @@ more or less as given. That makes two things our job, not the server's:
   HTTP/1.1 uvicorn's httptools path sends the app's ``connection: keep-alive``
   *and* its own ``connection: close``. We drop them, with a warning.
 
+Both checks live in one function, :func:`encode_header`, and every way into a
+response's headers goes through it: ``headers=``, the ``Content-Type`` made
+from ``media_type`` and ``charset``, writes to ``response.headers`` and the
+headers of an :class:`~asgi_stream.exceptions.HTTPException`.
+
 Request headers go the other way: :class:`Headers` is a read-only,
 case-insensitive view of the pairs a server hands us in ``scope["headers"]``.
+A response's own :class:`MutableHeaders` is the same view, with writes, over
+the response's ``raw_headers`` list itself, so the two never disagree.
 """
 
 from __future__ import annotations
@@ -28,13 +35,16 @@ from __future__ import annotations
 import re
 import sys
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from types import FrameType
 
 __all__ = [
     "CONNECTION_SPECIFIC",
     "ConnectionHeaderWarning",
     "Headers",
     "HeadersInput",
+    "MutableHeaders",
+    "encode_header",
     "encode_response_headers",
 ]
 
@@ -55,12 +65,29 @@ class ConnectionHeaderWarning(UserWarning):
     """A connection-specific header was given to a response and dropped."""
 
 
-def encode_response_headers(headers: HeadersInput | None) -> list[tuple[bytes, bytes]]:
-    """Turn ``headers=`` into the ASGI list, validating every pair.
+def encode_header(name: str | bytes, value: str | bytes) -> tuple[bytes, bytes]:
+    """Validate one header and give its ASGI pair: *the* check, for every path.
 
-    Names are lowercased and must be tokens; values are encoded as latin-1 (the
-    only charset HTTP/1.1 field values are defined in) and may not contain
-    control characters other than the tab (CR, LF and NUL above all).
+    The name is lowercased and must be an RFC 9110 token; both are encoded as
+    latin-1 (the only charset HTTP/1.1 field values are defined in), and the
+    value may not contain a control character other than the tab (CR, LF and
+    NUL above all). Raises :class:`ValueError` otherwise.
+    """
+    raw_name = _to_latin1(name, "name").lower()
+    raw_value = _to_latin1(value, "value")
+    if not _TOKEN.fullmatch(raw_name):
+        raise ValueError(f"invalid header name {name!r}: names must be RFC 9110 tokens")
+    if _FORBIDDEN_IN_VALUE.search(raw_value):
+        raise ValueError(
+            f"invalid value for header {name!r}: CR, LF and NUL are not allowed, "
+            "nor any other control character but the tab"
+        )
+    return raw_name, raw_value
+
+
+def encode_response_headers(headers: HeadersInput | None) -> list[tuple[bytes, bytes]]:
+    """Turn ``headers=`` into the ASGI list, validating every pair with :func:`encode_header`.
+
     Connection-specific headers are dropped with a
     :class:`ConnectionHeaderWarning`, which points at your code.
     """
@@ -69,31 +96,30 @@ def encode_response_headers(headers: HeadersInput | None) -> list[tuple[bytes, b
     pairs = headers.items() if isinstance(headers, Mapping) else headers
     encoded = []
     for name, value in pairs:
-        raw_name = _to_latin1(name, "name").lower()
-        raw_value = _to_latin1(value, "value")
-        if not _TOKEN.fullmatch(raw_name):
-            raise ValueError(f"invalid header name {name!r}: names must be RFC 9110 tokens")
-        if _FORBIDDEN_IN_VALUE.search(raw_value):
-            raise ValueError(
-                f"invalid value for header {name!r}: CR, LF and NUL are not allowed, "
-                "nor any other control character but the tab"
-            )
-        if raw_name in CONNECTION_SPECIFIC:
-            warnings.warn(
-                f"dropped the connection-specific header {name!r}: only the server may send it "
-                "(it is forbidden in HTTP/2)",
-                ConnectionHeaderWarning,
-                stacklevel=_first_caller_outside_package(),
-            )
+        pair = encode_header(name, value)
+        if _server_owned(pair[0], name):
             continue
-        encoded.append((raw_name, raw_value))
+        encoded.append(pair)
     return encoded
+
+
+def _server_owned(raw_name: bytes, name: str | bytes) -> bool:
+    """Whether a response must drop this header (a connection-specific one), warning if so."""
+    if raw_name not in CONNECTION_SPECIFIC:
+        return False
+    warnings.warn(
+        f"dropped the connection-specific header {name!r}: only the server may send it "
+        "(it is forbidden in HTTP/2)",
+        ConnectionHeaderWarning,
+        stacklevel=_first_caller_outside_package(),
+    )
+    return True
 
 
 def _first_caller_outside_package() -> int:
     """The ``stacklevel`` that blames the first frame outside asgi_stream (the user's code)."""
     level = 1
-    frame = sys._getframe(1)  # the function that will call warnings.warn()
+    frame: FrameType | None = sys._getframe(1)  # the function that will call warnings.warn()
     while frame is not None and frame.f_globals.get("__name__", "").startswith("asgi_stream."):
         frame = frame.f_back
         level += 1
@@ -109,38 +135,124 @@ def _to_latin1(text: str | bytes, what: str) -> bytes:
         raise ValueError(f"header {what} {text!r} is not latin-1; percent-encode it") from None
 
 
+def _lookup_key(name: object) -> bytes | None:
+    """The raw form of a header name looked up; ``None`` when no header can have it."""
+    if not isinstance(name, str):
+        return None
+    try:
+        return name.lower().encode("latin-1")
+    except UnicodeEncodeError:
+        return None
+
+
 class Headers(Mapping[str, str]):
     """The request's headers: case-insensitive, read-only, repeated names kept.
 
-    ``headers["accept"]`` is the first value; :meth:`getlist` gives them all.
-    Names and values are decoded as latin-1, which maps every byte to one
-    character, so no header can fail to decode.
+    ``headers["accept"]`` is the first value; :meth:`getlist` gives them all,
+    and :meth:`items` every ``(name, value)`` pair in order, repeats included
+    (as in Starlette). Iteration and ``len()`` count each name once. Names and
+    values are decoded as latin-1, which maps every byte to one character, so
+    no header can fail to decode.
     """
 
-    __slots__ = ("_pairs",)
+    __slots__ = ("_raw",)
 
     def __init__(self, raw: Iterable[tuple[bytes, bytes]] = ()) -> None:
-        self._pairs = [
-            (name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in raw
-        ]
+        self._raw = [(name.lower(), value) for name, value in raw]
+
+    @property
+    def raw(self) -> list[tuple[bytes, bytes]]:
+        """The ASGI pairs themselves: lowercase names, bytes."""
+        return self._raw
 
     def __getitem__(self, name: str) -> str:
-        name = name.lower()
-        for key, value in self._pairs:
-            if key == name:
-                return value
+        key = _lookup_key(name)
+        for raw_name, value in self._raw:
+            if raw_name == key:
+                return value.decode("latin-1")
         raise KeyError(name)
 
     def getlist(self, name: str) -> list[str]:
         """Every value sent under ``name``, in order."""
-        name = name.lower()
-        return [value for key, value in self._pairs if key == name]
+        key = _lookup_key(name)
+        return [value.decode("latin-1") for raw_name, value in self._raw if raw_name == key]
+
+    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
+        """Every ``(name, value)`` pair, in order, repeated names included."""
+        return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self._raw]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(dict.fromkeys(key for key, _ in self._pairs))
+        return iter(dict.fromkeys(name.decode("latin-1") for name, _ in self._raw))
 
     def __len__(self) -> int:
-        return len(dict.fromkeys(key for key, _ in self._pairs))
+        return len(dict.fromkeys(name for name, _ in self._raw))
 
     def __repr__(self) -> str:
-        return f"Headers({self._pairs!r})"
+        return f"{type(self).__name__}({self.items()!r})"
+
+
+class MutableHeaders(Headers, MutableMapping[str, str]):
+    """A response's headers, as Starlette's ``response.headers``: the view, with writes.
+
+    It works on the response's ``raw_headers`` list itself (no copy), so what
+    you write is what is sent. Every write is validated by
+    :func:`encode_header` (a :class:`ValueError` at the line that wrote it);
+    a connection-specific header is dropped with a warning, as in ``headers=``.
+
+    * ``headers[name] = value`` replaces *every* value of ``name``;
+    * :meth:`append` adds one more (for ``Set-Cookie``, say);
+    * ``del headers[name]`` removes every value of ``name``, and is no error
+      when there is none (as in Starlette);
+    * :meth:`setdefault` and ``update()`` go through ``headers[name] = value``.
+
+    ``before_write`` is called before each change; a response passes one that
+    raises :class:`RuntimeError` once it has started sending.
+    """
+
+    __slots__ = ("_before_write",)
+
+    def __init__(
+        self,
+        raw: list[tuple[bytes, bytes]],
+        before_write: Callable[[], None] | None = None,
+    ) -> None:
+        self._raw = raw  # shared with the response, never copied
+        self._before_write = before_write
+
+    def _encode(self, name: str, value: str) -> tuple[bytes, bytes] | None:
+        if self._before_write is not None:
+            self._before_write()
+        pair = encode_header(name, value)
+        return None if _server_owned(pair[0], name) else pair
+
+    def __setitem__(self, name: str, value: str) -> None:
+        pair = self._encode(name, value)
+        if pair is None:
+            return
+        found = [i for i, (raw_name, _) in enumerate(self._raw) if raw_name == pair[0]]
+        if not found:
+            self._raw.append(pair)
+            return
+        self._raw[found[0]] = pair  # the first keeps its place; the others go
+        for i in reversed(found[1:]):
+            del self._raw[i]
+
+    def __delitem__(self, name: str) -> None:
+        if self._before_write is not None:
+            self._before_write()
+        key = _lookup_key(name)
+        self._raw[:] = [pair for pair in self._raw if pair[0] != key]
+
+    def append(self, name: str, value: str) -> None:
+        """Add a value for ``name``, keeping those it already has."""
+        pair = self._encode(name, value)
+        if pair is not None:
+            self._raw.append(pair)
+
+    def setdefault(self, name: str, value: str) -> str:
+        """The first value of ``name``; if it has none, set it to ``value`` first."""
+        try:
+            return self[name]
+        except KeyError:
+            self[name] = value
+            return value

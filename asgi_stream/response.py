@@ -63,6 +63,14 @@ because a real stream ends badly as often as it ends well:
 In every ending, the background task (:mod:`asgi_stream.background`) runs
 last, after the response is over.
 
+**One response, one request.** A streaming response is used up by sending
+it: its generator can run only once. A second use (a module-level response,
+say) raises :class:`RuntimeError` before anything is sent, and its background
+task does not run again. A complete-body :class:`Response` may be sent any
+number of times, as in Starlette: the same bytes each time (and its background
+task each time). Either way, ``response.headers`` can no longer be changed
+once the response has started sending.
+
 :class:`Response` is the plain case, a complete body with a
 ``Content-Length``; :class:`JSONResponse` renders one from data.
 :class:`StreamingResponse` is the subject of this module.
@@ -71,6 +79,7 @@ last, after the response is over.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 from collections.abc import AsyncIterable, Iterable
 from typing import Any
@@ -78,7 +87,7 @@ from typing import Any
 from .background import BackgroundTask, BackgroundTasks
 from .coalesce import coalesce_ready
 from .concurrency import aiterate, close_iterator
-from .headers import HeadersInput, encode_response_headers
+from .headers import HeadersInput, MutableHeaders, encode_header, encode_response_headers
 from .types import Message, Receive, Scope, Send
 
 __all__ = ["END_OF_BODY", "Content", "JSONResponse", "Response", "StreamingResponse"]
@@ -102,18 +111,24 @@ _YIELD_BUDGET = 64 * 1024
 class Response:
     """A complete response: status, headers and a body known in advance.
 
-    ``content`` may be ``bytes``, ``str`` (encoded in :attr:`charset`) or
-    ``None``. The ``Content-Length`` is set for you. ``media_type`` becomes the
+    ``content`` may be ``bytes``, ``bytearray``, ``memoryview``, ``str``
+    (encoded in :attr:`charset`) or ``None``; anything else is a
+    :class:`TypeError` (``bytes(5)`` would be five NUL bytes). The
+    ``Content-Length`` is set for you. ``media_type`` becomes the
     ``Content-Type``; ``text/*`` types get ``; charset=utf-8`` unless they name
-    a charset. Header names and values are validated as the response is built
-    (see :mod:`asgi_stream.headers`), so a bad header fails in your code, not on
-    the wire.
+    a charset. Header names and values, the ``Content-Type`` included, are
+    validated as the response is built (see :mod:`asgi_stream.headers`), so a
+    bad header fails in your code, not on the wire. :attr:`headers` changes
+    them afterwards, validated in the same way.
     """
 
     media_type: str | None = None
     charset = "utf-8"
     #: Headers this class always sends, unless the caller gives one of the same name.
     default_headers: tuple[tuple[bytes, bytes], ...] = ()
+    #: Whether one object may answer several requests (see the module's docstring).
+    reusable = True
+    _sent = False
 
     def __init__(
         self,
@@ -136,7 +151,12 @@ class Response:
             return b""
         if isinstance(content, str):
             return content.encode(self.charset)
-        return bytes(content)
+        if isinstance(content, bytes | bytearray | memoryview):
+            return bytes(content)
+        raise TypeError(
+            f"a response body must be bytes, bytearray, memoryview, str or None, "
+            f"not {type(content).__name__}"
+        )
 
     def init_headers(
         self, headers: HeadersInput | None, content_length: int | None
@@ -153,15 +173,42 @@ class Response:
         ):
             raw.append((b"content-length", str(content_length).encode("ascii")))
         if self.media_type is not None and b"content-type" not in given:
-            raw.append((b"content-type", self.content_type().encode("latin-1")))
+            raw.append(encode_header("content-type", self.content_type()))
         return raw
 
     def content_type(self) -> str:
         """The ``Content-Type`` value: the media type, with a charset for text."""
         media_type = self.media_type or ""
         if media_type.startswith("text/") and "charset=" not in media_type.lower():
+            try:
+                codecs.lookup(self.charset)  # or every str chunk would fail, after the headers
+            except (LookupError, TypeError):
+                raise ValueError(f"unknown charset {self.charset!r}") from None
             return f"{media_type}; charset={self.charset}"
         return media_type
+
+    @property
+    def headers(self) -> MutableHeaders:
+        """The headers to send, as a case-insensitive mutable mapping over :attr:`raw_headers`.
+
+        ``response.headers["x-request-id"] = "42"`` works as in Starlette;
+        see :class:`~asgi_stream.headers.MutableHeaders`. A change once the
+        response has started sending raises :class:`RuntimeError`.
+        """
+        return MutableHeaders(self.raw_headers, self._check_not_sent)
+
+    def _check_not_sent(self) -> None:
+        if self._sent:
+            raise RuntimeError("the headers of a response cannot change once it has been sent")
+
+    def _mark_sent(self) -> None:
+        """Record that the response is being sent; refuse a second use unless :attr:`reusable`."""
+        if self._sent and not self.reusable:
+            raise RuntimeError(
+                f"this {type(self).__name__} has already been sent: its body can be sent "
+                "only once, so create one response per request"
+            )
+        self._sent = True
 
     def start_message(self) -> Message:
         """The ``http.response.start`` message: status and headers."""
@@ -172,6 +219,7 @@ class Response:
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._mark_sent()
         body = b"" if scope.get("method") == "HEAD" else self.body
         try:
             await send(self.start_message())
@@ -203,13 +251,17 @@ class StreamingResponse(Response):
     skipped. There is no ``Content-Length`` unless you set one.
 
     The signature is Starlette's, so code written for FastAPI moves here by
-    changing one import. What happens at each possible ending of the stream is
-    described at the top of this module. ``send_timeout`` (seconds, default
-    none) ends the stream when the client stops reading for that long.
+    changing one import. Unlike Starlette's, the object can be sent only once
+    (a second use is a :class:`RuntimeError`: its generator is spent). What
+    happens at each possible ending of the stream is described at the top of
+    this module. ``send_timeout`` (seconds, default none) ends the stream
+    when the client stops reading for that long.
     ``coalesce=True`` runs the generator in a task of its own and sends the
     chunks it made while the last message was being sent as one message (see
     :mod:`asgi_stream.coalesce`); a chunk is never held back waiting for others.
     """
+
+    reusable = False
 
     def __init__(
         self,
@@ -245,6 +297,7 @@ class StreamingResponse(Response):
         raise TypeError(f"a stream chunk must be str, bytes or memoryview, not {type(chunk)!r}")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._mark_sent()
         try:
             if scope.get("method") == "HEAD":
                 await close_iterator(self.content)
