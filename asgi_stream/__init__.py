@@ -32,6 +32,8 @@ from .headers import (
     ConnectionHeaderWarning,
     Headers,
     HeadersInput,
+    MutableHeaders,
+    encode_header,
     encode_response_headers,
 )
 from .importing import import_object
@@ -76,6 +78,7 @@ __all__ = [
     "JSONResponse",
     "MemoryEventLog",
     "Message",
+    "MutableHeaders",
     "QueryParams",
     "Receive",
     "RedisEventLog",
@@ -94,6 +97,7 @@ __all__ = [
     "batched",
     "close_iterator",
     "coalesce_ready",
+    "encode_header",
     "encode_response_headers",
     "escape_control",
     "format_record",
