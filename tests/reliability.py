@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from asgi_stream.tools.soak import fetch
+from asgi_stream.tools.rawhttp import fetch
 from tests.serving import ServerProcess, serve
 
 ERROR_MARKERS = ("ERROR", "Traceback", "CRITICAL")

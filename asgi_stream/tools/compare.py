@@ -48,14 +48,11 @@ import contextlib
 import importlib.util
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from itertools import zip_longest
@@ -64,6 +61,7 @@ from typing import Any
 
 from ..tracer import format_record
 from .measure import Measurement, measure
+from .process import ServerDidNotStart, serve
 
 __all__ = [
     "EXPECTED",
@@ -351,43 +349,15 @@ def _check_installed() -> None:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def _serving(app: str, root: Path, options: list[str], log_path: Path) -> Iterator[str]:
     """``asgi-stream serve --app APP OPTIONS`` (uvicorn) on a free port; yield its base URL."""
-    port = _free_port()
-    argv = [sys.executable, "-m", "asgi_stream", "serve", "--app", app, "--port", str(port)]
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [*argv, *options], cwd=root, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            _wait_until_listening(port, process, log_path)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-
-
-def _wait_until_listening(port: int, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    output = log_path.read_text(errors="replace")
-    raise SystemExit(f"asgi-stream compare: the server did not start.\n{output}")
+    command = [sys.executable, "-m", "asgi_stream", "serve", "--app", app, *options]
+    try:
+        with serve(command, log_path, cwd=root, stop_timeout=10.0) as server:
+            yield server.url
+    except ServerDidNotStart as exc:
+        raise SystemExit(f"asgi-stream compare: the server did not start.\n{exc}") from None
 
 
 @dataclass

@@ -32,9 +32,10 @@ the start and at the end, the lines the server logged at error level, and its
 exit status. The exit status of the command is 0 when nothing went wrong.
 
 The client speaks HTTP/1.1 over raw asyncio streams (one request per
-connection, ``Connection: close``): it is cheap, so the server gets the load,
-and it can leave at any byte, which no ordinary client lets you choose. The
-reliability tests use it for the same reason.
+connection, ``Connection: close``; see :mod:`asgi_stream.tools.rawhttp`): it is
+cheap, so the server gets the load, and it can leave at any byte, which no
+ordinary client lets you choose. The reliability tests use it for the same
+reason.
 """
 
 from __future__ import annotations
@@ -46,134 +47,27 @@ import json
 import os
 import random
 import signal
-import socket
-import struct
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .process import serve
+from .rawhttp import TIMEOUT, abort, connect, fetch, read_body, read_head, request_bytes
+
 __all__ = [
     "SCENARIOS",
-    "Reply",
     "SoakReport",
-    "abort",
     "add_command",
-    "connect",
-    "fetch",
     "open_fds",
     "open_stream",
-    "read_body",
-    "read_head",
-    "request_bytes",
     "rss_kib",
     "soak",
 ]
-
-HOST = "127.0.0.1"
-TIMEOUT = 10.0  # seconds any single read may wait before the scenario counts an error
-
-
-@dataclass
-class Reply:
-    """What a client got: status, headers (lowercased names), body, and whether it ended cleanly."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes = b""
-    complete: bool = False
-
-
-async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.wait_for(asyncio.open_connection(HOST, port), TIMEOUT)
-
-
-def request_bytes(
-    method: str, target: str, body: bytes = b"", headers: Sequence[tuple[str, str]] = ()
-) -> bytes:
-    """An HTTP/1.1 request with ``Connection: close``; ``target`` is sent as given."""
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {HOST}", "Connection: close"]
-    lines += [f"{name}: {value}" for name, value in headers]
-    if body:
-        lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
-    """The status and headers of a response (the last value of a repeated name)."""
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
-    status_line, *lines = head[:-4].decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(status_line.split()[1]), headers
-
-
-async def read_body(
-    reader: asyncio.StreamReader, headers: dict[str, str], limit: int | None = None
-) -> tuple[bytes, bool]:
-    """The body, and whether it ended cleanly (its last chunk, or its full length).
-
-    Reading stops after ``limit`` bytes, if given (the body is then not complete).
-    """
-    body = bytearray()
-    if headers.get("transfer-encoding", "").lower() != "chunked":
-        length = headers.get("content-length")
-        if length is None:  # the body ends with the connection: it cannot be checked
-            body += await asyncio.wait_for(reader.read(limit or -1), TIMEOUT)
-            return bytes(body), False
-        with contextlib.suppress(asyncio.IncompleteReadError):
-            body += await asyncio.wait_for(reader.readexactly(int(length)), TIMEOUT)
-        return bytes(body), len(body) == int(length)
-    while limit is None or len(body) < limit:
-        try:
-            size_line = await asyncio.wait_for(reader.readuntil(b"\r\n"), TIMEOUT)
-            size = int(size_line.split(b";")[0], 16)
-            if size == 0:
-                await asyncio.wait_for(reader.readuntil(b"\r\n"), TIMEOUT)
-                return bytes(body), True
-            body += await asyncio.wait_for(reader.readexactly(size + 2), TIMEOUT)
-            del body[-2:]
-        except (asyncio.IncompleteReadError, ValueError):
-            break  # the server cut the connection: the body is incomplete
-    return bytes(body), False
-
-
-async def fetch(
-    port: int,
-    method: str,
-    target: str,
-    body: bytes = b"",
-    headers: Sequence[tuple[str, str]] = (),
-    limit: int | None = None,
-) -> Reply:
-    """One request on a new connection; the body is read to its end (or ``limit`` bytes)."""
-    reader, writer = await connect(port)
-    try:
-        writer.write(request_bytes(method, target, body, headers))
-        await writer.drain()
-        status, response_headers = await read_head(reader)
-        if method == "HEAD":
-            return Reply(status, response_headers, complete=True)
-        content, complete = await read_body(reader, response_headers, limit)
-        return Reply(status, response_headers, content, complete)
-    finally:
-        writer.close()
-
-
-def abort(writer: asyncio.StreamWriter) -> None:
-    """Close with a TCP reset instead of a FIN, as a crashed client or a lost network does."""
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.close()
-
 
 # The scenarios. Each returns normally when the server behaved, raises otherwise.
 
@@ -370,40 +264,19 @@ def soak(
     log_path: Path | None = None,
 ) -> SoakReport:
     """Serve the catalogue, run the mixed load for ``duration`` seconds, report."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port = probe.getsockname()[1]
     log_path = log_path or Path(tempfile.mkstemp(prefix="asgi-stream-soak-", suffix=".log")[1])
-    argv = [sys.executable, "-m", "asgi_stream", "serve", "--server", server]
-    argv += ["--port", str(port), "--tick", str(tick)]
+    command = [sys.executable, "-m", "asgi_stream", "serve", "--server", server]
+    command += ["--tick", str(tick)]
     report = SoakReport(server=server, seconds=duration)
-    with log_path.open("w") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            _wait_for_port(port, process)
-            asyncio.run(run_load(port, process.pid, duration, clients, seed, report))
-            time.sleep(1.0)  # the server notices the last disconnects
-            report.rss_kib_end, report.fds_end = rss_kib(process.pid), open_fds(process.pid)
-            process.send_signal(signal.SIGTERM)
-            report.exit_status = process.wait(30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    output = log_path.read_text(errors="replace").splitlines()
+    with serve(command, log_path) as running:
+        pid = running.process.pid
+        asyncio.run(run_load(running.port, pid, duration, clients, seed, report))
+        time.sleep(1.0)  # the server notices the last disconnects
+        report.rss_kib_end, report.fds_end = rss_kib(pid), open_fds(pid)
+        report.exit_status = running.stop(signal.SIGTERM, timeout=30)
+    output = running.output().splitlines()
     report.server_errors = [line for line in output if "ERROR" in line or "Traceback" in line]
     return report
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode} before listening")
-        with contextlib.suppress(OSError), socket.create_connection((HOST, port), 0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"the server did not listen on port {port} within {timeout} s")
 
 
 def add_command(commands: Any) -> None:

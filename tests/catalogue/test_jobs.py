@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ from asgi_stream.catalogue.jobs import TOTAL, progress
 from asgi_stream.eventlog import open_event_log
 from asgi_stream.routing import Router
 from tests.asgi import body_of, http_scope, request
-from tests.redis_server import redis_server
 from tests.serving import ServerProcess, serve
 
 pytestmark = pytest.mark.server
@@ -33,12 +31,6 @@ pytestmark = pytest.mark.server
 TICK = "0.05"  # a job takes 100 steps of 0.1 tick: half a second
 UVICORN = ["-m", "uvicorn", "asgi_stream.catalogue:app", "--host", "127.0.0.1"]
 READ_TIMEOUT = httpx.Timeout(10.0)
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
-        yield url
 
 
 def read_events(url: str, last_event_id: str | None, stop_after: int | None) -> list[Any]:

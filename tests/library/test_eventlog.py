@@ -6,23 +6,16 @@ import asyncio
 import contextlib
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from asgi_stream.eventlog import Event, EventIDNotFound, EventLog, MemoryEventLog, open_event_log
-from tests.redis_server import redis_server
 
 pytestmark = pytest.mark.server
 
 MakeLog = Callable[[int], EventLog]
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
-        yield url
 
 
 @pytest.fixture(params=["memory", "redis", "redis-resp3"])

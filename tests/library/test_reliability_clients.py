@@ -34,7 +34,7 @@ import httpx
 import pytest
 
 from asgi_stream import BackgroundTask, StreamingResponse
-from asgi_stream.tools.soak import fetch, read_body, read_head, request_bytes
+from asgi_stream.tools.rawhttp import fetch, read_body, read_head, request_bytes
 from tests.asgi import http_scope
 from tests.reliability import errors_logged, poll_until, serve_test_app, stats
 

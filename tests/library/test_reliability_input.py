@@ -19,7 +19,6 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,9 +28,8 @@ from hypothesis import strategies as st
 
 from asgi_stream.catalogue import Settings, create_app
 from asgi_stream.shutdown import GracefulShutdown
-from asgi_stream.tools.soak import fetch, read_body, read_head
+from asgi_stream.tools.rawhttp import fetch, read_body, read_head
 from tests.asgi import http_scope, request
-from tests.reliability import errors_logged, serve_test_app
 from tests.serving import ServerProcess
 
 pytestmark = pytest.mark.server
@@ -59,11 +57,10 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module", params=["uvicorn", "hypercorn"])
-def server(request: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with serve_test_app(tmp_path_factory.mktemp(request.param), request.param) as process:
-        yield process
-        assert errors_logged(process.output()) == []
+#: Runs a test on each server, one module-wide server per name (``tests/library/conftest.py``).
+on_each_server = pytest.mark.parametrize(
+    "reliability_server", ["uvicorn", "hypercorn"], indirect=True, scope="module"
+)
 
 
 async def send_raw(port: int, request_line: bytes, headers: bytes = b"") -> tuple[int, Any, bytes]:
@@ -78,10 +75,16 @@ async def send_raw(port: int, request_line: bytes, headers: bytes = b"") -> tupl
         writer.close()
 
 
+@on_each_server
 @pytest.mark.parametrize(("name", "request_line", "on_uvicorn", "on_hypercorn"), CASES)
 def test_hostile_requests_get_a_clear_4xx(
-    server: ServerProcess, name: str, request_line: bytes, on_uvicorn: Any, on_hypercorn: Any
+    reliability_server: ServerProcess,
+    name: str,
+    request_line: bytes,
+    on_uvicorn: Any,
+    on_hypercorn: Any,
 ) -> None:
+    server = reliability_server
     expected = on_uvicorn if "uvicorn" in server.process.args else on_hypercorn
     status, headers, body = asyncio.run(send_raw(server.port, request_line))
     assert b"Traceback" not in body and b'File "' not in body
@@ -95,12 +98,13 @@ def test_hostile_requests_get_a_clear_4xx(
         assert set(headers["allow"].split(", ")) in ({"GET", "HEAD"}, {"POST"})
 
 
-def test_a_websocket_handshake_is_refused(server: ServerProcess) -> None:
+@on_each_server
+def test_a_websocket_handshake_is_refused(reliability_server: ServerProcess) -> None:
     upgrade = (
         b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
     )
-    status, _, body = asyncio.run(send_raw(server.port, b"GET /stream", upgrade))
+    status, _, body = asyncio.run(send_raw(reliability_server.port, b"GET /stream", upgrade))
     assert status == 403 and b"Traceback" not in body
 
 
@@ -140,8 +144,10 @@ def post_ten_megabytes(port: int, chunked: bool) -> bytes:
     return response
 
 
+@on_each_server
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
-def test_a_ten_megabyte_chat_body_is_413(server: ServerProcess, chunked: bool) -> None:
+def test_a_ten_megabyte_chat_body_is_413(reliability_server: ServerProcess, chunked: bool) -> None:
+    server = reliability_server
     response = post_ten_megabytes(server.port, chunked)
     assert response.startswith(b"HTTP/1.1 413 ")
     assert response.endswith(b'{"detail":"Request body too large"}')

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from asgi_stream.concurrency import MAX_THREADS
-from asgi_stream.tools.soak import abort, connect, fetch, read_body, read_head, request_bytes
+from asgi_stream.tools.rawhttp import abort, connect, fetch, read_body, read_head, request_bytes
 from tests.reliability import errors_logged, poll_until, serve_test_app, stats
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from asgi_stream.tools.soak import connect, fetch, read_body, read_head, request_bytes
+from asgi_stream.tools.rawhttp import connect, fetch, read_body, read_head, request_bytes
 from tests.reliability import errors_logged, serve_test_app
 from tests.serving import ServerProcess
 
