@@ -24,6 +24,7 @@ from .concurrency import (
     iterate_in_threadpool,
     run_in_threadpool,
 )
+from .datastructures import URL, QueryParams, State
 from .eventlog import MemoryEventLog, open_event_log
 from .eventlog_base import DEFAULT_MAXLEN, Event, EventIDNotFound, EventLog
 from .exceptions import ClientDisconnect, HTTPException, validation_error
@@ -38,10 +39,10 @@ from .headers import (
 )
 from .importing import import_object
 from .redis_eventlog import RedisEventLog  # redis itself is imported when a RedisEventLog is made
-from .request import MAX_BODY_SIZE, MAX_QUERY_SIZE, QueryParams, Request
+from .request import MAX_BODY_SIZE, MAX_QUERY_SIZE, Request, route_path
 from .response import END_OF_BODY, Content, JSONResponse, Response, StreamingResponse
 from .resumable import MAX_EVENT_ID_LENGTH, ResumableEventSourceResponse, last_event_id
-from .routing import Endpoint, Hook, Route, Router
+from .routing import CONVERTERS, Endpoint, Hook, Lifespan, Mount, Route, Router, compile_pattern
 from .shutdown import GracefulShutdown
 from .sse import EventSourceResponse, ServerSentEvent
 from .streams import HEARTBEAT, batched, heartbeat, timeout_each
@@ -52,6 +53,7 @@ __all__ = [
     "BATCH_BYTES",
     "BATCH_ITEMS",
     "CONNECTION_SPECIFIC",
+    "CONVERTERS",
     "DEFAULT_MAXLEN",
     "END_OF_BODY",
     "HEARTBEAT",
@@ -59,6 +61,7 @@ __all__ = [
     "MAX_EVENT_ID_LENGTH",
     "MAX_QUERY_SIZE",
     "MAX_THREADS",
+    "URL",
     "ASGIApp",
     "BackgroundTask",
     "BackgroundTasks",
@@ -76,8 +79,10 @@ __all__ = [
     "HeadersInput",
     "Hook",
     "JSONResponse",
+    "Lifespan",
     "MemoryEventLog",
     "Message",
+    "Mount",
     "MutableHeaders",
     "QueryParams",
     "Receive",
@@ -90,6 +95,7 @@ __all__ = [
     "Scope",
     "Send",
     "ServerSentEvent",
+    "State",
     "StreamingResponse",
     "Tracer",
     "accepts_gzip",
@@ -97,6 +103,7 @@ __all__ = [
     "batched",
     "close_iterator",
     "coalesce_ready",
+    "compile_pattern",
     "encode_header",
     "encode_response_headers",
     "escape_control",
@@ -109,6 +116,7 @@ __all__ = [
     "last_event_id",
     "open_event_log",
     "parse_accept_encoding",
+    "route_path",
     "run_in_threadpool",
     "timeout_each",
     "validation_error",

@@ -5,7 +5,12 @@ path (percent-decoded by the server), the raw query string and the headers.
 :class:`Request` gives them convenient shapes. The body is different: it
 arrives in ``http.request`` messages from ``receive()``, possibly in many
 pieces, and possibly far bigger than we are willing to hold. :meth:`body`
-collects it up to a limit and answers 413 beyond it, before reading more.
+collects it up to a limit and answers 413 beyond it, before reading more;
+:meth:`stream` hands it over chunk by chunk, under the same limit.
+
+The names and their meanings are Starlette's (``url``, ``base_url``,
+``cookies``, ``state``, ``is_disconnected()``, ``stream()``), so endpoints move
+here by changing one import.
 
 Input from the client is hostile until proven otherwise, so every parse that
 can fail raises :class:`~asgi_stream.exceptions.HTTPException` with a 4xx
@@ -15,15 +20,19 @@ become a 500.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections import deque
+from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
+from .datastructures import URL, QueryParams, State
 from .exceptions import ClientDisconnect, HTTPException, validation_error
 from .headers import Headers
-from .types import Receive, Scope
+from .types import Message, Receive, Scope
 
-__all__ = ["MAX_BODY_SIZE", "MAX_QUERY_SIZE", "QueryParams", "Request"]
+__all__ = ["MAX_BODY_SIZE", "MAX_QUERY_SIZE", "Request", "route_path"]
 
 #: The default limit on a request body, in bytes (413 beyond it).
 MAX_BODY_SIZE = 1024 * 1024
@@ -34,27 +43,23 @@ MAX_QUERY_SIZE = 8 * 1024
 _TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
 _FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
 
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+# What a URL path may hold unescaped (RFC 3986 "pchar" and "/").
+_PCHAR = "/:@!$&'()*+,;=~"
 
-class QueryParams:
-    """The query string's parameters; repeated keys keep every value, in order."""
 
-    __slots__ = ("_pairs",)
+def route_path(scope: Scope) -> str:
+    """The path to route on: ``scope["path"]`` without the root path.
 
-    def __init__(self, pairs: list[tuple[str, str]]) -> None:
-        self._pairs = pairs
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        """The *last* value of ``name`` (as FastAPI reads a scalar), or ``default``."""
-        for key, value in reversed(self._pairs):
-            if key == name:
-                return value
-        return default
-
-    def getlist(self, name: str) -> list[str]:
-        return [value for key, value in self._pairs if key == name]
-
-    def __contains__(self, name: object) -> bool:
-        return any(key == name for key, _ in self._pairs)
+    uvicorn puts the root path in front of the path (``/api/normal``) and
+    hypercorn does not (``/normal``); both give ``/normal`` here. Only a whole
+    segment is taken off: ``/apiary`` under ``/api`` stays ``/apiary``.
+    """
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and (path == root or path.startswith(root + "/")):
+        return path[len(root) :]
+    return path
 
 
 class Request:
@@ -64,26 +69,80 @@ class Request:
         self, scope: Scope, receive: Receive, *, max_body_size: int = MAX_BODY_SIZE
     ) -> None:
         self.scope = scope
-        self.receive = receive
         self.max_body_size = max_body_size
         self.headers = Headers(scope.get("headers", ()))
-        self.path_params: dict[str, str] = scope.get("path_params", {})
+        self._receive = receive
+        self._unread: deque[Message] = deque()  # taken by is_disconnected(), not yet read
+        self._disconnected = False
         self._query: QueryParams | None = None
+        self._cookies: dict[str, str] | None = None
         self._body: bytes | None = None
+        self._streamed = False
 
     @property
     def method(self) -> str:
-        return self.scope["method"]
+        method: str = self.scope["method"]  # a scope's values are Any; ASGI says a str
+        return method
 
     @property
     def path(self) -> str:
-        return self.scope["path"]
+        path: str = self.scope["path"]
+        return path
+
+    @property
+    def path_params(self) -> dict[str, Any]:
+        """The route's parameters, converted: ``{item_id: 5}`` for ``/items/{item_id:int}``."""
+        params: dict[str, Any] = self.scope.get("path_params", {})
+        return params
+
+    @property
+    def url(self) -> URL:
+        """The URL the client asked for, with the root path (a proxy's prefix) in it."""
+        path = self.scope.get("root_path", "") + route_path(self.scope)
+        url = self._origin() + quote(path, _PCHAR)
+        query: bytes = self.scope.get("query_string", b"")
+        return URL(f"{url}?{query.decode('latin-1')}" if query else url)
+
+    @property
+    def base_url(self) -> URL:
+        """The URL of the application's root, ending in ``/``: in a mounted app, the top one's."""
+        root: str = self.scope.get("app_root_path", self.scope.get("root_path", ""))
+        return URL(self._origin() + quote(root.rstrip("/") + "/", _PCHAR))
+
+    def _origin(self) -> str:
+        """``scheme://host[:port]``, from the ``Host`` header or else the server's address."""
+        scheme = self.scope.get("scheme", "http")
+        host = self.headers.get("host")
+        if host is None and self.scope.get("server"):
+            name, port = self.scope["server"]
+            host = name if port == _DEFAULT_PORTS.get(scheme) else f"{name}:{port}"
+        return f"{scheme}://{host}" if host else ""
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The ``Cookie`` header's pairs, read leniently as browsers write them."""
+        if self._cookies is None:
+            self._cookies = {}
+            # HTTP/2 may split the header into several fields.
+            for pair in "; ".join(self.headers.getlist("cookie")).split(";"):
+                name, _, value = pair.partition("=")
+                name, value = name.strip(), value.strip()
+                if len(value) >= 2 and value[0] == value[-1] == '"':
+                    value = value[1:-1]
+                if name:
+                    self._cookies[name] = value
+        return self._cookies
+
+    @property
+    def state(self) -> State:
+        """Attributes for this request, shared with middleware (``scope["state"]``)."""
+        return State(self.scope.setdefault("state", {}))
 
     @property
     def client(self) -> tuple[str, int] | None:
         """The client's ``(host, port)``, when the server knows it."""
         client = self.scope.get("client")
-        return tuple(client) if client else None  # type: ignore[return-value]
+        return tuple(client) if client else None
 
     @property
     def query_params(self) -> QueryParams:
@@ -130,14 +189,49 @@ class Request:
             raise validation_error("query", name, "missing", "Field required", None)
         return value
 
-    async def body(self) -> bytes:
-        """The whole body, at most :attr:`max_body_size` bytes (413 beyond)."""
+    async def receive(self) -> Message:
+        """The next ASGI message, as ``receive()`` gives it, except that after
+        ``http.disconnect`` every call gives ``http.disconnect`` again (some
+        servers send it once; the response must see it after the endpoint did)."""
+        if self._unread:
+            return self._unread.popleft()
+        if self._disconnected:
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        self._disconnected = message["type"] == "http.disconnect"
+        return message
+
+    async def is_disconnected(self) -> bool:
+        """Whether the client has gone, without waiting: a message the server
+        has ready is looked at (and kept for :meth:`stream`), none is awaited."""
+        if not self._disconnected and not self._unread:
+            poll = asyncio.ensure_future(self._receive())
+            await asyncio.sleep(0)  # one turn of the loop: a ready message arrives now
+            if poll.done():
+                message = poll.result()
+                self._disconnected = message["type"] == "http.disconnect"
+                if not self._disconnected:
+                    self._unread.append(message)
+            else:
+                poll.cancel()
+        return self._disconnected
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """The body, chunk by chunk as the client sends it; 413 past :attr:`max_body_size`.
+
+        After :meth:`body`, the whole body at once. The stream can be read
+        only once: :meth:`body` after it is a :class:`RuntimeError`.
+        """
         if self._body is not None:
-            return self._body
-        declared = self.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_size:
+            if self._body:
+                yield self._body
+            return
+        if self._streamed:
+            raise RuntimeError("the request body has already been streamed")
+        self._streamed = True
+        declared = self.headers.get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared[:20]) > self.max_body_size:
             raise HTTPException(413, "Request body too large")
-        chunks = []
         size = 0
         more_body = True
         while more_body:
@@ -148,9 +242,14 @@ class Request:
             size += len(chunk)
             if size > self.max_body_size:
                 raise HTTPException(413, "Request body too large")
-            chunks.append(chunk)
+            if chunk:
+                yield chunk
             more_body = message.get("more_body", False)
-        self._body = b"".join(chunks)
+
+    async def body(self) -> bytes:
+        """The whole body, at most :attr:`max_body_size` bytes (413 beyond)."""
+        if self._body is None:
+            self._body = b"".join([chunk async for chunk in self.stream()])
         return self._body
 
     async def json(self) -> Any:

@@ -6,13 +6,32 @@ connection, with one of three kinds of scope:
 * ``lifespan``, once per worker process: the server announces startup and
   shutdown, and the app answers ``lifespan.startup.complete`` (or
   ``.failed``, which makes the server refuse to start) and
-  ``lifespan.shutdown.complete``. The router runs its hooks in between.
+  ``lifespan.shutdown.complete``. The router runs its hooks in between, and
+  a Starlette-style ``lifespan=`` context manager inside them.
 * ``http``, once per request: find the route, build a
-  :class:`~asgi_stream.request.Request`, await the endpoint, and run the
-  response it returns. Every endpoint is ``async def endpoint(request)`` and
-  returns a response (any ASGI callable).
+  :class:`~asgi_stream.request.Request`, call the endpoint, and run the
+  response it returns.
 * ``websocket``: we serve none, so the router refuses the handshake with a
   close, which the server turns into a 403.
+
+**Patterns** are Starlette's: ``/items/{item_id}`` matches one path segment,
+and ``/items/{item_id:int}`` converts it (``str``, ``int``, ``float``,
+``uuid``, and ``path``, which also matches slashes). A pattern the router
+could not serve is a :class:`ValueError` when it is added, not a route that
+silently never matches.
+
+**Behind a proxy at a prefix** the server puts the prefix in
+``scope["root_path"]``. uvicorn also puts it in front of ``scope["path"]``
+(the proxy is expected to strip it); hypercorn leaves the path as the client
+sent it. Like Starlette, we route on the path with the root path taken off
+when it is there (:func:`~asgi_stream.request.route_path`), so one app works
+under both. :meth:`Router.mount` uses the same mechanism to hand a prefix to
+another ASGI app.
+
+**Endpoints** are written as in FastAPI: ``async def`` or plain ``def`` (run in
+the thread pool, so it may block), taking the request and returning a response
+(any ASGI callable, Starlette's responses included) or a ``dict`` or ``list``
+(sent as a :class:`~asgi_stream.response.JSONResponse`).
 
 Failures are answered as FastAPI would, with a JSON body: 404
 ``{"detail": "Not Found"}`` for an unknown path, 405 with an ``Allow`` header
@@ -20,36 +39,103 @@ for a known path and the wrong method, the endpoint's own
 :class:`~asgi_stream.exceptions.HTTPException`, and 500
 ``{"detail": "Internal Server Error"}`` for anything else (except a client
 that left while sending its body, which gets no answer at all), which is logged
-with its traceback on the server and never shown to the client. Once an
-endpoint has returned its response, errors belong to the response: the
-status line may already be on the wire.
+with its traceback on the server and never shown to the client. An endpoint
+that returns something that is not a response is a 500 too, logged in one line
+that names the endpoint and what it returned. Once an endpoint has returned its
+response, errors belong to the response: the status line may already be on
+the wire.
 
 A ``GET`` route also answers ``HEAD``: the response classes send headers only
-for HEAD, and a stream's generator is never started.
+for HEAD, and a stream's generator is never started. So an endpoint must not
+acquire anything in its body that only the generator releases (see
+``examples/head_safe_subscription.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import quote
 
+from .concurrency import run_in_threadpool
 from .exceptions import ClientDisconnect, HTTPException
-from .request import MAX_BODY_SIZE, Request
-from .response import JSONResponse
+from .request import MAX_BODY_SIZE, Request, route_path
+from .response import JSONResponse, Response
 from .types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["Endpoint", "Hook", "Route", "Router"]
+__all__ = [
+    "CONVERTERS",
+    "Endpoint",
+    "Hook",
+    "Lifespan",
+    "Mount",
+    "Route",
+    "Router",
+    "compile_pattern",
+]
 
 logger = logging.getLogger("asgi_stream")
 
-#: An endpoint: an async function from the request to the response (any ASGI app).
-Endpoint = Callable[[Request], Awaitable[ASGIApp]]
+#: An endpoint: a function, ``async`` or not, from the request to a response
+#: (any ASGI app), a ``dict`` or a ``list``.
+Endpoint = Callable[[Request], Any]
 #: A lifespan hook: an async function of no arguments, run at startup or at shutdown.
 Hook = Callable[[], Awaitable[None]]
+#: Starlette's ``lifespan=``: called with the router, gives an async context
+#: manager entered at startup and left at shutdown. What it yields, if not
+#: ``None``, is a mapping copied into every request's ``request.state``.
+Lifespan = Callable[[Any], contextlib.AbstractAsyncContextManager[Mapping[str, Any] | None]]
 
-_PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)}")
+#: The converters a pattern may name, ``{name:converter}``: the regex a value
+#: must match, and the function that turns the matched text into the value.
+CONVERTERS: Mapping[str, tuple[str, Callable[[str], Any]]] = {
+    "str": ("[^/]+", str),
+    "path": (".*", str),
+    "int": ("[0-9]+", int),
+    "float": (r"[0-9]+(?:\.[0-9]+)?", float),
+    "uuid": ("[0-9a-fA-F]{8}(?:-?[0-9a-fA-F]{4}){3}-?[0-9a-fA-F]{12}", uuid.UUID),
+}
+
+_BRACED = re.compile(r"{([^{}]*)}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def compile_pattern(path: str) -> tuple[re.Pattern[str], dict[str, Callable[[str], Any]]]:
+    """The regex for a route pattern, and the converter of each parameter.
+
+    Raises :class:`ValueError` for a pattern the router could not serve: no
+    leading slash, an unbalanced brace, a parameter name that is not an
+    identifier or is used twice, an unknown converter.
+    """
+    if not path.startswith("/"):
+        raise ValueError(f"route path {path!r} must start with '/'")
+    regex = []
+    converters: dict[str, Callable[[str], Any]] = {}
+    # split() with a group alternates: literal, parameter, literal, ..., literal.
+    for i, piece in enumerate(_BRACED.split(path)):
+        if i % 2 == 0:
+            if "{" in piece or "}" in piece:
+                raise ValueError(f"route path {path!r} has an unbalanced brace")
+            regex.append(re.escape(piece))
+            continue
+        name, colon, kind = piece.partition(":")
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"route path {path!r}: {name!r} is not a valid parameter name")
+        if name in converters:
+            raise ValueError(f"route path {path!r} uses the parameter {name!r} twice")
+        kind = kind if colon else "str"
+        if kind not in CONVERTERS:
+            known = ", ".join(CONVERTERS)
+            raise ValueError(f"route path {path!r}: unknown converter {kind!r} (known: {known})")
+        pattern, converters[name] = CONVERTERS[kind]
+        regex.append(f"(?P<{name}>{pattern})")
+    return re.compile("".join(regex)), converters
 
 
 class Route:
@@ -61,39 +147,95 @@ class Route:
         self.methods = frozenset(method.upper() for method in methods)
         if "GET" in self.methods:
             self.methods |= {"HEAD"}
-        # Each {name} matches one non-empty path segment; the rest matches literally.
-        parts = _PARAM.split(path)  # literal, name, literal, name, ..., literal
-        pattern = "".join(
-            re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts)
-        )
-        self.regex = re.compile(pattern)
-        self.has_params = bool(_PARAM.search(path))
+        self.regex, self.converters = compile_pattern(path)
+        self.is_async = _is_async_callable(endpoint)
 
-    def match(self, path: str) -> dict[str, str] | None:
-        """The path parameters when ``path`` matches, else ``None``."""
-        if not self.has_params:
+    def match(self, path: str) -> dict[str, Any] | None:
+        """The converted path parameters when ``path`` matches, else ``None``."""
+        if not self.converters:
             return {} if path == self.path else None
         found = self.regex.fullmatch(path)
-        return found.groupdict() if found else None
+        if found is None:
+            return None
+        try:
+            return {name: self.converters[name](text) for name, text in found.groupdict().items()}
+        except ValueError:  # int() refuses more than 4300 digits: no such item, so no match
+            return None
+
+    async def call(self, request: Request) -> Any:
+        """Run the endpoint: awaited if async, in the thread pool if not."""
+        if self.is_async:
+            return await self.endpoint(request)
+        return await run_in_threadpool(self.endpoint, request)
+
+
+class Mount:
+    """Another ASGI app, serving every path under ``prefix``.
+
+    As Starlette's ``Mount`` does, the child sees the prefix added to its
+    ``root_path``; its ``path`` is the full path, root path included, which is
+    how uvicorn builds a scope and what every ASGI framework can route on.
+    """
+
+    def __init__(self, prefix: str, app: ASGIApp) -> None:
+        if prefix != prefix.rstrip("/") or not prefix.startswith("/") or "{" in prefix:
+            raise ValueError(
+                f"mount prefix {prefix!r} must start with '/', not end with one, "
+                "and have no parameters"
+            )
+        self.prefix = prefix
+        self.app = app
+
+    def match(self, path: str) -> str | None:
+        """The rest of ``path`` after the prefix, when it is under the prefix."""
+        if path == self.prefix or path.startswith(self.prefix + "/"):
+            return path[len(self.prefix) :]
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rest = self.match(route_path(scope))
+        assert rest is not None, "the router calls a mount only for a path under its prefix"
+        root_path = scope.get("root_path", "") + self.prefix
+        child = {
+            **scope,
+            "root_path": root_path,
+            "path": root_path + rest,
+            "app_root_path": scope.get("app_root_path", scope.get("root_path", "")),
+        }
+        await self.app(child, receive, send)
 
 
 class Router:
-    """Routes requests to endpoints, and answers the lifespan protocol."""
+    """Routes requests to endpoints and mounted apps, and answers the lifespan protocol.
+
+    ``lifespan`` is Starlette's: a function that takes the router and returns
+    an async context manager (``contextlib.asynccontextmanager`` makes one).
+    It is entered after the ``on_startup`` hooks and left before the
+    ``on_shutdown`` hooks, so both styles can be used at once. Mounted apps get
+    no lifespan events, as in Starlette.
+    """
 
     def __init__(
         self,
         on_startup: Iterable[Hook] = (),
         on_shutdown: Iterable[Hook] = (),
         max_body_size: int = MAX_BODY_SIZE,
+        lifespan: Lifespan | None = None,
     ) -> None:
-        self.routes: list[Route] = []
+        self.routes: list[Route | Mount] = []
         self.on_startup = list(on_startup)
         self.on_shutdown = list(on_shutdown)
         self.max_body_size = max_body_size
+        self.lifespan = lifespan
 
     def add(self, path: str, endpoint: Endpoint, methods: Iterable[str] = ("GET",)) -> None:
-        """Serve ``endpoint`` at ``path`` for ``methods``."""
+        """Serve ``endpoint`` at ``path`` for ``methods``; :class:`ValueError` for a bad pattern."""
         self.routes.append(Route(path, endpoint, methods))
+
+    def mount(self, prefix: str, app: ASGIApp) -> None:
+        """Hand every request under ``prefix`` to ``app``: another Router, a
+        Starlette or FastAPI app, Starlette's ``StaticFiles``, any ASGI app."""
+        self.routes.append(Mount(prefix, app))
 
     def route(self, path: str, methods: Iterable[str] = ("GET",)) -> Callable[[Endpoint], Endpoint]:
         """The decorator form of :meth:`add`."""
@@ -110,12 +252,21 @@ class Router:
     def post(self, path: str) -> Callable[[Endpoint], Endpoint]:
         return self.route(path, ("POST",))
 
+    def put(self, path: str) -> Callable[[Endpoint], Endpoint]:
+        return self.route(path, ("PUT",))
+
+    def delete(self, path: str) -> Callable[[Endpoint], Endpoint]:
+        return self.route(path, ("DELETE",))
+
+    def patch(self, path: str) -> Callable[[Endpoint], Endpoint]:
+        return self.route(path, ("PATCH",))
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             await self.handle_http(scope, receive, send)
         elif kind == "lifespan":
-            await self.handle_lifespan(receive, send)
+            await self.handle_lifespan(scope, receive, send)
         elif kind == "websocket":
             await receive()  # websocket.connect
             await send({"type": "websocket.close", "code": 1008})
@@ -123,11 +274,9 @@ class Router:
             logger.warning("ignored an ASGI scope of unknown type %r", kind)
 
     async def handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive, max_body_size=self.max_body_size)
         try:
-            route, params = self.resolve(scope["path"], scope["method"])
-            scope["path_params"] = params
-            request = Request(scope, receive, max_body_size=self.max_body_size)
-            response: ASGIApp = await route.endpoint(request)
+            response = await self.respond(request)
         except HTTPException as exc:
             response = JSONResponse({"detail": exc.detail}, exc.status_code, exc.headers)
         except ClientDisconnect:
@@ -135,12 +284,46 @@ class Router:
         except Exception:
             logger.exception("endpoint failed: %s %s", scope["method"], scope["path"])
             response = JSONResponse({"detail": "Internal Server Error"}, 500)
-        await response(scope, receive, send)
+        # The request's receive: a disconnect the endpoint has already seen
+        # (is_disconnected()) is seen again by the response.
+        await response(scope, request.receive, send)
 
-    def resolve(self, path: str, method: str) -> tuple[Route, dict[str, str]]:
-        """The route and path parameters for a request; 404 or 405 otherwise."""
+    async def respond(self, request: Request) -> ASGIApp:
+        """The response to ``request``: the endpoint's, a mounted app, or a redirect."""
+        scope = request.scope
+        path = route_path(scope)
+        if not path:
+            # The bare prefix (/api, no slash): relative links on a page there
+            # would miss the prefix, so send the client to /api/ as Starlette does.
+            return _redirect(scope.get("root_path", "") + "/", scope.get("query_string", b""))
+        route, params = self.resolve(path, scope["method"])
+        if isinstance(route, Mount):
+            return route
+        scope["path_params"] = params
+        return self.as_response(route, await route.call(request))
+
+    def as_response(self, route: Route, result: Any) -> ASGIApp:
+        """What the endpoint returned, as an ASGI app: a dict or list becomes JSON."""
+        if isinstance(result, dict | list):
+            return JSONResponse(result)
+        if callable(result):
+            return result  # type: ignore[no-any-return]
+        logger.error(
+            "endpoint %s returned %s, not a response, dict or list",
+            _name_of(route.endpoint),
+            type(result).__qualname__,
+        )
+        return JSONResponse({"detail": "Internal Server Error"}, 500)
+
+    def resolve(self, path: str, method: str) -> tuple[Route | Mount, dict[str, Any]]:
+        """The first route or mount that serves ``path`` and ``method``, with
+        the path parameters; 404, or 405 when only the method is wrong."""
         allowed: set[str] = set()
         for route in self.routes:
+            if isinstance(route, Mount):
+                if route.match(path) is not None:
+                    return route, {}
+                continue
             params = route.match(path)
             if params is None:
                 continue
@@ -151,18 +334,56 @@ class Router:
             raise HTTPException(405, "Method Not Allowed", {"Allow": ", ".join(sorted(allowed))})
         raise HTTPException(404, "Not Found")
 
-    async def handle_lifespan(self, receive: Receive, send: Send) -> None:
-        if await self._run_hooks(await receive(), self.on_startup, send):
-            await self._run_hooks(await receive(), self.on_shutdown, send)
+    async def handle_lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            await receive()  # lifespan.startup
+            if await self._lifespan_phase("startup", send, self._startup(scope, stack)):
+                await receive()  # lifespan.shutdown
+                await self._lifespan_phase("shutdown", send, self._shutdown(stack))
 
-    async def _run_hooks(self, message: dict[str, Any], hooks: list[Hook], send: Send) -> bool:
-        phase = message["type"]  # "lifespan.startup" or "lifespan.shutdown"
+    async def _startup(self, scope: Scope, stack: contextlib.AsyncExitStack) -> None:
+        for hook in self.on_startup:
+            await hook()
+        if self.lifespan is not None:
+            state = await stack.enter_async_context(self.lifespan(self))
+            if state is not None:
+                if "state" not in scope:
+                    raise RuntimeError("the lifespan yielded state, but the server keeps none")
+                scope["state"].update(state)
+
+    async def _shutdown(self, stack: contextlib.AsyncExitStack) -> None:
+        await stack.aclose()
+        for hook in self.on_shutdown:
+            await hook()
+
+    async def _lifespan_phase(self, phase: str, send: Send, work: Awaitable[None]) -> bool:
         try:
-            for hook in hooks:
-                await hook()
+            await work
         except Exception as exc:
-            logger.exception("%s hook failed", phase)
-            await send({"type": f"{phase}.failed", "message": repr(exc)})
+            logger.exception("lifespan %s failed", phase)
+            await send({"type": f"lifespan.{phase}.failed", "message": repr(exc)})
             return False
-        await send({"type": f"{phase}.complete"})
+        await send({"type": f"lifespan.{phase}.complete"})
         return True
+
+
+def _redirect(path: str, query: bytes) -> Response:
+    """A 307 to ``path`` with the same query string (percent-encoded, so header-safe)."""
+    location = quote(path)
+    if query:
+        location += "?" + quote(query.decode("latin-1"), safe="=&;+%/:@,!$'()*~")
+    return Response(status_code=307, headers={"Location": location})
+
+
+def _is_async_callable(obj: Any) -> bool:
+    """Whether calling ``obj`` gives a coroutine: an ``async def``, a partial of
+    one, or an object whose ``__call__`` is one."""
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    call = obj.__call__ if callable(obj) else None
+    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(call)
+
+
+def _name_of(endpoint: Any) -> str:
+    name = getattr(endpoint, "__qualname__", None) or type(endpoint).__qualname__
+    return f"{getattr(endpoint, '__module__', None) or '?'}.{name}"

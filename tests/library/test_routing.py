@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -270,3 +272,259 @@ def test_websockets_are_refused_cleanly() -> None:
         return reply
 
     assert asyncio.run(main()) == {"type": "websocket.close", "code": 1008}
+
+
+# Patterns: Starlette's converters, and a ValueError for what could never match.
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "items/{id}",  # no leading slash
+        "/b/{x}-{x}",  # a name twice
+        "/{1bad}",  # not an identifier
+        "/{}",
+        "/items/{id:integer}",  # unknown converter
+        "/items/{id:}",
+        "/items/{id",  # unbalanced
+        "/items/id}",
+        "/items/{{id}}",
+    ],
+)
+def test_a_pattern_the_router_cannot_serve_is_refused_when_added(path: str) -> None:
+    router = Router()
+    with pytest.raises(ValueError, match="route path"):
+        router.add(path, lambda request: {})
+    assert router.routes == []
+
+
+def converter_router() -> Router:
+    router = Router()
+
+    @router.get("/items/{item_id:int}")
+    async def item(request: Request) -> JSONResponse:
+        value = request.path_params["item_id"]
+        return JSONResponse({"value": value, "type": type(value).__name__})
+
+    @router.get("/prices/{amount:float}")
+    async def price(request: Request) -> JSONResponse:
+        value = request.path_params["amount"]
+        return JSONResponse({"value": value, "type": type(value).__name__})
+
+    @router.get("/users/{user:uuid}")
+    async def user(request: Request) -> JSONResponse:
+        value = request.path_params["user"]
+        return JSONResponse({"value": str(value), "type": type(value).__name__})
+
+    @router.get("/files/{rest:path}")
+    async def files(request: Request) -> JSONResponse:
+        return JSONResponse({"value": request.path_params["rest"], "type": "str"})
+
+    @router.get("/tags/{tag:str}")
+    async def tag(request: Request) -> JSONResponse:
+        return JSONResponse({"value": request.path_params["tag"], "type": "str"})
+
+    return router
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "kind"),
+    [
+        ("/items/5", 5, "int"),
+        ("/prices/2.5", 2.5, "float"),
+        ("/prices/3", 3.0, "float"),
+        (
+            "/users/12345678-1234-5678-1234-567812345678",
+            "12345678-1234-5678-1234-567812345678",
+            "UUID",
+        ),
+        ("/files/a/b/c.txt", "a/b/c.txt", "str"),
+        ("/tags/x", "x", "str"),
+    ],
+)
+def test_converters_turn_the_segment_into_a_value(path: str, value: Any, kind: str) -> None:
+    messages = asyncio.run(request(converter_router(), http_scope("GET", path)))
+    assert messages[0]["status"] == 200
+    assert json.loads(body_of(messages)) == {"value": value, "type": kind}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/items/x",
+        "/items/{item_id:int}",  # the pattern is not literal text
+        "/items/-1",
+        "/items/" + "9" * 5000,  # beyond int()'s digit limit: no such item, not a 500
+        "/prices/1e5",
+        "/users/nope",
+        "/tags/a/b",
+    ],
+)
+def test_a_value_its_converter_refuses_is_404(path: str) -> None:
+    messages = asyncio.run(request(converter_router(), http_scope("GET", path)))
+    assert messages[0]["status"] == 404
+
+
+# Behind a proxy: route on the path without the root path.
+
+
+def rooted_scope(path: str, root_path: str) -> dict[str, Any]:
+    scope = http_scope("GET", path)
+    scope["root_path"] = root_path
+    return scope
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/items/42/parts/wheel",  # uvicorn: the root path in front of the path
+        "/items/42/parts/wheel",  # hypercorn: the path as the client sent it
+    ],
+)
+def test_routing_ignores_the_root_path(path: str) -> None:
+    messages = asyncio.run(request(make_router(), rooted_scope(path, "/api")))
+    assert messages[0]["status"] == 200
+    assert json.loads(body_of(messages)) == {"item_id": "42", "part": "wheel"}
+
+
+def test_only_a_whole_segment_of_root_path_is_taken_off() -> None:
+    router = Router()
+    router.add("/apiary", lambda request: {"bees": True})
+    messages = asyncio.run(request(router, rooted_scope("/apiary", "/api")))
+    assert (messages[0]["status"], json.loads(body_of(messages))) == (200, {"bees": True})
+
+
+def test_the_bare_root_path_redirects_to_its_slash() -> None:
+    messages = asyncio.run(request(make_router(), rooted_scope("/api", "/api")))
+    assert messages[0]["status"] == 307
+    assert headers_of(messages)[b"location"] == b"/api/"
+
+
+# Endpoints as FastAPI users write them.
+
+
+def natural_router() -> Router:
+    router = Router()
+
+    @router.get("/sync")
+    def sync(request: Request) -> dict[str, Any]:
+        return {"thread": threading.current_thread().name, "q": request.query_params.get("q")}
+
+    @router.get("/list")
+    async def as_list(request: Request) -> list[int]:
+        return [1, 2]
+
+    @router.get("/number")
+    async def number(request: Request) -> int:
+        return 5
+
+    @router.get("/forgot")
+    def forgot(request: Request) -> None:
+        pass
+
+    @router.get("/unserialisable")
+    async def unserialisable(request: Request) -> dict[str, Any]:
+        return {"x": object()}
+
+    return router
+
+
+def test_a_sync_endpoint_runs_in_the_thread_pool_and_its_dict_is_json() -> None:
+    messages = asyncio.run(request(natural_router(), http_scope("GET", "/sync", b"q=1")))
+    assert messages[0]["status"] == 200
+    assert headers_of(messages)[b"content-type"] == b"application/json"
+    body = json.loads(body_of(messages))
+    assert body["thread"].startswith("asgi-stream")
+    assert body["q"] == "1"
+
+
+def test_a_returned_list_is_json() -> None:
+    messages = asyncio.run(request(natural_router(), http_scope("GET", "/list")))
+    assert (messages[0]["status"], body_of(messages)) == (200, b"[1,2]")
+
+
+@pytest.mark.parametrize(("path", "kind"), [("/number", "int"), ("/forgot", "NoneType")])
+def test_any_other_return_is_a_json_500_and_one_log_line_naming_endpoint_and_type(
+    path: str, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="asgi_stream"):
+        messages = asyncio.run(request(natural_router(), http_scope("GET", path)))
+    assert messages[0]["status"] == 500
+    assert json.loads(body_of(messages)) == {"detail": "Internal Server Error"}
+    [record] = caplog.records
+    name = path.strip("/")
+    assert f"natural_router.<locals>.{name} returned {kind}" in record.getMessage()
+    assert record.exc_info is None
+
+
+def test_a_dict_that_is_not_json_is_a_logged_500(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="asgi_stream"):
+        messages = asyncio.run(request(natural_router(), http_scope("GET", "/unserialisable")))
+    assert messages[0]["status"] == 500
+    assert "not JSON serializable" in caplog.text
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+def test_put_delete_and_patch_decorators(method: str) -> None:
+    router = Router()
+    decorator = getattr(router, method.lower())
+
+    @decorator("/thing")
+    async def thing(request: Request) -> dict[str, str]:
+        return {"method": request.method}
+
+    messages = asyncio.run(request(router, http_scope(method, "/thing")))
+    assert json.loads(body_of(messages)) == {"method": method}
+    assert asyncio.run(request(router, http_scope("GET", "/thing")))[0]["status"] == 405
+
+
+# Lifespan: Starlette's context manager, next to the hooks.
+
+
+def test_lifespan_context_manager_runs_inside_the_hooks_and_its_state_reaches_requests() -> None:
+    calls = []
+
+    async def up() -> None:
+        calls.append("hook up")
+
+    async def down() -> None:
+        calls.append("hook down")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Router) -> Any:
+        calls.append("enter")
+        yield {"db": "connected"}
+        calls.append("exit")
+
+    router = Router(on_startup=[up], on_shutdown=[down], lifespan=lifespan)
+
+    async def main() -> list[dict[str, Any]]:
+        state: dict[str, Any] = {}
+        comm = ApplicationCommunicator(
+            router, {"type": "lifespan", "asgi": {"version": "3.0"}, "state": state}
+        )
+        await comm.send_input({"type": "lifespan.startup"})
+        replies = [await comm.receive_output(1)]
+        assert state == {"db": "connected"}
+        assert calls == ["hook up", "enter"]
+        await comm.send_input({"type": "lifespan.shutdown"})
+        replies.append(await comm.receive_output(1))
+        await comm.wait(1)
+        return replies
+
+    assert asyncio.run(main()) == [
+        {"type": "lifespan.startup.complete"},
+        {"type": "lifespan.shutdown.complete"},
+    ]
+    assert calls == ["hook up", "enter", "exit", "hook down"]
+
+
+def test_a_lifespan_that_fails_to_start_is_startup_failed() -> None:
+    @contextlib.asynccontextmanager
+    async def no_database(app: Router) -> Any:
+        raise RuntimeError("no database")
+        yield
+
+    assert lifespan(Router(lifespan=no_database)) == [
+        {"type": "lifespan.startup.failed", "message": "RuntimeError('no database')"}
+    ]
