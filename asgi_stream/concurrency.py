@@ -77,16 +77,16 @@ async def iterate_in_threadpool(iterator: Iterator[T]) -> AsyncIterator[T]:
             await asyncio.shield(asyncio.wrap_future(_close_when_idle(close, in_flight)))
 
 
-def _close_when_idle(close: Callable[[], object], in_flight: Future[Any] | None) -> Future[None]:
+def _close_when_idle(close: Callable[[], object], in_flight: Future[Any] | None) -> Future[object]:
     """Run ``close()`` in a worker thread once ``in_flight`` (if any) has finished."""
     if in_flight is None or in_flight.done():
         return _executor().submit(close)
-    closed: Future[None] = Future()
+    closed: Future[object] = Future()
 
     def close_now(_: Future[Any]) -> None:
         # Runs in the thread that has just finished next(): the generator is free.
         try:
-            closed.set_result(close())  # type: ignore[func-returns-value]
+            closed.set_result(close())
         except BaseException as exc:
             closed.set_exception(exc)
 

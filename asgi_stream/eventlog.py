@@ -59,7 +59,7 @@ import asyncio
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from itertools import islice
 
 # The interface lives in eventlog_base so that the Redis backend can import it
@@ -147,7 +147,7 @@ class MemoryEventLog(EventLog):
             s.wakeup = None
         return event_id
 
-    async def read(self, stream: str, after: str | None = None) -> AsyncIterator[Event]:
+    async def read(self, stream: str, after: str | None = None) -> AsyncGenerator[Event, None]:
         s = self._get_or_create(stream)
         s.readers += 1
         try:

@@ -18,7 +18,7 @@ works.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 __all__ = ["DEFAULT_MAXLEN", "Event", "EventIDNotFound", "EventLog"]
@@ -58,12 +58,13 @@ class EventLog(abc.ABC):
         """Add an event at the end of ``stream`` (created if needed); its ID."""
 
     @abc.abstractmethod
-    def read(self, stream: str, after: str | None = None) -> AsyncIterator[Event]:
+    def read(self, stream: str, after: str | None = None) -> AsyncGenerator[Event, None]:
         """The events after ``after`` (all held ones if ``None``), then new ones, forever.
 
         Raises :class:`EventIDNotFound` when ``after`` cannot be resumed, or
         when the reader falls so far behind that events after its position
-        were trimmed. Close the iterator (``contextlib.aclosing``) when done.
+        were trimmed. An async generator: close it (``contextlib.aclosing``)
+        when done.
         """
 
     @abc.abstractmethod

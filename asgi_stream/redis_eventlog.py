@@ -49,18 +49,24 @@ from :mod:`asgi_stream.eventlog`: that module imports this one (lazily, in
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from .eventlog_base import DEFAULT_MAXLEN, Event, EventIDNotFound, EventLog
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.typing import EncodableT, FieldT
 
 __all__ = ["RedisEventLog"]
 
 _KEY_PREFIX = "asgi-stream:"
 _STREAM_ID = re.compile(r"[0-9]{1,19}-[0-9]{1,19}")  # within the 64-bit halves of an ID
+
+# One stream entry, its ID and its fields, as our client receives it. redis-py's
+# types say bytes | str wherever a reply holds text; decode_responses=True makes it
+# always a str, which the types cannot see, so the replies are cast to this.
+_Entry = tuple[str, Mapping[str, str]]
 
 
 class RedisEventLog(EventLog):
@@ -89,10 +95,15 @@ class RedisEventLog(EventLog):
         return _KEY_PREFIX + stream
 
     async def append(self, stream: str, data: str, event: str | None = None) -> str:
-        fields = {"data": data} if event is None else {"data": data, "event": event}
-        return await self.redis.xadd(self.key(stream), fields, maxlen=self.maxlen, approximate=True)
+        fields: dict[FieldT, EncodableT] = {"data": data}
+        if event is not None:
+            fields["event"] = event
+        entry_id = await self.redis.xadd(
+            self.key(stream), fields, maxlen=self.maxlen, approximate=True
+        )
+        return cast(str, entry_id)  # decode_responses=True (see _Entry)
 
-    async def read(self, stream: str, after: str | None = None) -> AsyncIterator[Event]:
+    async def read(self, stream: str, after: str | None = None) -> AsyncGenerator[Event, None]:
         key = self.key(stream)
         if after is not None:
             await self._check_resumable(key, after)
@@ -128,7 +139,8 @@ class RedisEventLog(EventLog):
         return bool(await self.redis.exists(self.key(stream)))
 
     async def last(self, stream: str) -> Event | None:
-        entries = await self.redis.xrevrange(self.key(stream), "+", "-", count=1)
+        reply = await self.redis.xrevrange(self.key(stream), "+", "-", count=1)
+        entries = cast(list[_Entry] | None, reply)  # decode_responses=True (see _Entry)
         return _event(*entries[0]) if entries else None
 
     async def expire(self, stream: str, seconds: float) -> None:
@@ -138,15 +150,17 @@ class RedisEventLog(EventLog):
         await self.redis.aclose()
 
 
-def _entries(xread_reply: Any) -> list[tuple[str, Mapping[str, str]]]:
+def _entries(xread_reply: Any) -> list[_Entry]:
     """The entries of one stream from an XREAD reply, in RESP2 or RESP3 shape."""
     if not xread_reply:
         return []
     if isinstance(xread_reply, Mapping):  # RESP3: {key: [entries]}
-        (entries,) = xread_reply.values()
-        return entries[0]
-    return xread_reply[0][1]  # RESP2: [[key, entries]]
+        (for_key,) = xread_reply.values()
+        entries: list[_Entry] = for_key[0]
+    else:  # RESP2: [[key, entries]]
+        entries = xread_reply[0][1]
+    return entries
 
 
-def _event(entry_id: str, fields: Mapping[str, Any]) -> Event:
+def _event(entry_id: str, fields: Mapping[str, str]) -> Event:
     return Event(entry_id, fields.get("data", ""), fields.get("event"))

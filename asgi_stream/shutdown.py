@@ -171,7 +171,7 @@ class _Request:
         try:
             return await self._receive()
         except asyncio.CancelledError:
-            if task is not self.woken or task.uncancel() > 0:
+            if task is None or task is not self.woken or task.uncancel() > 0:
                 raise
             return _DISCONNECT
         finally:

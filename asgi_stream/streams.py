@@ -32,11 +32,12 @@ timer that fires once per interval; nothing polls.
 from __future__ import annotations
 
 import asyncio
+import enum
+import math
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Any, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from .concurrency import close_iterator
-from .sse import ServerSentEvent
 
 __all__ = ["HEARTBEAT", "batched", "heartbeat", "timeout_each"]
 
@@ -44,10 +45,18 @@ T = TypeVar("T")
 
 #: The default heartbeat: the SSE comment ``: heartbeat``, which every
 #: EventSource ignores. Bytes, so any streaming response can send it.
-HEARTBEAT = ServerSentEvent(comment="heartbeat").encode()
+HEARTBEAT = b": heartbeat\n\n"
 
-_END = object()  # the source is exhausted
-_NOT_YET = object()  # the wait timed out; the item is still coming
+
+class _Signal(enum.Enum):
+    """What ``_NextItem.get`` gives instead of an item (an enum, so types can tell)."""
+
+    END = enum.auto()  # the source is exhausted
+    NOT_YET = enum.auto()  # the wait timed out; the item is still coming
+
+
+_END: Final = _Signal.END
+_NOT_YET: Final = _Signal.NOT_YET
 
 
 async def timeout_each(source: AsyncIterable[T], seconds: float) -> AsyncIterator[T]:
@@ -111,7 +120,7 @@ async def batched(
             if item is not _NOT_YET:
                 if not batch and interval is not None:
                     deadline = loop.time() + interval
-                batch.append(item)  # type: ignore[arg-type]
+                batch.append(item)
                 if len(batch) < size:
                     continue
             yield batch
@@ -122,7 +131,7 @@ async def batched(
         await next_item.aclose()
 
 
-async def heartbeat(
+def heartbeat(
     source: AsyncIterable[T], interval: float, ping: Any = HEARTBEAT
 ) -> AsyncIterator[Any]:
     """Yield the items of ``source``, and ``ping`` whenever ``interval`` seconds
@@ -135,22 +144,34 @@ async def heartbeat(
     waits ten minutes for its next item gets one every ``interval`` meanwhile.
 
     The default ``ping`` is the SSE comment ``: heartbeat`` as bytes; for a
-    plain-text stream, pass something your client ignores (``b"\\n"``).
+    plain-text stream, pass something your client ignores (``b"\\n"``). A
+    callable ``ping`` is called for each heartbeat, and what it returns is sent
+    (an event with the time in it, say). ``interval`` must be a positive, finite
+    number of seconds: a :class:`ValueError` here, not when the stream starts.
     """
-    if interval <= 0:
-        raise ValueError(f"heartbeat interval must be positive, not {interval!r}")
+    if isinstance(interval, bool) or not isinstance(interval, int | float):
+        raise TypeError(f"heartbeat interval must be a number, not {type(interval).__name__}")
+    if not 0 < interval < math.inf:
+        raise ValueError(f"heartbeat interval must be positive and finite, not {interval!r}")
+    return _heartbeat(source, interval, ping)
+
+
+async def _heartbeat(source: AsyncIterable[T], interval: float, ping: Any) -> AsyncIterator[Any]:
     next_item = _NextItem(source)
     try:
         while True:
             item = await next_item.get(interval)
             if item is _END:
                 return
-            yield ping if item is _NOT_YET else item
+            if item is not _NOT_YET:
+                yield item
+            else:
+                yield ping() if callable(ping) else ping
     finally:
         await next_item.aclose()
 
 
-class _NextItem:
+class _NextItem(Generic[T]):
     """The source's next item, fetched in a helper task so that a wait for it
     can time out without cancelling it.
 
@@ -160,11 +181,11 @@ class _NextItem:
 
     __slots__ = ("_iterator", "_task")
 
-    def __init__(self, source: AsyncIterable[Any]) -> None:
+    def __init__(self, source: AsyncIterable[T]) -> None:
         self._iterator = aiter(source)
-        self._task: asyncio.Task[Any] | None = None
+        self._task: asyncio.Task[T | _Signal] | None = None
 
-    async def get(self, timeout: float | None) -> Any:
+    async def get(self, timeout: float | None) -> T | _Signal:
         """The next item; ``_END`` after the last; ``_NOT_YET`` if ``timeout`` passed first."""
         if self._task is None:
             if timeout is None:
@@ -178,7 +199,7 @@ class _NextItem:
         self._task = None
         return task.result()
 
-    async def _fetch(self) -> Any:
+    async def _fetch(self) -> T | _Signal:
         return await anext(self._iterator, _END)
 
     async def aclose(self) -> None:
