@@ -30,7 +30,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,33 +44,17 @@ sys.path.insert(0, str(ROOT))
 
 from asgi_stream.eventlog import EventLog, open_event_log  # noqa: E402
 from asgi_stream.resumable import ResumableEventSourceResponse  # noqa: E402
+from asgi_stream.tools.process import serve  # noqa: E402
 
 RESULT = ROOT / "benchmarks" / "results" / "eventlog.json"
 PAYLOAD = json.dumps({"current": 50, "total": 100, "percentage": 50.0, "message": "Processing"})
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_redis(directory: str, pin: bool) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    argv += ["--appendonly", "no", "--dir", directory]
-    if pin:
-        argv = ["taskset", "-c", "0", *argv]
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return process, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise SystemExit("redis-server did not start")
+def redis_command(directory: str, pin: bool) -> list[str]:
+    """redis-server without persistence, in ``directory``; :func:`serve` adds ``--port``."""
+    argv = ["redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    argv += ["--dir", directory]
+    return ["taskset", "-c", "0", *argv] if pin else argv
 
 
 async def stream_to_counter(log: EventLog, stream: str) -> int:
@@ -139,20 +122,23 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.pin:
         os.sched_setaffinity(0, {1})
-    with tempfile.TemporaryDirectory() as directory:
-        redis_process, redis_url = start_redis(directory, args.pin)
-        try:
-            logs: dict[str, str] = {"memory": "memory", "redis": redis_url}
-            rounds: dict[str, list[dict[str, float]]] = {name: [] for name in logs}
-            for round_no in range(args.rounds):
-                for name, url in logs.items():
-                    rounds[name].append(asyncio.run(one_round(url, args.events, round_no)))
-            version = subprocess.run(
-                ["redis-server", "--version"], capture_output=True, text=True
-            ).stdout.split()
-        finally:
-            redis_process.terminate()
-            redis_process.wait(10)
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        serve(
+            redis_command(directory, args.pin),
+            Path(directory, "redis.log"),
+            start_timeout=10.0,
+            stop_timeout=10.0,
+        ) as redis,
+    ):
+        logs: dict[str, str] = {"memory": "memory", "redis": f"redis://127.0.0.1:{redis.port}/0"}
+        rounds: dict[str, list[dict[str, float]]] = {name: [] for name in logs}
+        for round_no in range(args.rounds):
+            for name, url in logs.items():
+                rounds[name].append(asyncio.run(one_round(url, args.events, round_no)))
+        version = subprocess.run(
+            ["redis-server", "--version"], capture_output=True, text=True
+        ).stdout.split()
 
     median: Callable[[str, str], float] = lambda name, kind: round(  # noqa: E731
         statistics.median(r[kind] for r in rounds[name])
