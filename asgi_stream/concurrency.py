@@ -23,7 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+)
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -53,7 +60,7 @@ async def run_in_threadpool(func: Callable[..., T], *args: Any, **kwargs: Any) -
     return await asyncio.wrap_future(_executor().submit(func, *args, **kwargs))
 
 
-async def iterate_in_threadpool(iterator: Iterator[T]) -> AsyncIterator[T]:
+async def iterate_in_threadpool(iterator: Iterator[T]) -> AsyncGenerator[T, None]:
     """Iterate a sync iterator from async code, one ``next()`` per thread hop.
 
     Closing this async generator (``aclose()``, or cancelling the task that

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import math
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable
 from typing import Any, Final, Generic, TypeVar
 
 from .concurrency import close_iterator
@@ -59,7 +59,7 @@ _END: Final = _Signal.END
 _NOT_YET: Final = _Signal.NOT_YET
 
 
-async def timeout_each(source: AsyncIterable[T], seconds: float) -> AsyncIterator[T]:
+async def timeout_each(source: AsyncIterable[T], seconds: float) -> AsyncGenerator[T, None]:
     """Yield the items of ``source``, allowing each one at most ``seconds``.
 
     The clock starts when the consumer asks for the next item, so time the
@@ -94,7 +94,7 @@ async def timeout_each(source: AsyncIterable[T], seconds: float) -> AsyncIterato
 
 async def batched(
     source: AsyncIterable[T], size: int, interval: float | None = None
-) -> AsyncIterator[list[T]]:
+) -> AsyncGenerator[list[T], None]:
     """Yield the items of ``source`` in lists of ``size``.
 
     With ``interval``, a batch is also sent when ``interval`` seconds have
@@ -133,7 +133,7 @@ async def batched(
 
 def heartbeat(
     source: AsyncIterable[T], interval: float, ping: Any = HEARTBEAT
-) -> AsyncIterator[Any]:
+) -> AsyncGenerator[Any, None]:
     """Yield the items of ``source``, and ``ping`` whenever ``interval`` seconds
     pass without an item.
 
@@ -156,7 +156,9 @@ def heartbeat(
     return _heartbeat(source, interval, ping)
 
 
-async def _heartbeat(source: AsyncIterable[T], interval: float, ping: Any) -> AsyncIterator[Any]:
+async def _heartbeat(
+    source: AsyncIterable[T], interval: float, ping: Any
+) -> AsyncGenerator[Any, None]:
     next_item = _NextItem(source)
     try:
         while True:
