@@ -182,7 +182,7 @@ class Response:
         if media_type.startswith("text/") and "charset=" not in media_type.lower():
             try:
                 codecs.lookup(self.charset)  # or every str chunk would fail, after the headers
-            except (LookupError, TypeError):
+            except (LookupError, TypeError, ValueError):
                 raise ValueError(f"unknown charset {self.charset!r}") from None
             return f"{media_type}; charset={self.charset}"
         return media_type

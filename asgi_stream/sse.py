@@ -32,10 +32,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from .response import StreamingResponse
+from .background import BackgroundTask, BackgroundTasks
+from .concurrency import aiterate
+from .headers import HeadersInput
+from .response import Content, StreamingResponse
+from .streams import heartbeat
 
 __all__ = ["EventSourceResponse", "ServerSentEvent"]
 
@@ -64,7 +68,15 @@ class ServerSentEvent:
     """One event. ``encode()`` gives its bytes on the wire, blank line included.
 
     ``data`` is text (anything else is sent as its ``str()``); use
-    :meth:`from_json` for JSON.
+    :meth:`from_json` for JSON. The other fields are checked here, where the
+    event is made: a wrong type is a :class:`TypeError`, a bad value a
+    :class:`ValueError`.
+
+    * ``event`` and ``comment`` are ``str``; ``event`` may not contain CR or LF.
+    * ``id`` is a ``str`` without CR, LF or NUL, or an ``int``, which is sent
+      as its ``str()`` (``id=5`` is ``id: 5``, as in sse-starlette: counters
+      make natural IDs). Anything else, a ``bool`` included, is refused.
+    * ``retry`` is an ``int`` (not a ``bool``) of milliseconds, at least 0.
     """
 
     __slots__ = ("comment", "data", "event", "id", "retry")
@@ -73,16 +85,27 @@ class ServerSentEvent:
         self,
         data: Any = None,
         event: str | None = None,
-        id: str | None = None,
+        id: str | int | None = None,
         retry: int | None = None,
         comment: str | None = None,
     ) -> None:
-        if event is not None and ("\r" in event or "\n" in event):
-            raise ValueError(f"an SSE event type cannot contain CR or LF: {event!r}")
-        if id is not None and ("\r" in id or "\n" in id or "\0" in id):
-            raise ValueError(f"an SSE id cannot contain CR, LF or NUL: {id!r}")
-        if retry is not None and (type(retry) is not int or retry < 0):
-            raise ValueError(f"SSE retry must be a non-negative int (milliseconds): {retry!r}")
+        if event is not None:
+            _check_type("event", event, str)
+            if "\r" in event or "\n" in event:
+                raise ValueError(f"an SSE event type cannot contain CR or LF: {event!r}")
+        if id is not None:
+            if isinstance(id, int) and not isinstance(id, bool):
+                id = str(id)
+            if not isinstance(id, str):
+                raise TypeError(f"SSE id must be str or int, not {type(id).__name__}: {id!r}")
+            if "\r" in id or "\n" in id or "\0" in id:
+                raise ValueError(f"an SSE id cannot contain CR, LF or NUL: {id!r}")
+        if retry is not None:
+            _check_type("retry", retry, int)
+            if retry < 0:
+                raise ValueError(f"SSE retry must be at least 0 (milliseconds), not {retry!r}")
+        if comment is not None:
+            _check_type("comment", comment, str)
         # Data that is not text is sent as its str(), as sse-starlette does.
         self.data = data if data is None or type(data) is str else str(data)
         self.event = event
@@ -120,6 +143,12 @@ class ServerSentEvent:
         return f"ServerSentEvent({fields})"
 
 
+def _check_type(name: str, value: object, kind: type) -> None:
+    if not isinstance(value, kind) or isinstance(value, bool):
+        what = type(value).__name__
+        raise TypeError(f"SSE {name} must be {kind.__name__}, not {what}: {value!r}")
+
+
 class EventSourceResponse(StreamingResponse):
     """A streaming response in the SSE format, with the headers SSE needs.
 
@@ -127,23 +156,83 @@ class EventSourceResponse(StreamingResponse):
 
     * a :class:`ServerSentEvent`;
     * a ``str``: the data of one event;
-    * a ``dict``: the fields of one event, as in sse-starlette
+    * a mapping (a ``dict``): the fields of one event, as in sse-starlette
       (``{"event": "done", "data": "Completed"}``);
-    * ``bytes``: already encoded, sent as they are (never wrapped twice).
+    * ``bytes`` (or ``bytearray``, ``memoryview``): already encoded, sent as
+      they are (never wrapped twice);
+    * anything else: the data of one event is its ``str()``, as in
+      sse-starlette (yielding ``100`` sends ``data: 100``).
 
     ``Cache-Control: no-cache`` stops caches from replaying a live stream and
     ``X-Accel-Buffering: no`` stops nginx from holding events back; your own
     ``headers`` win over both.
+
+    sse-starlette's keywords work here too:
+
+    * ``ping=SECONDS`` sends a heartbeat whenever the stream has been silent
+      that long (:func:`~asgi_stream.streams.heartbeat`), so that proxies do
+      not close an idle connection. It is off by default (sse-starlette pings
+      every 15 s unless told otherwise): each wait for an item with a deadline
+      costs a task, so turn it on where connections sit idle.
+    * ``ping_message_factory`` is called for each heartbeat and returns the
+      :class:`ServerSentEvent` to send (the default is the comment
+      ``: heartbeat``). It needs ``ping``.
+    * ``sep`` is the line ending of everything the response writes, heartbeats
+      included: ``"\n"`` (the default), ``"\r\n"`` (sse-starlette's default)
+      or ``"\r"``; anything else is a :class:`ValueError`. Every parser
+      accepts all three. Items given as bytes are sent as they are.
     """
 
     media_type = "text/event-stream"
     default_headers = ((b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"))
 
+    def __init__(
+        self,
+        content: Content,
+        status_code: int = 200,
+        headers: HeadersInput | None = None,
+        media_type: str | None = None,
+        background: BackgroundTask | BackgroundTasks | None = None,
+        *,
+        ping: float | None = None,
+        sep: str = "\n",
+        ping_message_factory: Callable[[], ServerSentEvent] | None = None,
+        send_timeout: float | None = None,
+        coalesce: bool = False,
+    ) -> None:
+        if sep not in _SEPARATORS:
+            raise ValueError(f'sep must be "\\r\\n", "\\n" or "\\r", not {sep!r}')
+        if ping is not None:
+            # heartbeat() checks the interval now; it runs only when the stream does.
+            content = heartbeat(aiterate(content), ping, ping_message_factory or _HEARTBEAT)
+        elif ping_message_factory is not None:
+            raise ValueError("ping_message_factory needs ping=SECONDS")
+        super().__init__(
+            content,
+            status_code,
+            headers,
+            media_type,
+            background,
+            send_timeout=send_timeout,
+            coalesce=coalesce,
+        )
+        # Our encoders end lines with LF, and put no CR or LF anywhere else
+        # (see the module's docstring), so another line ending is one replace().
+        self._line_end = None if sep == "\n" else sep.encode("ascii")
+
     def encode_chunk(self, chunk: Any) -> bytes:
         if isinstance(chunk, str):
-            return _encode_data(chunk)
-        if isinstance(chunk, ServerSentEvent):
-            return chunk.encode()
-        if isinstance(chunk, Mapping):
-            return ServerSentEvent(**chunk).encode()
-        return super().encode_chunk(chunk)
+            encoded = _encode_data(chunk)
+        elif isinstance(chunk, ServerSentEvent):
+            encoded = chunk.encode()
+        elif isinstance(chunk, Mapping):
+            encoded = ServerSentEvent(**chunk).encode()
+        elif isinstance(chunk, bytes | bytearray | memoryview):
+            return super().encode_chunk(chunk)
+        else:
+            encoded = _encode_data(str(chunk))
+        return encoded if self._line_end is None else encoded.replace(b"\n", self._line_end)
+
+
+_SEPARATORS = ("\r\n", "\n", "\r")
+_HEARTBEAT = ServerSentEvent(comment="heartbeat")

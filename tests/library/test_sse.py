@@ -55,10 +55,34 @@ def test_id_with_cr_lf_or_nul_is_refused(bad: str) -> None:
         ServerSentEvent(data="x", id=bad)
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, "10", True])
-def test_retry_must_be_a_non_negative_int(bad: object) -> None:
-    with pytest.raises(ValueError, match="retry"):
-        ServerSentEvent(retry=bad)  # type: ignore[arg-type]
+def test_retry_must_be_at_least_zero() -> None:
+    with pytest.raises(ValueError, match="retry must be at least 0"):
+        ServerSentEvent(retry=-1)
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        ("retry", "ten"),
+        ("retry", 1.5),
+        ("retry", True),
+        ("retry", "10"),
+        ("event", 3),
+        ("event", b"done"),
+        ("id", 1.5),
+        ("id", True),
+        ("id", b"5"),
+        ("comment", 5),
+    ],
+)
+def test_a_field_of_the_wrong_type_is_a_type_error(field: str, bad: object) -> None:
+    with pytest.raises(TypeError, match=f"SSE {field} must be"):
+        ServerSentEvent("x", **{field: bad})
+
+
+def test_an_int_id_is_sent_as_its_str() -> None:
+    assert ServerSentEvent("x", id=5).encode() == b"id: 5\ndata: x\n\n"
+    assert ServerSentEvent("x", id=0).id == "0"
 
 
 @given(data=nasty_text, comment=st.none() | nasty_text)
