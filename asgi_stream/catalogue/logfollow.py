@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import BinaryIO
 
 __all__ = ["MAX_LINE", "READ_SIZE", "follow"]
@@ -56,7 +56,9 @@ READ_SIZE = 64 * 1024
 MAX_LINE = 64 * 1024
 
 
-async def follow(path: str | os.PathLike[str], poll_interval: float = 0.1) -> AsyncIterator[str]:
+async def follow(
+    path: str | os.PathLike[str], poll_interval: float = 0.1
+) -> AsyncGenerator[str, None]:
     """Yield each line appended to ``path`` from now on, forever.
 
     Raises :class:`FileNotFoundError` (on the first ``anext``) when ``path``
