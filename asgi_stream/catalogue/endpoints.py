@@ -37,7 +37,6 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-from ..background import BackgroundTask
 from ..compression import gzip_response
 from ..concurrency import close_iterator
 from ..exceptions import validation_error
@@ -51,6 +50,8 @@ from . import demo, jobs
 from .accesslog import AccessLog
 from .chat import LocalChatModel, chunk_text, load_chat_model
 from .logfollow import follow
+from .tutorial import Tutorial
+from .wire import Wire, background, watch_generator
 
 __all__ = ["MAX_TICK", "MIN_TICK", "Settings", "app", "create_app"]
 
@@ -108,7 +109,8 @@ class Settings:
 
 
 class CatalogueRouter(Router):
-    """A router that writes an access log, when it has one."""
+    """A router that writes an access log, when it has one, and traces the
+    requests of a page that watches the wire (:mod:`~asgi_stream.catalogue.wire`)."""
 
     def __init__(self, access_log: AccessLog | None) -> None:
         super().__init__()
@@ -116,11 +118,12 @@ class CatalogueRouter(Router):
         if access_log is not None:  # the file lives from startup to shutdown
             self.on_startup.append(access_log.open)
             self.on_shutdown.append(access_log.close)
+        self.wire = Wire()
 
     async def handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.access_log is not None:
             send = self.access_log.watch(scope, send)
-        await super().handle_http(scope, receive, send)
+        await self.wire.serve(scope, receive, send, super().handle_http)
 
 
 def create_app(settings: Settings | None = None) -> Router:
@@ -131,6 +134,8 @@ def create_app(settings: Settings | None = None) -> Router:
     # Other parts of the app install their routes below, one line each.
     demo.install(router)
     jobs.install(router, settings)
+    router.wire.install(router)
+    Tutorial().install(router)
     return router
 
 
@@ -140,8 +145,9 @@ def _event(data: str, event: str | None = None) -> bytes:
 
 
 def _event_stream(content: AsyncIterator[bytes], **kwargs: Any) -> StreamingResponse:
-    """The tutorial's ``StreamingResponse(content, media_type="text/event-stream")``."""
-    return StreamingResponse(content, media_type="text/event-stream", **kwargs)
+    """The tutorial's ``StreamingResponse(content, media_type="text/event-stream")``;
+    a page that watches the wire sees the generator's end."""
+    return StreamingResponse(watch_generator(content), media_type="text/event-stream", **kwargs)
 
 
 def _cleanup(path: str) -> None:
@@ -228,14 +234,14 @@ class Catalogue:
         return _event_stream(
             self._five_events(self.tick(request)),
             headers={"Cache-Control": "no-cache", "X-Custom-Header": "value"},
-            background=BackgroundTask(_cleanup, request.path),
+            background=background(_cleanup, request.path),
         )
 
     async def stream_headers(self, request: Request) -> StreamingResponse:
         # The tutorial also sets "Connection: keep-alive": connection-specific,
         # forbidden in HTTP/2, and the server's to send, so not ours.
         return EventSourceResponse(
-            self._five_events(self.tick(request)),
+            watch_generator(self._five_events(self.tick(request))),
             headers={
                 "Cache-Control": "no-cache",
                 "X-Accel-Buffering": "no",
@@ -246,7 +252,7 @@ class Catalogue:
     async def stream_background(self, request: Request) -> StreamingResponse:
         return _event_stream(
             self._five_events(self.tick(request)),
-            background=BackgroundTask(_cleanup, request.path),
+            background=background(_cleanup, request.path),
         )
 
     # §2.1, §4.3: compute everything first, then answer.
