@@ -45,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.command(args)
+    command: Callable[[argparse.Namespace], int] = args.command  # set by each subparser
+    return command(args)
 
 
 def build_parser() -> argparse.ArgumentParser:

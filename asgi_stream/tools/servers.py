@@ -49,9 +49,11 @@ import signal
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import hypercorn.asyncio
 import hypercorn.config
+import hypercorn.typing
 import uvicorn
 
 from ..importing import import_object
@@ -183,4 +185,7 @@ async def _serve_hypercorn(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(app.drained(), options.grace + _BACKSTOP)
 
-    await hypercorn.asyncio.serve(app, config, shutdown_trigger=shutdown_trigger, mode="asgi")
+    # hypercorn types each scope and message as a TypedDict, our ASGI types as
+    # plain mappings (asgi_stream.types); at run time both are the same dicts.
+    framework = cast(hypercorn.typing.ASGIFramework, app)
+    await hypercorn.asyncio.serve(framework, config, shutdown_trigger=shutdown_trigger, mode="asgi")

@@ -38,6 +38,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from multiprocessing.connection import wait
 
 from .servers import STOP_SIGNALS, ServeOptions, run_worker
@@ -100,7 +101,7 @@ def _drain(sock: socket.socket) -> None:
         pass
 
 
-def _stop(workers: list[multiprocessing.process.BaseProcess], timeout: float) -> int:
+def _stop(workers: Sequence[multiprocessing.process.BaseProcess], timeout: float) -> int:
     """SIGTERM every worker, wait for all; 0 if each exited 0 in time, else 1."""
     for worker in workers:
         if worker.is_alive() and worker.pid is not None:
