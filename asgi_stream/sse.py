@@ -150,7 +150,7 @@ def _check_type(name: str, value: object, kind: type) -> None:
 
 
 class EventSourceResponse(StreamingResponse):
-    """A streaming response in the SSE format, with the headers SSE needs.
+    r"""A streaming response in the SSE format, with the headers SSE needs.
 
     Items from ``content`` may be
 
