@@ -22,4 +22,5 @@ fi
 "$python" -m pip install --quiet --disable-pip-version-check -e '.[test]'
 "$python" -m ruff check .
 "$python" -m ruff format --check .
+"$python" -m mypy
 exec "$python" -m pytest "$@"
