@@ -14,7 +14,7 @@ Hypercorn's HTTP/2 has one gap that no response can close: when the
 *stream's* flow-control window is closed while the connection still reads
 (a client that multiplexes, and stalls one stream), ``send()`` returns at
 once and hypercorn buffers everything. The last test pins that down, so that
-the README's statement of it stays true.
+the statement of it in ``docs/reliability.rst`` stays true.
 """
 
 from __future__ import annotations
@@ -287,7 +287,7 @@ def test_hypercorn_http2_buffers_without_bound_when_a_stream_window_is_closed(
     with serve_test_app(tmp_path, "hypercorn") as server:
         baseline, buffered, _ = asyncio.run(main(server))
         output = server.output()
-    assert buffered["produced"] == mb * MIB, "hypercorn applied backpressure: update the README"
+    assert buffered["produced"] == mb * MIB, "hypercorn applied backpressure: update the docs"
     assert buffered["rss_kib"] - baseline["rss_kib"] > (mb // 2) * 1024
     assert f"flood finally ran, produced {mb * MIB}" in output  # the timeout never fired
 

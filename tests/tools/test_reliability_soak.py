@@ -1,7 +1,7 @@
 """``asgi-stream soak``, shortened: the mixed load runs clean, and its report counts failures.
 
-The full soak (10 minutes) is a documented command, not a test; see the
-README's "Reliability" section for its result.
+The full soak (10 minutes) is a documented command, not a test; see
+``docs/reliability.rst`` for its result.
 """
 
 from __future__ import annotations
