@@ -16,13 +16,21 @@ client was away is lost. :class:`ResumableEventSourceResponse` answers it:
   events the client missed, then new ones as they are appended. The log's
   reader moves one cursor through both phases, so there is no gap and no
   duplicate between them (see :mod:`asgi_stream.eventlog`).
+* Without one, a new subscriber starts where ``start`` says.
+  ``start="beginning"``, the default, replays every event the log holds, then
+  goes on live: that is what a client of a *job* wants (all of its progress,
+  however late it looks), and it loses nothing. ``start="live"`` begins with
+  the next event appended: what a ticker or a dashboard wants, where a late
+  joiner has no use for the thousands of old values the log keeps for
+  reconnecting clients. A reconnecting client resumes after its ID either way.
 * When the log cannot resume after that ID (it is unknown, or was trimmed
   away), the response says so in a ``reset`` event whose data is JSON,
   ``{"reason": "trimmed" | "unknown", "last_event_id": ...}``, and carries on
-  from the oldest event the log still holds. The ``reset`` event has an
+  as a new subscriber would: from the oldest event the log still holds, or,
+  with ``start="live"``, from the next one. The ``reset`` event has an
   *empty* ``id:``, which clears the browser's last event ID: if the connection
   breaks again before the next event, the browser reconnects without the
-  header and starts from the oldest event again, which is consistent.
+  header and starts afresh, which is consistent.
 * A stream of finished work ends with a final event (``done``, say, named in
   ``final_events``). The response ends the body after sending it. The browser
   would then reconnect, and would be replayed nothing, forever; so a request
@@ -44,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterable
+from typing import Literal
 
 from .background import BackgroundTask, BackgroundTasks
 from .eventlog import EventIDNotFound, EventLog
@@ -74,7 +83,9 @@ class ResumableEventSourceResponse(EventSourceResponse):
     """Stream ``stream`` of ``log`` as SSE, resuming after ``last_event_id``.
 
     Pass the request's :func:`last_event_id` as ``last_event_id`` (``None``
-    or ``""`` when absent: the whole stream, from its oldest event held).
+    or ``""`` when absent). Without one, ``start`` says where to begin:
+    ``"beginning"`` (the default: every event held, then live) or ``"live"``
+    (the next event appended); see the module's docstring for which to choose.
     """
 
     def __init__(
@@ -85,10 +96,14 @@ class ResumableEventSourceResponse(EventSourceResponse):
         *,
         retry: int | None = None,
         final_events: Iterable[str] = (),
+        start: Literal["beginning", "live"] = "beginning",
         status_code: int = 200,
         headers: HeadersInput | None = None,
         background: BackgroundTask | BackgroundTasks | None = None,
     ) -> None:
+        if start not in ("beginning", "live"):
+            raise ValueError(f'start must be "beginning" or "live", not {start!r}')
+        self.start = start
         self.log = log
         self.stream_name = stream
         self.last_event_id = last_event_id or None
@@ -98,6 +113,7 @@ class ResumableEventSourceResponse(EventSourceResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if await self._client_has_final_event():
+            self._mark_sent()  # single use, even when answered with a 204
             await Response(status_code=204, background=self.background)(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
@@ -117,6 +133,8 @@ class ResumableEventSourceResponse(EventSourceResponse):
         if after is not None and len(after) > MAX_EVENT_ID_LENGTH:
             yield _reset_event(EventIDNotFound(after[:MAX_EVENT_ID_LENGTH] + "...", trimmed=False))
             after = None
+        if after is None:
+            after = await self._start_after()
         while True:
             try:
                 async with contextlib.aclosing(self.log.read(self.stream_name, after)) as events:
@@ -126,7 +144,18 @@ class ResumableEventSourceResponse(EventSourceResponse):
                             return
             except EventIDNotFound as exc:
                 yield _reset_event(exc)
-                after = None  # go on from the oldest event held
+                after = await self._start_after()  # go on as a new subscriber would
+
+    async def _start_after(self) -> str | None:
+        """Where a reader without an ID starts: after this ID (``None``: the oldest held).
+
+        Live is "after the newest event now". An event appended after this
+        look comes after that ID, so the reader cannot miss it.
+        """
+        if self.start == "beginning":
+            return None
+        newest = await self.log.last(self.stream_name)
+        return None if newest is None else newest.id
 
 
 def _reset_event(exc: EventIDNotFound) -> ServerSentEvent:
