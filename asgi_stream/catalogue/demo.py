@@ -22,6 +22,11 @@ The files are read once, when the routes are installed, so a request never
 touches the disk, and only the files found there can ever be served: a name
 such as ``..`` is a 404, not a path.
 
+Every URL the page uses is relative to where it was served: ``index.html``
+links ``static/demo.css``, and ``demo.js`` builds each request from the
+directory above its own URL. So behind a proxy at a prefix (``--root-path
+/api``, the page at ``/api/``) every request keeps the prefix.
+
 How the page talks to the server is the lesson, and ``demo.js`` explains it at
 length. In short: a GET stream uses ``EventSource``, the browser's own SSE
 client, and the Stop button calls ``close()``, which closes the connection. The

@@ -122,7 +122,9 @@ class Jobs:
         task = asyncio.get_running_loop().create_task(self._run(stream), name=stream)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-        return JSONResponse({"id": job_id, "events": f"/jobs/{job_id}/events"}, 202)
+        # A path the client can use as it is: behind a proxy, with its prefix.
+        events = f"{request.base_url.path}jobs/{job_id}/events"
+        return JSONResponse({"id": job_id, "events": events}, 202)
 
     async def events(self, request: Request) -> ResumableEventSourceResponse:
         """``GET /jobs/{id}/events``: the job's events, resumable; 404 for no such job."""

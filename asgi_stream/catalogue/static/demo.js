@@ -42,6 +42,13 @@
  */
 "use strict";
 
+/**
+ * Where the app lives. Behind a proxy at a prefix, say /api, this page is
+ * /api/ and this script /api/static/demo.js, so the app's own paths are
+ * ROOT + path, never a bare "/path" (which would leave the prefix out).
+ */
+const ROOT = new URL("..", document.currentScript.src).pathname.slice(0, -1);
+
 /* ---------- The SSE format, parsed as the HTML standard says (§9.2.6) ---------- */
 
 /**
@@ -648,6 +655,7 @@ function card(entry) {
     events: ["init", "done"],
     params: {},
     ...lane,
+    path: ROOT + lane.path,
   }));
   const CardClass = entry.card ?? Card;
   return new CardClass({ ...entry, method, lanes });
@@ -655,7 +663,7 @@ function card(entry) {
 
 async function loadSettings() {
   try {
-    const response = await fetch("/settings");
+    const response = await fetch(`${ROOT}/settings`);
     const settings = await response.json();
     server.tick = settings.tick;
     server.tickOverride = Boolean(settings.tick_override);
