@@ -15,6 +15,11 @@ that much is waiting, as a busy browser or proxy would read. Both are reported.
 
 Every wait is bounded (``SO_RCVTIMEO`` on blocking sockets, deadlines in the
 event loops), so a stuck server fails the run instead of hanging it.
+
+This is deliberately not :mod:`asgi_stream.tools.rawhttp`, the raw client of
+the soak and the reliability tests: that one parses the head and the chunk
+framing through asyncio streams, to check that a body ended cleanly, and in a
+benchmark that parsing would cost more than the server's work it measures.
 """
 
 from __future__ import annotations

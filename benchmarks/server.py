@@ -17,16 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
+
+from asgi_stream.tools.process import raise_open_files_limit
 
 SERVERS = ("uvicorn-httptools", "uvicorn-h11", "hypercorn")
 SERVER_CPU = 0
 BACKLOG = 4096
-
-
-def raise_open_files_limit() -> None:
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def main() -> None:

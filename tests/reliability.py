@@ -5,22 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import resource
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from asgi_stream.tools.process import raise_open_files_limit
 from asgi_stream.tools.rawhttp import fetch
 from tests.serving import ServerProcess, serve
 
 ERROR_MARKERS = ("ERROR", "Traceback", "CRITICAL")
-
-
-def raise_open_files_limit() -> None:
-    """Let this process (and the servers it starts, which inherit it) hold thousands of sockets."""
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 @contextlib.contextmanager
@@ -28,7 +22,7 @@ def serve_test_app(
     tmp_path: Path, server: str = "uvicorn", *options: str
 ) -> Iterator[ServerProcess]:
     """``asgi-stream serve`` of :mod:`tests.reliability_app`, at a fast catalogue tick."""
-    raise_open_files_limit()
+    raise_open_files_limit()  # for this process's clients; the servers inherit it
     argv = ["-m", "asgi_stream", "serve", "--app", "tests.reliability_app:app"]
     argv += ["--server", server, "--tick", "0.01", *options]
     with serve(argv, tmp_path) as process:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import resource
 import sys
 import threading
 import time
@@ -37,12 +36,12 @@ from collections.abc import AsyncIterator, Iterator
 from asgi_stream import EventSourceResponse, JSONResponse, Response, StreamingResponse
 from asgi_stream.catalogue import create_app
 from asgi_stream.request import Request
+from asgi_stream.tools.process import raise_open_files_limit
 from asgi_stream.tools.soak import open_fds, rss_kib
 
 CHUNK = b"x" * (64 * 1024)
 
-_, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
+raise_open_files_limit()
 
 app = create_app()
 open_streams = 0

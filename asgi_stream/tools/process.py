@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -49,6 +50,7 @@ __all__ = [
     "ServerDidNotStart",
     "ServerProcess",
     "free_port",
+    "raise_open_files_limit",
     "serve",
     "wait_until_listening",
 ]
@@ -67,6 +69,17 @@ def free_port() -> int:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def raise_open_files_limit() -> None:
+    """Let this process hold as many open files (sockets) as the hard limit allows.
+
+    The soft limit is often 1,024, and a server or a client that holds
+    thousands of streams needs one descriptor for each. Processes started
+    afterwards inherit the raised limit.
+    """
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 @dataclass
