@@ -113,10 +113,13 @@ class EventStreamParser {
 const FINISHED = new Set(["closed", "error"]);
 
 class Lane {
-  constructor(card, label, request) {
+  constructor(card, label, request, { method = "GET", route = "", server = OURS } = {}) {
     this.card = card;
     this.label = label; // shown in a two-lane card's log
     this.request = request; // "GET /progress?tick=0.01"
+    this.method = method;
+    this.route = route; // the endpoint's path, "/progress", whichever server serves it
+    this.server = server; // OURS, or THEIRS: the tutorial's FastAPI code (see wire.js)
     this.state = "connecting";
     this.stop = () => {}; // replaced by the reader: closes the connection
   }
@@ -405,6 +408,10 @@ class Card {
     this.log = root.querySelector(".events");
     const View = spec.view;
     this.view = View ? new View(root.querySelector(".view"), root.querySelector(".inputs"), spec.lanes) : null;
+    this.wire = new WireView(root.querySelector(".wire"));
+    this.beside = spec.beside === false ? null : root.querySelector("input[name=beside]");
+    if (this.beside === null) root.querySelector("label.beside").remove(); // FastAPI has no such endpoint
+    this.beside?.addEventListener("change", () => root.classList.toggle("wide", Boolean(spec.wide) || this.beside.checked));
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
       this.start();
@@ -414,6 +421,8 @@ class Card {
 
   /** The tick for the next request: the card's field, else the server's setting. */
   tick() {
+    // The tutorial's code has one tick, its own: beside it, we run at its pace.
+    if (this.besideFastAPI) return server.tickOverride ? WIRE.fastapi.tick : null;
     const input = this.tickInput;
     return server.tickOverride && input && input.value !== "" ? Number(input.value) : null;
   }
@@ -422,34 +431,57 @@ class Card {
     return this.lanes.some((lane) => !lane.finished);
   }
 
+  /** Whether Start also sends each request to the tutorial's FastAPI code. */
+  get besideFastAPI() {
+    return Boolean(this.beside?.checked && !this.beside.disabled);
+  }
+
   start() {
     if (this.running) return; // Start is disabled meanwhile
     this.begin();
     const extra = this.view?.params?.() ?? {};
-    for (const laneSpec of this.spec.lanes) this.open(laneSpec, { ...laneSpec.params, ...extra });
+    for (const laneSpec of this.spec.lanes) {
+      const params = { ...laneSpec.params, ...extra };
+      if (!this.besideFastAPI) {
+        this.open(laneSpec, params);
+        continue;
+      }
+      this.open(laneSpec, params, laneSpec.path, laneSpec.label || OURS);
+      const path = ROOT + WIRE.fastapi.prefix + laneSpec.path.slice(ROOT.length);
+      this.open(laneSpec, params, path, `${THEIRS} ${laneSpec.label}`.trim(), THEIRS);
+    }
   }
 
   /** A fresh start: no lanes, an empty log and view, and the clock at zero. */
   begin() {
+    forgetLanes(this.lanes);
     this.lanes = [];
     this.log.replaceChildren();
     this.view?.reset();
+    const servers = this.besideFastAPI ? [OURS, THEIRS] : [OURS];
+    this.wire.reset(servers, knownDifferences(this.spec.method, this.spec.path), () => this.seconds());
+    this.root.classList.toggle("multi-lane", this.spec.lanes.length > 1 || servers.length > 1);
     this.t0 = performance.now();
     const tick = this.tick();
     this.note("", "tick", `${tick ?? server.tick ?? "?"} s${tick === null ? " (the server's)" : ""}`);
   }
 
   /** Sends one lane's request; returns the lane, whose `done` settles when a fetch ends. */
-  open(laneSpec, params, path = laneSpec.path, label = laneSpec.label) {
+  open(laneSpec, params, path = laneSpec.path, label = laneSpec.label, server = OURS) {
     const query = new URLSearchParams(params);
-    const tick = this.tick();
+    const tick = server === OURS ? this.tick() : null; // the tutorial's code takes no ?tick=
     if (tick !== null) query.set("tick", String(tick));
     const url = query.size ? `${path}?${query}` : path;
-    const lane = new Lane(this, label, `${laneSpec.method} ${url}`);
+    const route = laneSpec.path.slice(ROOT.length);
+    const lane = new Lane(this, label, `${laneSpec.method} ${url}`, { method: laneSpec.method, route, server });
     this.lanes.push(lane);
     this.note(lane.label, "request", lane.request);
-    if (laneSpec.reader === "fetch") lane.done = readWithFetch(lane, url, laneSpec.method);
-    else readWithEventSource(lane, url, laneSpec);
+    // The page's secret goes on the wire, but not in the log: see wire.js.
+    const wire = wireParameter(lane);
+    if (wire) query.set("wire", wire);
+    const sent = query.size ? `${path}?${query}` : path;
+    if (laneSpec.reader === "fetch") lane.done = readWithFetch(lane, sent, laneSpec.method);
+    else readWithEventSource(lane, sent, laneSpec);
     this.showState();
     return lane;
   }
@@ -464,6 +496,7 @@ class Card {
 
   laneChanged(lane, detail) {
     this.note(lane.label, lane.state, detail);
+    this.wire.browser(lane, lane.state, detail);
     this.showState();
   }
 
@@ -484,7 +517,8 @@ class Card {
       row.dataset.id = id;
       row.title = `id: ${id}`;
     }
-    this.view?.event(lane, type, data, seconds, id);
+    this.wire.browser(lane, type, data);
+    if (lane.server === OURS) this.view?.event(lane, type, data, seconds, id);
   }
 
   /** A line in the log about the request itself, not an event: what, then details. */
@@ -591,7 +625,8 @@ function cell(className, text) {
  * comes from the tutorial; the rest has defaults (see card() below): one
  * lane, a GET read with EventSource, that listens for the named events `init`
  * and `done` besides `message` and `error`, and a tick field (`tick: false`
- * leaves it out); `wide: true` gives it two columns of the grid. A new
+ * leaves it out); `wide: true` gives it two columns of the grid; `beside:
+ * false` leaves out "beside FastAPI", for an endpoint the tutorial has not. A new
  * endpoint is a new entry; a new kind of display is a new view class;
  * requests that follow from each other are a Card subclass (`card`).
  */
@@ -638,6 +673,7 @@ const CATALOGUE = [
     card: JobCard,
     view: JobView,
     tick: false,
+    beside: false,
     wide: true,
     lanes: [
       { label: "job", path: "/jobs", reader: "fetch" },
@@ -682,3 +718,5 @@ async function loadSettings() {
 const main = document.getElementById("cards");
 for (const entry of CATALOGUE) main.append(card(entry).root);
 loadSettings();
+loadDifferences(ROOT);
+watchWire(ROOT);
