@@ -4,13 +4,18 @@ CPU time comes from ``/proc/<pid>/task/<tid>/schedstat``, whose first field is
 the time the thread has run, in nanoseconds, summed over every thread (uvicorn
 and hypercorn run the event loop in the main thread, but a thread pool may
 exist). ``/proc/<pid>/stat`` counts in clock ticks of 10 ms, too coarse for a
-stream that lasts half a second. Memory is ``VmRSS`` from ``/proc/<pid>/status``.
+stream that lasts half a second. Memory is :func:`asgi_stream.tools.process.rss_kib`,
+the soak's measure too (``/proc/<pid>/statm``, the same count as ``VmRSS``).
 """
 
 from __future__ import annotations
 
 import os
 import time
+
+from asgi_stream.tools.process import rss_kib
+
+__all__ = ["cpu_seconds", "rss_kib", "wait_until_quiet"]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -23,15 +28,6 @@ def cpu_seconds(pid: int) -> float:
         except (FileNotFoundError, ProcessLookupError):
             pass  # the thread ended between listing and reading
     return total / 1e9
-
-
-def rss_kib(pid: int) -> int:
-    """Resident memory of ``pid`` in KiB."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def wait_until_quiet(pids: list[int], timeout: float = 30.0, busy: float = 0.02) -> None:

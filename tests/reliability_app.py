@@ -36,8 +36,7 @@ from collections.abc import AsyncIterator, Iterator
 from asgi_stream import EventSourceResponse, JSONResponse, Response, StreamingResponse
 from asgi_stream.catalogue import create_app
 from asgi_stream.request import Request
-from asgi_stream.tools.process import raise_open_files_limit
-from asgi_stream.tools.soak import open_fds, rss_kib
+from asgi_stream.tools.process import open_fds, raise_open_files_limit, rss_kib
 
 CHUNK = b"x" * (64 * 1024)
 

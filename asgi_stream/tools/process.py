@@ -25,6 +25,10 @@ so they all do them here:
    which uvicorn and hypercorn take as "shut down gracefully"), then SIGKILL
    when the process has not exited within a bound. Nothing is left running.
 
+While it runs, :func:`rss_kib` and :func:`open_fds` read what a leak would
+show from outside the process, in Linux's ``/proc``; :func:`raise_open_files_limit`
+lets a process that holds thousands of connections open them.
+
 The command is a whole argument list: ``[sys.executable, "-m", "asgi_stream",
 "serve", ...]``, ``[sys.executable, "-m", "uvicorn", ...]`` or
 ``["redis-server", ...]``. ``--port PORT`` is appended to it, unless an
@@ -36,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import resource
 import signal
 import socket
 import subprocess
@@ -50,7 +53,9 @@ __all__ = [
     "ServerDidNotStart",
     "ServerProcess",
     "free_port",
+    "open_fds",
     "raise_open_files_limit",
+    "rss_kib",
     "serve",
     "wait_until_listening",
 ]
@@ -78,6 +83,8 @@ def raise_open_files_limit() -> None:
     thousands of streams needs one descriptor for each. Processes started
     afterwards inherit the raised limit.
     """
+    import resource  # Unix only: imported here so that the module imports everywhere
+
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
@@ -112,6 +119,17 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait(5)
         return self.process.returncode
+
+
+def rss_kib(pid: int) -> int:
+    """The resident memory of process ``pid``, in KiB (Linux: ``/proc/PID/statm``)."""
+    with open(f"/proc/{pid}/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def open_fds(pid: int) -> int:
+    """How many file descriptors (files, sockets, pipes) process ``pid`` has open (Linux)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def wait_until_listening(port: int, process: subprocess.Popen[bytes], timeout: float) -> None:

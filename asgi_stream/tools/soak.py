@@ -44,7 +44,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
 import signal
 import sys
@@ -56,16 +55,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .process import serve
+from .process import open_fds, rss_kib, serve
 from .rawhttp import TIMEOUT, abort, connect, fetch, read_body, read_head, request_bytes
 
 __all__ = [
     "SCENARIOS",
     "SoakReport",
     "add_command",
-    "open_fds",
     "open_stream",
-    "rss_kib",
     "soak",
 ]
 
@@ -189,15 +186,6 @@ class SoakReport:
                 "result: " + ("OK" if self.ok else "FAILED"),
             ]
         )
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
-
-
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def slope_per_minute(samples: list[tuple[float, int]]) -> float:
