@@ -14,6 +14,19 @@ Every candidate is one ASGI application, served alone by one server process:
     goes out every 15 s, so proxies and browsers keep the connection. This is
     measurement (d): what an open but quiet stream costs in memory and CPU.
 
+``/stream?n=N&wait=1``
+    The same events from a generator that awaits (``asyncio.sleep(0)``) before
+    each one, as a real generator awaits a queue or a socket: every per-event
+    cost of the response is paid here, and a fairness yield is pure overhead.
+``/subscribe`` and ``/publish?seconds=S&rate=R``
+    Fan-out, the shape real SSE servers live in: each ``/subscribe`` is a
+    subscriber; ``/publish`` runs one producer for ``S`` seconds that
+    broadcasts ``R`` events a second to every subscriber, each event's data
+    being the producer's ``time.monotonic()`` (the client, on the same
+    machine, subtracts it from its own clock), then answers how many it
+    published. Each candidate delivers the way its users would: a queue per
+    subscriber (:class:`Hub`), or the library's broadcast helper.
+
 ``bare`` is the floor: a hand-written ASGI callable with one ``send()`` per
 event and no generator, no task, no check. Each other candidate differs from it
 only by the framework's response. The raw candidates (``bare``, the two
@@ -25,7 +38,10 @@ because that is how FastAPI is used.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 from urllib.parse import parse_qs
 
 import fastapi
@@ -34,7 +50,7 @@ import fastapi.sse
 import sse_starlette
 import starlette.responses
 
-from asgi_stream import EventSourceResponse, StreamingResponse
+from asgi_stream import EventSourceResponse, ServerSentEvent, StreamingResponse
 from asgi_stream.streams import heartbeat
 from asgi_stream.types import Receive, Scope, Send
 
@@ -46,10 +62,20 @@ SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-
 Endpoint = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+def query(scope: Scope, name: str, default: str) -> str:
+    """The value of ``name`` in the query string (``default`` when missing)."""
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name, [default])
+    return values[0]
+
+
 def event_count(scope: Scope) -> int:
     """The ``n`` of ``/stream?n=N`` (1 when missing)."""
-    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("n", ["1"])
-    return int(values[0])
+    return int(query(scope, "n", "1"))
+
+
+def awaits(scope: Scope) -> bool:
+    """Whether ``/stream`` was asked for a generator that awaits (``wait=1``)."""
+    return query(scope, "wait", "0") == "1"
 
 
 async def event_bytes(n: int) -> AsyncIterator[bytes]:
@@ -58,10 +84,55 @@ async def event_bytes(n: int) -> AsyncIterator[bytes]:
         yield b"data: %d\n\n" % i
 
 
+async def event_bytes_awaiting(n: int) -> AsyncIterator[bytes]:
+    """:func:`event_bytes` from a generator that awaits before each event."""
+    for i in range(n):
+        await asyncio.sleep(0)
+        yield b"data: %d\n\n" % i
+
+
 async def event_texts(n: int) -> AsyncIterator[str]:
     """The events' data as text, for SSE responses that do the encoding."""
     for i in range(n):
         yield str(i)
+
+
+async def event_texts_awaiting(n: int) -> AsyncIterator[str]:
+    """:func:`event_texts` from a generator that awaits before each event."""
+    for i in range(n):
+        await asyncio.sleep(0)
+        yield str(i)
+
+
+async def event_objects(n: int) -> AsyncIterator[ServerSentEvent]:
+    """The events as :class:`ServerSentEvent` objects, made one per event."""
+    for i in range(n):
+        yield ServerSentEvent(data=str(i))
+
+
+async def event_objects_awaiting(n: int) -> AsyncIterator[ServerSentEvent]:
+    """:func:`event_objects` from a generator that awaits before each event."""
+    for i in range(n):
+        await asyncio.sleep(0)
+        yield ServerSentEvent(data=str(i))
+
+
+def byte_events(scope: Scope) -> AsyncIterator[bytes]:
+    """The ``/stream`` generator of pre-encoded events that ``scope`` asks for."""
+    n = event_count(scope)
+    return event_bytes_awaiting(n) if awaits(scope) else event_bytes(n)
+
+
+def text_events(scope: Scope) -> AsyncIterator[str]:
+    """The ``/stream`` generator of event data that ``scope`` asks for."""
+    n = event_count(scope)
+    return event_texts_awaiting(n) if awaits(scope) else event_texts(n)
+
+
+def object_events(scope: Scope) -> AsyncIterator[ServerSentEvent]:
+    """The ``/stream`` generator of :class:`ServerSentEvent` objects that ``scope`` asks for."""
+    n = event_count(scope)
+    return event_objects_awaiting(n) if awaits(scope) else event_objects(n)
 
 
 #: The news every idle stream waits for, and that never comes: one event shared by
@@ -87,6 +158,63 @@ async def hand_heartbeat() -> AsyncIterator[bytes]:
             yield b"data: news\n\n"
 
 
+# -- fan-out -------------------------------------------------------------------------------------
+
+
+class Hub:
+    """The subscribers of one server, a queue each: the fan-out that users write by hand.
+
+    ``encode`` turns the published text into what the subscribers' queues
+    hold, once per event (a user with a byte stream encodes in the producer;
+    an SSE response is given the text and encodes per subscriber).
+    """
+
+    def __init__(self, encode: Callable[[str], Any] = str) -> None:
+        self.encode = encode
+        self.queues: set[asyncio.Queue[Any]] = set()
+
+    def publish(self, text: str) -> None:
+        item = self.encode(text)
+        for queue in self.queues:
+            queue.put_nowait(item)
+
+    @contextlib.contextmanager
+    def subscription(self) -> Iterator[asyncio.Queue[Any]]:
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.queues.add(queue)
+        try:
+            yield queue
+        finally:
+            self.queues.discard(queue)
+
+    async def feed(self) -> AsyncIterator[Any]:
+        """A subscriber's items, for as long as it is subscribed."""
+        with self.subscription() as queue:
+            while True:
+                yield await queue.get()
+
+
+def sse_bytes(text: str) -> bytes:
+    return ("data: " + text + "\n\n").encode()
+
+
+async def publish(
+    scope: Scope, receive: Receive, send: Send, broadcast: Callable[[str], Any]
+) -> None:
+    """``/publish?seconds=S&rate=R``: broadcast R timestamps a second for S seconds."""
+    seconds, rate = float(query(scope, "seconds", "1")), float(query(scope, "rate", "10"))
+    loop = asyncio.get_running_loop()
+    start, count = loop.time(), round(seconds * rate)
+    for k in range(count):
+        # On a schedule, not sleep(1 / rate) after each: a slow broadcast does not slow the rate.
+        await asyncio.sleep(max(0.0, start + k / rate - loop.time()))
+        broadcast(f"{time.monotonic():.6f}")
+    body = b"%d" % count
+    headers = [(b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
 async def serve_lifespan(receive: Receive, send: Send) -> None:
     """Acknowledge startup and shutdown, so every server treats the app alike."""
     while True:
@@ -96,14 +224,24 @@ async def serve_lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-def raw_app(stream: Endpoint, idle: Endpoint) -> Endpoint:
-    """An ASGI app with ``/stream`` and ``/idle``, and no framework around them."""
+def raw_app(
+    stream: Endpoint,
+    idle: Endpoint,
+    subscribe: Endpoint | None = None,
+    broadcast: Callable[[str], Any] | None = None,
+) -> Endpoint:
+    """An ASGI app with ``/stream``, ``/idle`` and, given ``subscribe`` and
+    ``broadcast`` (the producer's call), ``/subscribe`` and ``/publish``; no framework."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await serve_lifespan(receive, send)
         elif scope["path"] == "/idle":
             await idle(scope, receive, send)
+        elif scope["path"] == "/subscribe" and subscribe is not None:
+            await subscribe(scope, receive, send)
+        elif scope["path"] == "/publish" and broadcast is not None:
+            await publish(scope, receive, send, broadcast)
         else:
             await stream(scope, receive, send)
 
@@ -115,8 +253,14 @@ def raw_app(stream: Endpoint, idle: Endpoint) -> Endpoint:
 
 async def bare_stream(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-    for i in range(event_count(scope)):
-        await send({"type": "http.response.body", "body": b"data: %d\n\n" % i, "more_body": True})
+    body = "http.response.body"
+    if awaits(scope):
+        for i in range(event_count(scope)):
+            await asyncio.sleep(0)
+            await send({"type": body, "body": b"data: %d\n\n" % i, "more_body": True})
+    else:
+        for i in range(event_count(scope)):
+            await send({"type": body, "body": b"data: %d\n\n" % i, "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
@@ -132,34 +276,57 @@ async def bare_idle(scope: Scope, receive: Receive, send: Send) -> None:
                 return
 
 
-bare = raw_app(bare_stream, bare_idle)
+BARE_HUB = Hub(sse_bytes)
+
+
+async def bare_subscribe(scope: Scope, receive: Receive, send: Send) -> None:
+    # The floor: no disconnect watch (the benchmark's subscribers stay to the end).
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    with BARE_HUB.subscription() as queue:
+        while True:
+            await send({"type": "http.response.body", "body": await queue.get(), "more_body": True})
+
+
+bare = raw_app(bare_stream, bare_idle, bare_subscribe, BARE_HUB.publish)
 
 
 # -- asgi-stream ---------------------------------------------------------------------------------
 
 
 async def asgi_stream_bytes_stream(scope: Scope, receive: Receive, send: Send) -> None:
-    response = StreamingResponse(event_bytes(event_count(scope)), media_type="text/event-stream")
+    response = StreamingResponse(byte_events(scope), media_type="text/event-stream")
     await response(scope, receive, send)
 
 
 async def asgi_stream_coalesced_stream(scope: Scope, receive: Receive, send: Send) -> None:
-    response = StreamingResponse(
-        event_bytes(event_count(scope)), media_type="text/event-stream", coalesce=True
-    )
+    response = StreamingResponse(byte_events(scope), media_type="text/event-stream", coalesce=True)
     await response(scope, receive, send)
 
 
 async def asgi_stream_sse_stream(scope: Scope, receive: Receive, send: Send) -> None:
-    await EventSourceResponse(event_texts(event_count(scope)))(scope, receive, send)
+    await EventSourceResponse(text_events(scope))(scope, receive, send)
+
+
+async def asgi_stream_sse_objects_stream(scope: Scope, receive: Receive, send: Send) -> None:
+    await EventSourceResponse(object_events(scope))(scope, receive, send)
 
 
 async def asgi_stream_idle(scope: Scope, receive: Receive, send: Send) -> None:
     await EventSourceResponse(heartbeat(quiet_source(), HEARTBEAT))(scope, receive, send)
 
 
+ASGI_STREAM_HUB = Hub()
+
+
+async def asgi_stream_subscribe(scope: Scope, receive: Receive, send: Send) -> None:
+    await EventSourceResponse(ASGI_STREAM_HUB.feed())(scope, receive, send)
+
+
 asgi_stream_bytes = raw_app(asgi_stream_bytes_stream, asgi_stream_idle)
-asgi_stream_sse = raw_app(asgi_stream_sse_stream, asgi_stream_idle)
+asgi_stream_sse = raw_app(
+    asgi_stream_sse_stream, asgi_stream_idle, asgi_stream_subscribe, ASGI_STREAM_HUB.publish
+)
+asgi_stream_sse_objects = raw_app(asgi_stream_sse_objects_stream, asgi_stream_idle)
 asgi_stream_coalesced = raw_app(asgi_stream_coalesced_stream, asgi_stream_idle)
 
 
@@ -168,7 +335,7 @@ asgi_stream_coalesced = raw_app(asgi_stream_coalesced_stream, asgi_stream_idle)
 
 async def starlette_stream(scope: Scope, receive: Receive, send: Send) -> None:
     response = starlette.responses.StreamingResponse(
-        event_bytes(event_count(scope)), media_type="text/event-stream"
+        byte_events(scope), media_type="text/event-stream"
     )
     await response(scope, receive, send)
 
@@ -181,7 +348,7 @@ async def starlette_idle(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def sse_starlette_stream(scope: Scope, receive: Receive, send: Send) -> None:
-    await sse_starlette.EventSourceResponse(event_texts(event_count(scope)))(scope, receive, send)
+    await sse_starlette.EventSourceResponse(text_events(scope))(scope, receive, send)
 
 
 async def sse_starlette_idle(scope: Scope, receive: Receive, send: Send) -> None:
@@ -189,8 +356,28 @@ async def sse_starlette_idle(scope: Scope, receive: Receive, send: Send) -> None
     await response(scope, receive, send)
 
 
-starlette_app = raw_app(starlette_stream, starlette_idle)
-sse_starlette_app = raw_app(sse_starlette_stream, sse_starlette_idle)
+STARLETTE_HUB = Hub(sse_bytes)
+SSE_STARLETTE_HUB = Hub()
+
+
+async def starlette_subscribe(scope: Scope, receive: Receive, send: Send) -> None:
+    response = starlette.responses.StreamingResponse(
+        STARLETTE_HUB.feed(), media_type="text/event-stream"
+    )
+    await response(scope, receive, send)
+
+
+async def sse_starlette_subscribe(scope: Scope, receive: Receive, send: Send) -> None:
+    response = sse_starlette.EventSourceResponse(SSE_STARLETTE_HUB.feed(), ping=HEARTBEAT)
+    await response(scope, receive, send)
+
+
+starlette_app = raw_app(
+    starlette_stream, starlette_idle, starlette_subscribe, STARLETTE_HUB.publish
+)
+sse_starlette_app = raw_app(
+    sse_starlette_stream, sse_starlette_idle, sse_starlette_subscribe, SSE_STARLETTE_HUB.publish
+)
 
 
 # -- FastAPI -------------------------------------------------------------------------------------
@@ -230,6 +417,10 @@ CANDIDATES: dict[str, tuple[str, str]] = {
     "bare": ("bare", "hand-written ASGI loop, one send() per event"),
     "asgi-stream": ("asgi_stream_bytes", "asgi_stream.StreamingResponse, bytes items"),
     "asgi-stream SSE": ("asgi_stream_sse", "asgi_stream.EventSourceResponse, str items"),
+    "asgi-stream SSE objects": (
+        "asgi_stream_sse_objects",
+        "asgi_stream.EventSourceResponse, ServerSentEvent items",
+    ),
     "asgi-stream coalesce": (
         "asgi_stream_coalesced",
         "asgi_stream.StreamingResponse(coalesce=True), bytes items",

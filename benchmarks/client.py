@@ -43,8 +43,9 @@ def request(path: str) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode("ascii")
 
 
-def stream_path(n: int) -> str:
-    return f"/stream?n={n}"
+def stream_path(n: int, awaiting: bool = False) -> str:
+    """``/stream`` of ``n`` events, from a generator that awaits before each if ``awaiting``."""
+    return f"/stream?n={n}&wait=1" if awaiting else f"/stream?n={n}"
 
 
 class EventCounter:
@@ -151,7 +152,9 @@ class StreamSet:
         self.open = 0
 
 
-def aggregate(port: int, streams: int, per_stream: int, batched: bool) -> tuple[float, int]:
+def aggregate(
+    port: int, streams: int, per_stream: int, batched: bool, awaiting: bool = False
+) -> tuple[float, int]:
     """``streams`` concurrent streams of ``per_stream`` events: (seconds, events counted).
 
     The connections are made first; the clock runs from the first request to
@@ -163,7 +166,7 @@ def aggregate(port: int, streams: int, per_stream: int, batched: bool) -> tuple[
     try:
         start = time.perf_counter()
         for sock in socks:
-            streamset.add(sock, stream_path(per_stream))
+            streamset.add(sock, stream_path(per_stream, awaiting))
         while streamset.open and time.monotonic() < deadline:
             streamset.poll(1.0)
         return time.perf_counter() - start, streamset.counter.count

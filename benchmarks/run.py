@@ -22,10 +22,15 @@ The measurements, as the issue names them:
 (d) idle SSE streams with a 15 s heartbeat, on fresh servers: resident
     memory per stream at 1,000, 5,000 and 10,000 streams (the slope from a
     warm base of 100 streams) and the server's CPU over one heartbeat period;
-(e) aggregate events per second with 1, 10, 100 and 1,000 concurrent
-    streams of 1,000 events each (batched reader), and the server's CPU time
-    per event. Each stream's own cost (request, headers, end) is then the same
-    share of every figure, and what changes is what concurrency costs;
+(e) aggregate events per second with 1, 200 and 1,000 concurrent streams
+    of 500 events each (batched reader), and the server's CPU time per event,
+    twice: generators that never await, and generators that await before
+    every event (as real ones await a queue or a socket). Each stream's own
+    cost (request, headers, end) is then the same share of every figure, and
+    what changes is what concurrency costs;
+(f) fan-out: one producer broadcasts 10 events a second to 1,000 and then
+    10,000 subscribers (:mod:`benchmarks.fanout_client`); the server's CPU
+    time per delivered event and the producer-to-client latency, p50 and p99;
 
 and, on uvicorn with h11 and on hypercorn, (a) again with the eager reader
 for a reduced set of candidates. :mod:`benchmarks.report` writes the JSON,
@@ -66,7 +71,9 @@ READERS = {"eager": False, "batched": True}
 # Many streams are read by one epoll loop; the batched reader keeps that loop
 # from becoming the bottleneck when a server interleaves small writes.
 SCALING_BATCHED = True
-SECTIONS = ("a", "b", "c", "d", "e", "secondary")
+SECTIONS = ("a", "b", "c", "d", "e", "f", "secondary")
+#: The two kinds of generator of (e): name -> whether it awaits before each event.
+GENERATORS = {"never awaits": False, "awaits": True}
 # Where time is short, the FastAPI candidates are left out: FastAPI's StreamingResponse
 # is Starlette's, and its own EventSourceResponse is too slow to repeat in the time.
 REDUCED_SET = tuple(name for name in CANDIDATES if not name.startswith("fastapi"))
@@ -78,7 +85,7 @@ class Settings:
 
     candidates: tuple[str, ...] = tuple(CANDIDATES)
     events: int = 100_000
-    rounds: int = 7
+    rounds: int = 5
     first_event_samples: int = 400
     fairness_streams: int = 50
     fairness_seconds: float = 3.0
@@ -94,9 +101,14 @@ class Settings:
     idle_levels: tuple[int, ...] = (1_000, 5_000, 10_000)
     idle_window: float = 15.0
     scaling_candidates: tuple[str, ...] = REDUCED_SET
-    scaling_levels: tuple[int, ...] = (1, 10, 100, 1_000)
-    scaling_events_per_stream: int = 1_000
+    scaling_levels: tuple[int, ...] = (1, 200, 1_000)
+    scaling_events_per_stream: int = 500
     scaling_rounds: int = 3
+    fanout_candidates: tuple[str, ...] = ("bare", "asgi-stream SSE", "starlette", "sse-starlette")
+    fanout_levels: tuple[int, ...] = (1_000, 10_000)
+    fanout_rate: float = 10.0
+    fanout_seconds: float = 1.0
+    fanout_rounds: int = 2
     secondary_servers: tuple[str, ...] = ("uvicorn-h11", "hypercorn")
     secondary_candidates: tuple[str, ...] = REDUCED_SET
     secondary_events: int = 30_000
@@ -117,6 +129,9 @@ QUICK = Settings(
     scaling_levels=(1, 10),
     scaling_events_per_stream=200,
     scaling_rounds=1,
+    fanout_levels=(10, 20),
+    fanout_seconds=0.3,
+    fanout_rounds=1,
     secondary_events=1_000,
     secondary_rounds=1,
 )
@@ -241,12 +256,13 @@ def fairness(
 # -- (d) idle streams ----------------------------------------------------------------------------
 
 
-class IdleClient:
-    """A :mod:`benchmarks.idle_client` process, spoken to one line at a time."""
+class ClientProcess:
+    """A client in a process of its own (:mod:`benchmarks.idle_client`,
+    :mod:`benchmarks.fanout_client`), spoken to one line at a time."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, module: str, port: int) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.idle_client", str(port)],
+            [sys.executable, "-m", module, str(port)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -258,7 +274,7 @@ class IdleClient:
         self.process.stdin.write(command + "\n")
         self.process.stdin.flush()
 
-    def answer(self) -> dict[str, int]:
+    def answer(self) -> dict[str, Any]:
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line:
@@ -271,7 +287,7 @@ class IdleClient:
             self.process.wait(30)
 
 
-def all_answer(clients: dict[str, IdleClient], command: str) -> dict[str, dict[str, int]]:
+def all_answer(clients: dict[str, ClientProcess], command: str) -> dict[str, dict[str, Any]]:
     """Give every client the same command at once, then collect the answers."""
     for idle in clients.values():
         idle.send(command)
@@ -283,7 +299,10 @@ def idle_streams(settings: Settings, tmp: Path) -> dict[str, Any]:
     # Memory and idle CPU do not depend on the core, and opening 10,000 streams on
     # each server goes twice as fast when the servers may use both.
     with servers(PRIMARY, candidates, tmp, "0,1") as running, contextlib.ExitStack() as stack:
-        clients = {name: IdleClient(server.port) for name, server in running.items()}
+        clients = {
+            name: ClientProcess("benchmarks.idle_client", server.port)
+            for name, server in running.items()
+        }
         for idle in clients.values():
             stack.callback(idle.close)
         pid = {name: server.process.pid for name, server in running.items()}
@@ -322,7 +341,11 @@ def idle_streams(settings: Settings, tmp: Path) -> dict[str, Any]:
 
 
 def scaling(
-    running: dict[str, ServerProcess], levels: Sequence[int], events: int, rounds: int
+    running: dict[str, ServerProcess],
+    levels: Sequence[int],
+    events: int,
+    rounds: int,
+    awaiting: bool,
 ) -> dict[str, Any]:
     rates: dict[str, dict[int, list[float]]] = {c: {n: [] for n in levels} for c in running}
     cpu: dict[str, dict[int, list[float]]] = {c: {n: [] for n in levels} for c in running}
@@ -330,7 +353,9 @@ def scaling(
         for _ in range(rounds):
             for name, server in running.items():
                 before = procfs.cpu_seconds(server.process.pid)
-                seconds, counted = client.aggregate(server.port, level, events, SCALING_BATCHED)
+                seconds, counted = client.aggregate(
+                    server.port, level, events, SCALING_BATCHED, awaiting
+                )
                 used = procfs.cpu_seconds(server.process.pid) - before
                 expected = events * level
                 if counted != expected:
@@ -338,6 +363,7 @@ def scaling(
                 rates[name][level].append(counted / seconds)
                 cpu[name][level].append(used / counted * 1e6)
     result = {}
+    bare_cpu = {level: statistics.median(values) for level, values in cpu.get("bare", {}).items()}
     for name, by_level in rates.items():
         medians = {level: statistics.median(values) for level, values in by_level.items()}
         cpu_medians = {level: statistics.median(values) for level, values in cpu[name].items()}
@@ -346,12 +372,68 @@ def scaling(
             "events_per_s": {str(level): value for level, value in medians.items()},
             "ratio_to_one_stream": {str(level): value / first for level, value in medians.items()},
             "cpu_us_per_event": {str(level): value for level, value in cpu_medians.items()},
+            "cpu_ratio_to_bare": {
+                str(level): value / bare_cpu[level]
+                for level, value in cpu_medians.items()
+                if bare_cpu.get(level)
+            },
             # What the server could sustain if it did nothing else (1 / CPU per event),
             # relative to one stream: one short stream's events/s is bound by latency.
             "capacity_ratio_to_one_stream": {
                 str(level): cpu_medians[levels[0]] / value for level, value in cpu_medians.items()
             },
         }
+    return result
+
+
+# -- (f) fan-out --------------------------------------------------------------------------------
+
+
+def fanout(settings: Settings, tmp: Path) -> dict[str, Any]:
+    """One producer, many subscribers: CPU per delivered event, and latency."""
+    candidates = [name for name in settings.fanout_candidates if name in settings.candidates]
+    result: dict[str, Any] = {name: {} for name in candidates}
+    # Opening 10,000 subscriptions goes twice as fast on both cores; the CPU time
+    # per event is counted in the kernel's clock, whichever core it ran on.
+    with servers(PRIMARY, candidates, tmp, "0,1") as running, contextlib.ExitStack() as stack:
+        clients = {
+            name: ClientProcess("benchmarks.fanout_client", server.port)
+            for name, server in running.items()
+        }
+        for subscribers in clients.values():
+            stack.callback(subscribers.close)
+        for level in settings.fanout_levels:
+            log(f"(f) opening {level} subscriptions on each server")
+            all_answer(clients, f"open {level}")
+            cpu: dict[str, list[float]] = {name: [] for name in running}
+            latencies: dict[str, list[float]] = {name: [] for name in running}
+            delivered: dict[str, float] = {name: 0.0 for name in running}
+            for _ in range(settings.fanout_rounds):
+                for name, server in running.items():
+                    # The client answers once the subscribers have been quiet for a while.
+                    before = procfs.cpu_seconds(server.process.pid)
+                    clients[name].send(f"measure {settings.fanout_seconds} {settings.fanout_rate}")
+                    answer = clients[name].answer()
+                    used = procfs.cpu_seconds(server.process.pid) - before
+                    expected = answer["published"] * level
+                    if not answer["delivered"]:
+                        raise RuntimeError(f"{name}: no event reached {level} subscribers")
+                    cpu[name].append(used / answer["delivered"] * 1e6)
+                    latencies[name].extend(answer["latencies"])
+                    delivered[name] += answer["delivered"] / expected / settings.fanout_rounds
+            for name in running:
+                result[name][str(level)] = {
+                    "cpu_us_per_event": statistics.median(cpu[name]),
+                    "p50_ms": percentile(latencies[name], 50) * 1e3,
+                    "p99_ms": percentile(latencies[name], 99) * 1e3,
+                    "delivered_share": delivered[name],
+                    "samples": len(latencies[name]),
+                }
+    for levels in result.values():
+        for level, entry in levels.items():
+            bare = result.get("bare", {}).get(level)
+            if bare:
+                entry["cpu_ratio_to_bare"] = entry["cpu_us_per_event"] / bare["cpu_us_per_event"]
     return result
 
 
@@ -396,12 +478,16 @@ def measure(settings: Settings, sections: Sequence[str], tmp: Path) -> dict[str,
             section(
                 "e",
                 "(e) concurrent streams",
-                lambda: scaling(
-                    subset,
-                    settings.scaling_levels,
-                    settings.scaling_events_per_stream,
-                    settings.scaling_rounds,
-                ),
+                lambda: {
+                    kind: scaling(
+                        subset,
+                        settings.scaling_levels,
+                        settings.scaling_events_per_stream,
+                        settings.scaling_rounds,
+                        awaiting,
+                    )
+                    for kind, awaiting in GENERATORS.items()
+                },
             )
             section(
                 "c",
@@ -414,6 +500,7 @@ def measure(settings: Settings, sections: Sequence[str], tmp: Path) -> dict[str,
                 ),
             )
     section("d", "(d) idle streams", lambda: idle_streams(settings, tmp))
+    section("f", "(f) fan-out", lambda: fanout(settings, tmp))
 
     def secondary() -> dict[str, Any]:
         chosen = [c for c in settings.secondary_candidates if c in candidates]

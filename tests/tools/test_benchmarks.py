@@ -20,12 +20,12 @@ CANDIDATES = ["bare", "asgi-stream SSE"]
 
 
 def test_quick_run_writes_json_table_and_chart(tmp_path):
-    options = ["--quick", "--candidates", ",".join(CANDIDATES), "--sections", "a,b,c,d,e"]
+    options = ["--quick", "--candidates", ",".join(CANDIDATES), "--sections", "a,b,c,d,e,f"]
     subprocess.run(
         [sys.executable, "-m", "benchmarks", *options, "--output", str(tmp_path)],
         cwd=ROOT,
         check=True,
-        timeout=60,
+        timeout=120,
         capture_output=True,
     )
     results = json.loads((tmp_path / "results.json").read_text())
@@ -42,11 +42,18 @@ def test_quick_run_writes_json_table_and_chart(tmp_path):
     idle = results["d"]["asgi-stream SSE"]
     assert set(idle["kb_per_stream"]) == {"20", "50"}
     assert idle["idle_cpu_percent"] >= 0
-    assert set(results["e"]["bare"]["events_per_s"]) == {"1", "10"}
+    for kind in ("never awaits", "awaits"):
+        assert set(results["e"][kind]["bare"]["events_per_s"]) == {"1", "10"}
+        assert results["e"][kind]["bare"]["cpu_ratio_to_bare"]["10"] == 1.0
+    for level in ("10", "20"):
+        fanout = results["f"]["asgi-stream SSE"][level]
+        assert fanout["delivered_share"] == 1.0  # every subscriber got every event
+        assert 0 < fanout["p50_ms"] <= fanout["p99_ms"]
+        assert fanout["cpu_us_per_event"] > 0
     verdicts = {(t["metric"], t["candidate"]): t["verdict"] for t in results["targets"]}
-    assert verdicts[("(a) eager, SSE-encoded", "asgi-stream SSE")] in {"pass", "miss"}
+    assert verdicts[("3. (a) eager: SSE, str items", "asgi-stream SSE")] in {"pass", "miss"}
     assert results["meta"]["settings"]["events"] == 2_000
 
     table = (tmp_path / "results.md").read_text()
-    assert "| bare |" in table and "## Targets" in table
+    assert "| bare |" in table and "## Targets" in table and "## (f) Fan-out" in table
     assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
