@@ -5,18 +5,30 @@ calls ``time.sleep()`` or reads a file would stop all of them while it runs,
 so each ``next()`` on it is run in a worker thread, and the loop waits for the
 thread's answer the way it waits for a socket.
 
-Three details make this correct rather than merely working:
+Four details make this correct rather than merely working:
 
 * ``next()`` on an exhausted generator raises ``StopIteration``, which cannot
   travel through a future; we ask for ``next(iterator, _EXHAUSTED)`` instead.
+* **One thread per sync stream.** Many resources may only be used by the
+  thread that made them: a ``sqlite3`` connection refuses any other ("SQLite
+  objects created in a thread can only be used in that same thread"), and so
+  do some drivers and thread-local state. A generator that opens one and then
+  has each ``next()`` run on whichever pool thread is free fails as soon as a
+  few streams run at once. So :func:`iterate_in_threadpool` gives each
+  iterator a thread of its own, which runs every ``next()`` and the final
+  ``close()``, and ends with it. It costs one thread start per stream and a
+  few microseconds per item (``python3 -m benchmarks.sync_thread``), and the
+  number of sync streams is not capped by a pool: a thousand slow streams are
+  a thousand threads, each mostly asleep.
 * A generator can run in one thread at a time. While a ``next()`` is in flight,
   ``close()`` would raise ``ValueError: generator already executing``. When the
-  consumer goes away (the client disconnected), we close the generator *after*
-  its in-flight ``next()`` returns, so its ``finally`` runs promptly and not at
-  some later garbage collection.
-* The threads come from one bounded pool owned by this module (at most
-  :data:`MAX_THREADS`), so a thousand slow sync streams queue instead of
-  spawning a thousand threads. Idle pool threads are reused, never leaked.
+  consumer goes away (the client disconnected), the ``close()`` is queued on
+  the stream's thread *behind* the in-flight ``next()``, so it runs as soon as
+  that returns: the generator's ``finally`` runs promptly, on its own thread,
+  and not at some later garbage collection. Then the thread ends.
+* Plain blocking calls (:func:`run_in_threadpool`: sync endpoints, sync
+  background tasks) share one bounded pool owned by this module (at most
+  :data:`MAX_THREADS`), whose idle threads are reused, never leaked.
 """
 
 from __future__ import annotations
@@ -31,7 +43,7 @@ from collections.abc import (
     Iterable,
     Iterator,
 )
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 __all__ = [
@@ -44,7 +56,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: The most threads that sync generators and sync background tasks may use at once.
+#: The most threads that sync endpoints and sync background tasks may use at once.
 MAX_THREADS = 40
 
 _EXHAUSTED = object()
@@ -61,44 +73,30 @@ async def run_in_threadpool(func: Callable[..., T], *args: Any, **kwargs: Any) -
 
 
 async def iterate_in_threadpool(iterator: Iterator[T]) -> AsyncGenerator[T, None]:
-    """Iterate a sync iterator from async code, one ``next()`` per thread hop.
+    """Iterate a sync iterator from async code, every ``next()`` on one thread of its own.
 
-    Closing this async generator (``aclose()``, or cancelling the task that
-    awaits it) closes ``iterator`` too, once any ``next()`` still running in
-    its thread has returned.
+    The thread starts with the first ``next()`` and ends after the iterator
+    does. Closing this async generator (``aclose()``, or cancelling the task
+    that awaits it) closes ``iterator`` too, on that same thread, as soon as a
+    ``next()`` still running there has returned.
     """
-    in_flight: Future[Any] | None = None
+    # One worker, first in first out: the thread of this iterator.
+    thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asgi-stream-iterator")
     try:
         while True:
-            in_flight = _executor().submit(next, iterator, _EXHAUSTED)
-            item = await asyncio.wrap_future(in_flight)
-            in_flight = None
+            item: Any = await asyncio.wrap_future(thread.submit(next, iterator, _EXHAUSTED))
             if item is _EXHAUSTED:
                 return
             yield item
     finally:
         close = getattr(iterator, "close", None)
-        if close is not None:
+        # Queued behind any next() still running: the generator is free by then.
+        closed = thread.submit(close) if close is not None else None
+        thread.shutdown(wait=False)  # the thread ends once its queue is done
+        if closed is not None:
             # Shielded: a second cancellation (a shutdown's grace period running
             # out) may stop our wait, but never the close itself.
-            await asyncio.shield(asyncio.wrap_future(_close_when_idle(close, in_flight)))
-
-
-def _close_when_idle(close: Callable[[], object], in_flight: Future[Any] | None) -> Future[object]:
-    """Run ``close()`` in a worker thread once ``in_flight`` (if any) has finished."""
-    if in_flight is None or in_flight.done():
-        return _executor().submit(close)
-    closed: Future[object] = Future()
-
-    def close_now(_: Future[Any]) -> None:
-        # Runs in the thread that has just finished next(): the generator is free.
-        try:
-            closed.set_result(close())
-        except BaseException as exc:
-            closed.set_exception(exc)
-
-    in_flight.add_done_callback(close_now)
-    return closed
+            await asyncio.shield(asyncio.wrap_future(closed))
 
 
 def aiterate(content: AsyncIterable[T] | Iterable[T]) -> AsyncIterator[T]:
