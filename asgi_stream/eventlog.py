@@ -138,6 +138,8 @@ class MemoryEventLog(EventLog):
             dropped.wakeup.set()
 
     async def append(self, stream: str, data: str, event: str | None = None) -> str:
+        self.check_stream(stream)
+        self.check_event(data, event)
         s = self._get_or_create(stream)
         event_id = str(s.next_seq)
         s.events.append(Event(event_id, data, event))
@@ -148,6 +150,7 @@ class MemoryEventLog(EventLog):
         return event_id
 
     async def read(self, stream: str, after: str | None = None) -> AsyncGenerator[Event, None]:
+        self.check_stream(stream)
         s = self._get_or_create(stream)
         s.readers += 1
         try:

@@ -18,13 +18,19 @@ works.
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+
+from .sse import ServerSentEvent
 
 __all__ = ["DEFAULT_MAXLEN", "Event", "EventIDNotFound", "EventLog"]
 
 #: How many events each stream keeps, unless told otherwise.
 DEFAULT_MAXLEN = 10_000
+
+_MAX_STREAM_NAME = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +61,11 @@ class EventLog(abc.ABC):
 
     @abc.abstractmethod
     async def append(self, stream: str, data: str, event: str | None = None) -> str:
-        """Add an event at the end of ``stream`` (created if needed); its ID."""
+        """Add an event at the end of ``stream`` (created if needed); its ID.
+
+        Raises :class:`TypeError` or :class:`ValueError`, and stores nothing,
+        when :meth:`check_stream` or :meth:`check_event` refuses the arguments.
+        """
 
     @abc.abstractmethod
     def read(self, stream: str, after: str | None = None) -> AsyncGenerator[Event, None]:
@@ -79,5 +89,50 @@ class EventLog(abc.ABC):
     async def expire(self, stream: str, seconds: float) -> None:
         """Forget ``stream`` entirely ``seconds`` from now."""
 
+    @staticmethod
+    def check_stream(stream: str) -> None:
+        """Refuse a stream name that is not 1 to 200 characters of text without controls.
+
+        Names end up in Redis keys, URLs and log lines, where a line break or
+        an escape sequence has no business. Every backend calls this in
+        :meth:`append` and :meth:`read`.
+        """
+        if not isinstance(stream, str):
+            raise TypeError(f"a stream name must be str, not {type(stream).__name__}")
+        if not 0 < len(stream) <= _MAX_STREAM_NAME or _CONTROL.search(stream):
+            raise ValueError(
+                f"a stream name must be 1 to {_MAX_STREAM_NAME} characters without "
+                f"control characters: {stream[:_MAX_STREAM_NAME]!r}"
+            )
+        _check_utf8("stream name", stream)
+
+    @staticmethod
+    def check_event(data: str, event: str | None = None) -> None:
+        """Refuse what could not be sent as one SSE event.
+
+        An event that is stored once is sent to every reader that resumes from
+        before it, on every reconnection: if it could not be sent, it would stop
+        all of them, for ever (a "poison pill"). So ``data`` must be a ``str``,
+        ``event`` follow :class:`~asgi_stream.sse.ServerSentEvent`'s rules (no
+        CR or LF), and both be encodable as UTF-8 (no lone surrogate). Every
+        backend calls this in :meth:`append`, and a backend whose storage other
+        programs can write checks what it reads in the same way.
+        """
+        if not isinstance(data, str):
+            raise TypeError(f"event data must be str, not {type(data).__name__}")
+        ServerSentEvent(event=event)  # the SSE rules for an event type
+        _check_utf8("event data", data)
+        if event is not None:
+            _check_utf8("event type", event)
+
     async def aclose(self) -> None:  # noqa: B027 - a hook; the in-memory log has nothing to close
         """Release connections and the like. The log is not used afterwards."""
+
+
+def _check_utf8(what: str, text: str) -> None:
+    if text.isascii():  # the common case, and an O(1) check: CPython knows it already
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} is not UTF-8 text (it holds a lone surrogate)") from None

@@ -32,7 +32,18 @@ A resumed ``after`` is checked the same way before the first read, in one
 
 Because the data lives in Redis, a job started by one process can be read,
 and resumed, through any other. ``exists``, ``last`` and ``expire`` are
-``EXISTS``, ``XREVRANGE key + - COUNT 1`` and ``EXPIRE``.
+``EXISTS``, ``XREVRANGE key + - COUNT n`` and ``EXPIRE``.
+
+**Entries we did not write.** Other programs can ``XADD`` to the same key, so
+an entry may lack the ``data`` field, carry an ``event`` with a line break,
+or hold bytes that are not UTF-8. Sent as an event, such an entry would stop
+every reader that resumes from before it, on every reconnection. So each
+entry read is checked with :meth:`~asgi_stream.eventlog.EventLog.check_event`,
+the rule ``append`` applies, and one that fails is *skipped*, with a warning
+that names its ID: the readers go on, and the log says what was left out.
+Replies are decoded with ``surrogateescape``, so bytes that are not UTF-8
+reach that check instead of failing the whole reply; ``last`` skips such an
+entry in the same way.
 
 Each reader that waits in ``XREAD BLOCK`` holds one connection of the pool
 while it waits. When the reader is cancelled (its client left), redis-py
@@ -48,6 +59,7 @@ from :mod:`asgi_stream.eventlog`: that module imports this one (lazily, in
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any, cast
@@ -60,8 +72,11 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisEventLog"]
 
+logger = logging.getLogger(__name__)
+
 _KEY_PREFIX = "asgi-stream:"
 _STREAM_ID = re.compile(r"[0-9]{1,19}-[0-9]{1,19}")  # within the 64-bit halves of an ID
+_LAST_PAGE = 16  # entries per XREVRANGE when last() looks for the newest event
 
 # One stream entry, its ID and its fields, as our client receives it. redis-py's
 # types say bytes | str wherever a reply holds text; decode_responses=True makes it
@@ -87,7 +102,11 @@ class RedisEventLog(EventLog):
         self.maxlen = maxlen
         self.batch = min(batch, maxlen)  # so that a trimmed cursor always gives a full batch
         self.block_ms = block_ms
-        self.redis: Redis = Redis.from_url(url, decode_responses=True)
+        # surrogateescape: an entry that another program wrote in another
+        # encoding is skipped by _event(), and not the end of the reader.
+        self.redis: Redis = Redis.from_url(
+            url, decode_responses=True, encoding_errors="surrogateescape"
+        )
 
     @staticmethod
     def key(stream: str) -> str:
@@ -95,6 +114,8 @@ class RedisEventLog(EventLog):
         return _KEY_PREFIX + stream
 
     async def append(self, stream: str, data: str, event: str | None = None) -> str:
+        self.check_stream(stream)
+        self.check_event(data, event)
         fields: dict[FieldT, EncodableT] = {"data": data}
         if event is not None:
             fields["event"] = event
@@ -104,6 +125,7 @@ class RedisEventLog(EventLog):
         return cast(str, entry_id)  # decode_responses=True (see _Entry)
 
     async def read(self, stream: str, after: str | None = None) -> AsyncGenerator[Event, None]:
+        self.check_stream(stream)
         key = self.key(stream)
         if after is not None:
             await self._check_resumable(key, after)
@@ -115,8 +137,10 @@ class RedisEventLog(EventLog):
             if len(batch) == self.batch and cursor != "0-0":
                 await self._check_not_trimmed(key, cursor)
             for entry_id, fields in batch:
-                yield _event(entry_id, fields)
-                cursor = entry_id
+                cursor = entry_id  # past a skipped entry too
+                event = _event(key, entry_id, fields)
+                if event is not None:
+                    yield event
 
     async def _check_resumable(self, key: str, after: str) -> None:
         """Raise :class:`EventIDNotFound` unless ``after`` is an entry of the stream."""
@@ -139,9 +163,18 @@ class RedisEventLog(EventLog):
         return bool(await self.redis.exists(self.key(stream)))
 
     async def last(self, stream: str) -> Event | None:
-        reply = await self.redis.xrevrange(self.key(stream), "+", "-", count=1)
-        entries = cast(list[_Entry] | None, reply)  # decode_responses=True (see _Entry)
-        return _event(*entries[0]) if entries else None
+        key = self.key(stream)
+        newest = "+"
+        while True:  # back past entries that _event() skips, a page at a time
+            reply = await self.redis.xrevrange(key, newest, "-", count=_LAST_PAGE)
+            entries = cast(list[_Entry] | None, reply) or []  # decode_responses=True
+            for entry_id, fields in entries:
+                event = _event(key, entry_id, fields)
+                if event is not None:
+                    return event
+            if len(entries) < _LAST_PAGE:
+                return None
+            newest = "(" + entries[-1][0]  # exclusive: before the oldest one seen
 
     async def expire(self, stream: str, seconds: float) -> None:
         await self.redis.expire(self.key(stream), max(1, round(seconds)))
@@ -162,5 +195,15 @@ def _entries(xread_reply: Any) -> list[_Entry]:
     return entries
 
 
-def _event(entry_id: str, fields: Mapping[str, str]) -> Event:
-    return Event(entry_id, fields.get("data", ""), fields.get("event"))
+def _event(key: str, entry_id: str, fields: Mapping[str, str]) -> Event | None:
+    """The entry as an :class:`Event`; ``None``, with a warning, if it cannot be one."""
+    data = fields.get("data")
+    event = fields.get("event")
+    try:
+        if data is None:
+            raise ValueError("it has no data field")
+        EventLog.check_event(data, event)
+    except (TypeError, ValueError) as exc:
+        logger.warning("skipped entry %s of %s, which is not an event: %s", entry_id, key, exc)
+        return None
+    return Event(entry_id, data, event)

@@ -126,6 +126,11 @@ def test_every_path_passes_a_value_intact_or_refuses_it(
     assert any(value.encode("latin-1") in v for _, v in raw)
 
 
+def test_http_exception_headers_are_refused_where_the_exception_is_raised() -> None:
+    with pytest.raises(ValueError, match="Retry-After"):
+        HTTPException(503, headers={"Retry-After": "1\r\nX-Evil: 1"})
+
+
 def test_the_media_type_of_the_issue_is_refused_when_the_response_is_built() -> None:
     with pytest.raises(ValueError, match="content-type"):
         StreamingResponse(empty(), media_type="text/plain\r\nX-Evil: 1")
@@ -374,17 +379,27 @@ def test_a_streaming_response_used_concurrently_refuses_the_second_use() -> None
         yield b"b"
 
     response = EventSourceResponse(generate())
+    sent: list[list[dict[str, Any]]] = [[], []]
+
+    async def use(i: int) -> None:
+        async def send(message: dict[str, Any]) -> None:
+            sent[i].append(message)
+
+        async def receive() -> dict[str, Any]:
+            await asyncio.sleep(30)
+            return {"type": "http.disconnect"}
+
+        await response(http_scope(), receive, send)
 
     async def both() -> list[Any]:
-        return await asyncio.gather(
-            request(response, http_scope()),
-            request(response, http_scope()),
-            return_exceptions=True,
-        )
+        return await asyncio.gather(use(0), use(1), return_exceptions=True)
 
     first, second = asyncio.run(both())
-    assert body_of(first) == b"ab"
+    assert first is None
+    assert b"".join(m.get("body", b"") for m in sent[0]) == b"ab"
     assert isinstance(second, RuntimeError)
+    assert "already been sent" in str(second)
+    assert sent[1] == []  # refused before anything was sent
 
 
 def test_a_complete_response_may_be_sent_again() -> None:

@@ -87,3 +87,18 @@ def test_an_unknown_id_is_reset_and_then_live_when_live() -> None:
 def test_start_must_be_beginning_or_live(bad: Any) -> None:
     with pytest.raises(ValueError, match="start"):
         ResumableEventSourceResponse(MemoryEventLog(), "s", start=bad)
+
+
+def test_a_response_answered_with_204_is_single_use_too() -> None:
+    async def main() -> None:
+        log = MemoryEventLog()
+        done = await log.append("job", "", event="done")
+        response = ResumableEventSourceResponse(log, "job", done, final_events=["done"])
+        comm = ApplicationCommunicator(response, http_scope())
+        await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
+        assert (await comm.receive_output(5))["status"] == 204
+        await comm.wait(5)
+        with pytest.raises(RuntimeError, match="already been sent"):
+            await response(http_scope(), comm.input_queue.get, comm.output_queue.put)
+
+    asyncio.run(main())
