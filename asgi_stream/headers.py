@@ -177,6 +177,8 @@ class Headers(Mapping[str, str]):
         key = _lookup_key(name)
         return [value.decode("latin-1") for raw_name, value in self._raw if raw_name == key]
 
+    # A list rather than Mapping's ItemsView, as Starlette's Headers.items(): a
+    # view could not hold a name twice. Hence the ignore.
     def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
         """Every ``(name, value)`` pair, in order, repeated names included."""
         return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self._raw]

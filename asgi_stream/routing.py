@@ -307,7 +307,8 @@ class Router:
         if isinstance(result, dict | list):
             return JSONResponse(result)
         if callable(result):
-            return result  # type: ignore[no-any-return]
+            app: ASGIApp = result  # any callable is taken for an ASGI app, as Starlette does
+            return app
         logger.error(
             "endpoint %s returned %s, not a response, dict or list",
             _name_of(route.endpoint),

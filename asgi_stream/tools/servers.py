@@ -152,6 +152,7 @@ def _run_uvicorn(app: GracefulShutdown, options: ServeOptions, sock: socket.sock
         app,
         host=options.host,
         port=options.port,
+        # Typed int, but only ever a timeout for asyncio.wait_for(): a float works.
         timeout_graceful_shutdown=options.grace + _BACKSTOP,  # type: ignore[arg-type]
         ssl_certfile=options.certfile,
         ssl_keyfile=options.keyfile,
