@@ -204,7 +204,7 @@ class Request:
     async def is_disconnected(self) -> bool:
         """Whether the client has gone, without waiting: a message the server
         has ready is looked at (and kept for :meth:`stream`), none is awaited."""
-        if not self._disconnected and not self._unread:
+        if not self._disconnected:
             poll = asyncio.ensure_future(self._receive())
             await asyncio.sleep(0)  # one turn of the loop: a ready message arrives now
             if poll.done():

@@ -67,7 +67,7 @@ from .concurrency import run_in_threadpool
 from .exceptions import ClientDisconnect, HTTPException
 from .request import MAX_BODY_SIZE, Request, route_path
 from .response import JSONResponse, Response
-from .types import ASGIApp, Receive, Scope, Send
+from .types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "CONVERTERS",
@@ -175,6 +175,12 @@ class Mount:
     As Starlette's ``Mount`` does, the child sees the prefix added to its
     ``root_path``; its ``path`` is the full path, root path included, which is
     how uvicorn builds a scope and what every ASGI framework can route on.
+
+    An exception the app raises before it has started its response is
+    answered as an endpoint's would be: one with a ``status_code`` and a
+    ``detail`` (Starlette's ``HTTPException``, which ``StaticFiles`` raises for
+    a missing file and leaves to Starlette's app to answer) as that JSON
+    error, anything else as a logged 500.
     """
 
     def __init__(self, prefix: str, app: ASGIApp) -> None:
@@ -202,7 +208,25 @@ class Mount:
             "path": root_path + rest,
             "app_root_path": scope.get("app_root_path", scope.get("root_path", "")),
         }
-        await self.app(child, receive, send)
+        started = False
+
+        async def watch_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(child, receive, watch_start)
+        except Exception as exc:
+            if started or scope["type"] != "http":
+                raise
+            status = getattr(exc, "status_code", None)
+            if isinstance(status, int) and hasattr(exc, "detail"):
+                error = JSONResponse({"detail": exc.detail}, status, getattr(exc, "headers", None))
+            else:
+                logger.exception("mounted app failed: %s %s", scope["method"], scope["path"])
+                error = JSONResponse({"detail": "Internal Server Error"}, 500)
+            await error(scope, receive, send)
 
 
 class Router:

@@ -1,0 +1,164 @@
+"""The Router with the rest of the ecosystem: mounted sub-applications (another
+Router, Starlette, FastAPI, Starlette's StaticFiles) and Starlette's CORSMiddleware."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asgiref.testing import ApplicationCommunicator
+from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import JSONResponse as StarletteJSON
+from starlette.routing import Route as StarletteRoute
+from starlette.staticfiles import StaticFiles
+
+from asgi_stream import Request, Router, StreamingResponse
+from tests.asgi import body_of, headers_of, http_scope, request
+
+
+def where(request: Request) -> dict[str, Any]:
+    return {"url": request.url, "base": request.base_url, "root": request.scope["root_path"]}
+
+
+def site(tmp_path: Path) -> Router:
+    child = Router()
+    child.add("/where", where)
+
+    async def starlette_where(request: StarletteRequest) -> StarletteJSON:
+        return StarletteJSON({"path": request.url.path, "root": request.scope["root_path"]})
+
+    fastapi = FastAPI()
+
+    @fastapi.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, int]:
+        return {"item_id": item_id}
+
+    (tmp_path / "hello.txt").write_text("hello")
+    router = Router()
+    router.add("/where", where)
+    router.mount("/child", child)
+    router.mount("/starlette", Starlette(routes=[StarletteRoute("/where", starlette_where)]))
+    router.mount("/fastapi", fastapi)
+    router.mount("/files", StaticFiles(directory=tmp_path))
+    return router
+
+
+def get(app: Any, path: str, root_path: str = "") -> tuple[int, bytes]:
+    scope = http_scope("GET", path)
+    scope["root_path"] = root_path
+    messages = asyncio.run(request(app, scope))
+    return messages[0]["status"], body_of(messages)
+
+
+@pytest.mark.parametrize(
+    ("path", "root_path"),
+    [("/child/where", ""), ("/api/child/where", "/api"), ("/child/where", "/api")],
+)
+def test_a_mounted_router_sees_the_prefix_in_its_root_path(
+    tmp_path: Path, path: str, root_path: str
+) -> None:
+    status, body = get(site(tmp_path), path, root_path)
+    assert status == 200
+    assert json.loads(body) == {
+        "url": f"http://testserver{root_path}/child/where",
+        "base": f"http://testserver{root_path}/",  # the top application's, as in Starlette
+        "root": f"{root_path}/child",
+    }
+
+
+def test_mounted_starlette_fastapi_and_static_files(tmp_path: Path) -> None:
+    app = site(tmp_path)
+    assert json.loads(get(app, "/starlette/where")[1]) == {
+        "path": "/starlette/where",
+        "root": "/starlette",
+    }
+    assert get(app, "/fastapi/items/7") == (200, b'{"item_id":7}')
+    assert get(app, "/fastapi/items/x")[0] == 422
+    assert get(app, "/files/hello.txt") == (200, b"hello")
+    # StaticFiles raises Starlette's HTTPException, which Starlette's app would answer.
+    assert get(app, "/files/missing.txt") == (404, b'{"detail":"Not Found"}')
+    assert get(app, "/where")[0] == 200
+    assert get(app, "/childish")[0] == 404  # a mount owns whole segments only
+
+
+@pytest.mark.parametrize("prefix", ["child", "/child/", "/{x}"])
+def test_a_bad_mount_prefix_is_refused(prefix: str) -> None:
+    with pytest.raises(ValueError, match="mount prefix"):
+        Router().mount(prefix, Router())
+
+
+# CORS: Starlette's middleware around the Router.
+
+
+def cors_app(finally_ran: asyncio.Event | None = None) -> CORSMiddleware:
+    router = Router()
+
+    @router.get("/events")
+    async def events(request: Request) -> StreamingResponse:
+        async def endless() -> AsyncIterator[str]:
+            try:
+                while True:
+                    yield "data: tick\n\n"
+                    await asyncio.sleep(0.001)
+            finally:
+                if finally_ran is not None:
+                    finally_ran.set()
+
+        return StreamingResponse(endless(), media_type="text/event-stream")
+
+    return CORSMiddleware(
+        router, allow_origins=["https://app.example"], allow_methods=["GET"], allow_headers=["*"]
+    )
+
+
+def test_cors_preflight_is_200_with_the_allow_headers() -> None:
+    headers = [
+        (b"host", b"testserver"),
+        (b"origin", b"https://app.example"),
+        (b"access-control-request-method", b"GET"),
+        (b"access-control-request-headers", b"last-event-id"),
+    ]
+    messages = asyncio.run(request(cors_app(), http_scope("OPTIONS", "/events", headers=headers)))
+    assert messages[0]["status"] == 200
+    sent = headers_of(messages)
+    assert sent[b"access-control-allow-origin"] == b"https://app.example"
+    assert b"GET" in sent[b"access-control-allow-methods"]
+
+
+def test_a_stream_through_cors_gets_its_header_and_stops_on_disconnect() -> None:
+    async def main() -> dict[bytes, bytes]:
+        finally_ran = asyncio.Event()
+        headers = [(b"host", b"testserver"), (b"origin", b"https://app.example")]
+        comm = ApplicationCommunicator(
+            cors_app(finally_ran), http_scope("GET", "/events", headers=headers)
+        )
+        await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
+        start = await comm.receive_output(1)
+        assert (await comm.receive_output(1))["body"] == b"data: tick\n\n"
+        await comm.send_input({"type": "http.disconnect"})
+        await asyncio.wait_for(finally_ran.wait(), 2)
+        await comm.wait(2)
+        assert not comm.future.cancelled()
+        return dict(start["headers"])
+
+    sent = asyncio.run(main())
+    assert sent[b"access-control-allow-origin"] == b"https://app.example"
+
+
+def test_a_mounted_app_that_fails_before_answering_is_a_logged_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("secret")
+
+    router = Router()
+    router.mount("/broken", broken)
+    assert get(router, "/broken/x") == (500, b'{"detail":"Internal Server Error"}')
+    assert "mounted app failed: GET /broken/x" in caplog.text
