@@ -89,22 +89,28 @@ class ServerSentEvent:
         retry: int | None = None,
         comment: str | None = None,
     ) -> None:
+        # Each "type(x) is not ..." is the fast path of a check that
+        # _check_type() completes: events are made at the stream's rate.
         if event is not None:
-            _check_type("event", event, str)
+            if type(event) is not str:
+                _check_type("event", event, str)
             if "\r" in event or "\n" in event:
                 raise ValueError(f"an SSE event type cannot contain CR or LF: {event!r}")
         if id is not None:
-            if isinstance(id, int) and not isinstance(id, bool):
-                id = str(id)
-            if not isinstance(id, str):
-                raise TypeError(f"SSE id must be str or int, not {type(id).__name__}: {id!r}")
+            if type(id) is not str:
+                if isinstance(id, int) and not isinstance(id, bool):
+                    id = str(id)
+                elif not isinstance(id, str):
+                    what = type(id).__name__
+                    raise TypeError(f"SSE id must be str or int, not {what}: {id!r}")
             if "\r" in id or "\n" in id or "\0" in id:
                 raise ValueError(f"an SSE id cannot contain CR, LF or NUL: {id!r}")
         if retry is not None:
-            _check_type("retry", retry, int)
+            if type(retry) is not int:
+                _check_type("retry", retry, int)
             if retry < 0:
                 raise ValueError(f"SSE retry must be at least 0 (milliseconds), not {retry!r}")
-        if comment is not None:
+        if comment is not None and type(comment) is not str:
             _check_type("comment", comment, str)
         # Data that is not text is sent as its str(), as sse-starlette does.
         self.data = data if data is None or type(data) is str else str(data)
