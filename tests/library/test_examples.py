@@ -16,6 +16,7 @@ pytestmark = pytest.mark.server
 LESSON1 = "lesson1_bare_asgi"
 LESSON2 = "lesson2_simplified_streaming_response"
 LESSON3 = "lesson3_asgi_stream_response"
+HEAD_SAFE = "head_safe_subscription"
 TICK = "0.02"
 EVENTS = b"".join(b"data: %d\n\n" % i for i in range(5))
 
@@ -109,3 +110,33 @@ def test_lesson3_streams_str_and_bytes_and_stops_when_the_client_leaves(
 def test_every_lesson_is_tested() -> None:
     examples = Path(__file__).resolve().parents[2] / "examples"
     assert {path.stem for path in examples.glob("lesson*.py")} == {LESSON1, LESSON2, LESSON3}
+    assert (examples / f"{HEAD_SAFE}.py").exists()
+
+
+def subscribers_after(url: str, expected: int, timeout: float = 3.0) -> int:
+    """The example's subscriber count, once it is ``expected`` (or the timeout has passed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        count: int = httpx.get(url + "/status", timeout=5).json()["subscribers"]
+        if count == expected or time.monotonic() > deadline:
+            return count
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("lesson", [HEAD_SAFE], indirect=True)
+def test_head_safe_subscription_leaves_no_subscriber_behind_after_head_or_get(
+    lesson: ServerProcess,
+) -> None:
+    for path in ("/ticks", "/ticks-background"):
+        for _ in range(3):
+            response = httpx.head(lesson.url + path, timeout=5)
+            assert (response.status_code, response.content) == (200, b"")
+        assert subscribers_after(lesson.url, 0) == 0, path
+        with httpx.stream("GET", lesson.url + path, timeout=5) as response:
+            assert subscribers_after(lesson.url, 1) == 1
+            assert next(response.iter_raw()).startswith(b"data: tick ")
+        assert subscribers_after(lesson.url, 0) == 0, path
+    # What the example warns against: each HEAD leaves a subscriber behind.
+    for _ in range(3):
+        assert httpx.head(lesson.url + "/leaky", timeout=5).status_code == 200
+    assert subscribers_after(lesson.url, 3) == 3
