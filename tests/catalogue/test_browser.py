@@ -311,6 +311,142 @@ def test_a_job_runs_on_between_stop_and_resume(page: webdriver.Chrome) -> None:
     assert [w.text.split(",")[0] for w in watches] == ["watch 1: 20 events", "watch 2: 82 events"]
 
 
+# The wire view ----------------------------------------------------------------------------
+
+
+def wire_rows(page: webdriver.Chrome, element: WebElement, server: str) -> list[dict[str, Any]]:
+    """Every row of one column of a card's wire view, read in one round trip."""
+    return page.execute_script(
+        """
+        const [card, server] = arguments;
+        const column = card.querySelector(`.wire-column[data-server="${server}"]`);
+        return [...(column?.querySelectorAll(".wire-row") ?? [])].map((row) => ({
+          kind: row.classList.contains("browser") ? "browser" : "wire",
+          event: row.dataset.event,
+          type: row.dataset.type,
+          more_body: row.dataset.moreBody ?? null,
+          detail: row.querySelector(".detail").textContent,
+          headers: [...row.querySelectorAll(".headers li")].map((item) => ({
+            name: item.dataset.name,
+            text: item.textContent,
+            difference: item.classList.contains("difference"),
+          })),
+        }));
+        """,
+        element,
+        server,
+    )
+
+
+def ended(page: webdriver.Chrome, element: WebElement, server: str = "asgi-stream") -> bool:
+    """Whether the card's trace on ``server`` has come to the app's return."""
+    return any(row["event"] == "return" for row in wire_rows(page, element, server))
+
+
+def watching(page: webdriver.Chrome) -> None:
+    body = page.find_element(By.TAG_NAME, "body")
+    until(page, lambda: body.get_attribute("data-wire") == "watching")
+
+
+def test_the_wire_shows_each_message_of_a_stream(page: webdriver.Chrome) -> None:
+    watching(page)
+    element = run_to_end(page, "/stream")
+    until(page, lambda: ended(page, element))
+    rows = wire_rows(page, element, "asgi-stream")
+    wire = [row for row in rows if row["kind"] == "wire"]
+    assert wire[0]["event"] == "scope"
+    assert wire[0]["detail"] == "GET /stream HTTP/1.1"  # no token, in the trace or on the page
+    sends = [(row["type"], row["more_body"]) for row in wire if row["event"] == "send"]
+    assert sends == [
+        ("http.response.start", None),
+        *[("http.response.body", "true")] * 5,
+        ("http.response.body", "false"),
+    ]
+    bodies = [row["detail"] for row in wire if row["type"] == "http.response.body"]
+    assert bodies[0] == "9 B more_body=true b'data: 0\\n\\n'"
+    start = next(row for row in wire if row["type"] == "http.response.start")
+    assert {
+        "name": "content-type",
+        "text": "content-type: text/event-stream; charset=utf-8",
+        "difference": False,
+    } in start["headers"]
+    # The browser's events are on the same timeline, in the same column.
+    shown = [row["detail"] for row in rows if row["kind"] == "browser" and row["type"] == "message"]
+    assert shown == ["0", "1", "2", "3", "4"]
+    assert [row["type"] for row in wire if row["event"] == "app"] == ["generator finally"]
+
+
+def test_stop_shows_the_disconnect_then_the_generators_finally(
+    page: webdriver.Chrome, log_file: Path
+) -> None:
+    watching(page)
+    element = card(page, "/logs")
+    element.find_element(By.CSS_SELECTOR, ".start").click()
+    until(page, lambda: state(element) == "open")
+    with log_file.open("a") as log:
+        log.write("a line to see on the wire\n")
+    until(
+        page,
+        lambda: "a line to see on the wire" in element.find_element(By.CSS_SELECTOR, ".tail").text,
+    )
+    element.find_element(By.CSS_SELECTOR, ".stop").click()
+    until(page, lambda: ended(page, element))
+    steps = [
+        (row["event"], row["type"])
+        for row in wire_rows(page, element, "asgi-stream")
+        if row["event"] in ("receive", "app", "return")
+    ]
+    assert steps == [
+        ("receive", "http.request"),
+        ("receive", "http.disconnect"),
+        ("app", "generator finally"),
+        ("return", ""),
+    ]
+
+
+def test_beside_fastapi_marks_the_connection_header(page: webdriver.Chrome) -> None:
+    watching(page)
+    element = card(page, "/stream-headers")
+    beside = element.find_element(By.CSS_SELECTOR, "input[name=beside]")
+    until(page, beside.is_enabled, timeout=30)  # the server imports FastAPI first
+    beside.click()
+    element.find_element(By.CSS_SELECTOR, ".start").click()
+    until(page, lambda: ended(page, element, "asgi-stream") and ended(page, element, "FastAPI"))
+    until(page, lambda: state(element) == "closed")
+
+    def start_headers(server: str) -> list[dict[str, Any]]:
+        rows = wire_rows(page, element, server)
+        return next(row for row in rows if row["type"] == "http.response.start")["headers"]
+
+    theirs, ours = start_headers("FastAPI"), start_headers("asgi-stream")
+    assert [h for h in theirs if h["difference"]] == [
+        {"name": "connection", "text": "connection: keep-alive", "difference": True}
+    ]
+    assert [h for h in ours if h["difference"]] == [
+        {"name": "connection", "text": "connection: (not sent)", "difference": True}
+    ]
+    # Both served the same five events, each to its own lane.
+    shown = [row for row in log_rows(page, element) if row["type"] == "message"]
+    assert sorted(row["lane"] for row in shown) == ["FastAPI"] * 5 + ["asgi-stream"] * 5
+    known = element.find_element(By.CSS_SELECTOR, ".wire .known").text
+    assert "Connection: keep-alive" in known
+
+    # For the docs: every message in view, the events log scrolled to its start.
+    page.execute_script(
+        """
+        const card = arguments[0];
+        for (const log of card.querySelectorAll(".wire-log")) log.style.maxHeight = "none";
+        card.querySelector(".events").scrollTop = 0;
+        card.scrollIntoView();
+        """,
+        element,
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "wire-view.png"
+    assert element.screenshot(str(screenshot))
+    print(f"screenshot: {screenshot}")
+
+
 def arrivals(element: WebElement) -> list[list[float]]:
     """A two-lane card's timeline: for each lane, when its data arrived (s since Start)."""
     rows = element.find_elements(By.CSS_SELECTOR, ".timeline-row")

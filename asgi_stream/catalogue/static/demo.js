@@ -474,6 +474,7 @@ class Card {
     const url = query.size ? `${path}?${query}` : path;
     const route = laneSpec.path.slice(ROOT.length);
     const lane = new Lane(this, label, `${laneSpec.method} ${url}`, { method: laneSpec.method, route, server });
+    lane.sentAt = this.seconds(); // the wire view draws the server's records from here
     this.lanes.push(lane);
     this.note(lane.label, "request", lane.request);
     // The page's secret goes on the wire, but not in the log: see wire.js.
@@ -534,7 +535,7 @@ class Card {
     time.textContent = `+${seconds.toFixed(3)}`;
     time.title = `${new Date().toISOString().slice(11, 23)} UTC`;
     row.append(time);
-    if (this.spec.lanes.length > 1) row.append(cell("lane", label));
+    if (this.root.classList.contains("multi-lane")) row.append(cell("lane", label));
     row.append(cell("type", type));
     row.append(cell("data", data.length > 160 ? `${data.slice(0, 160)}… (${data.length} characters)` : data));
     this.log.append(row);

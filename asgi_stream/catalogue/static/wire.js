@@ -150,10 +150,21 @@ class WireView {
     if (!WIRE.token) this.element.append(element("p", "off", "The wire is not connected: these requests are not traced."));
   }
 
-  /** One record of a lane's trace. */
+  /**
+   * One record of a lane's trace, drawn at the time it happened on the card's clock.
+   *
+   * A record says when it happened on the server's clock for its request,
+   * which starts when the server calls the app, and it arrives a little later,
+   * through the wire's own connection. When that clock started on the card's
+   * clock cannot be known exactly: after the request was sent, by the time it
+   * took to reach the app. So a record is drawn at the earliest it can have
+   * happened, the time the request was sent plus the server's time. Then a
+   * message the app sent is never drawn after the browser event it carried.
+   */
   record(lane, record) {
-    const row = this.row(lane, "wire", record.event, record.type ?? "", summary(record));
-    row.title = `server time +${(record.time * 1000).toFixed(1)} ms since the call`;
+    const at = lane.sentAt + record.time;
+    const row = this.row(lane, "wire", record.event, record.type ?? "", summary(record), at);
+    row.title = `+${(record.time * 1000).toFixed(1)} ms on the server's clock, since it called the app`;
     if ("more_body" in record) row.dataset.moreBody = String(record.more_body);
     if (record.headers) {
       const headers = element("ul", "headers");
@@ -182,18 +193,22 @@ class WireView {
     this.row(lane, "wire", "dropped", "", `${count} records the page read too slowly for`);
   }
 
-  row(lane, kind, event, type, detail) {
+  /** A row in a lane's column, in time order. */
+  row(lane, kind, event, type, detail, at = this.seconds()) {
     const log = this.columns.get(lane.server);
     if (log === undefined) return element("li", "", ""); // a lane of an earlier start
     const row = element("li", `wire-row ${kind}`, "");
     row.dataset.event = event;
     row.dataset.type = type;
-    row.append(element("time", "", `+${this.seconds().toFixed(3)}`));
+    row.dataset.t = String(at);
+    row.append(element("time", "", `+${at.toFixed(3)}`));
     // Which of a card's requests, when it makes several; the column says which server.
     row.append(element("span", "lane", lane.label.replace(THEIRS, "").replace(OURS, "").trim()));
     row.append(element("span", "what", kind === "browser" ? `browser ${type}` : `${event} ${type}`.trim()));
     row.append(element("span", "detail", detail));
-    log.append(row);
+    const before = [...log.children].reverse().find((other) => Number(other.dataset.t) <= at);
+    if (before === undefined) log.prepend(row);
+    else before.after(row);
     while (log.childElementCount > MAX_WIRE_ROWS) log.firstElementChild.remove();
     log.scrollTop = log.scrollHeight;
     return row;
