@@ -26,7 +26,7 @@ import docutils.core
 import pytest
 from asgiref.testing import ApplicationCommunicator
 
-from asgi_stream import Router
+from asgi_stream import Route, Router
 from tests.asgi import SERVER_ASGI, http_scope
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,9 +97,17 @@ async def lifespan(comm: ApplicationCommunicator, phase: str) -> None:
     assert reply["type"] == f"lifespan.{phase}.complete", reply
 
 
-async def request_then_leave(app: Any, method: str, path: str) -> None:
-    """One request: the status, a first piece of body, then the client leaves."""
-    comm = ApplicationCommunicator(app, http_scope(method, path))
+async def request_then_leave(
+    app: Any, method: str, path: str, state: dict[str, Any] | None = None
+) -> None:
+    """One request: the status, a first piece of body, then the client leaves.
+
+    ``state`` is the lifespan's: like uvicorn and hypercorn, each request gets a copy.
+    """
+    scope = http_scope(method, path)
+    if state is not None:
+        scope["state"] = dict(state)
+    comm = ApplicationCommunicator(app, scope)
     await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
     start = await comm.receive_output(ASGI_TIMEOUT)
     assert start["type"] == "http.response.start", start
@@ -118,14 +126,15 @@ async def exercise(app: Any) -> int:
     if router is None:
         await request_then_leave(app, "GET", "/")
         return 1
-    life = ApplicationCommunicator(app, {"type": "lifespan", "asgi": SERVER_ASGI})
+    state: dict[str, Any] = {}
+    life = ApplicationCommunicator(app, {"type": "lifespan", "asgi": SERVER_ASGI, "state": state})
     await lifespan(life, "startup")
     requests = 0
     for route in router.routes:
-        if "{" in route.path:  # a parameter: no value to give it
+        if not isinstance(route, Route) or "{" in route.path:  # a mount; a parameter
             continue
         method = "GET" if "GET" in route.methods else min(route.methods)
-        await request_then_leave(app, method, route.path)
+        await request_then_leave(app, method, route.path, state)
         requests += 1
     await lifespan(life, "shutdown")
     await life.wait(ASGI_TIMEOUT)
