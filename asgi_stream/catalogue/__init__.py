@@ -4,8 +4,9 @@
 application built *on* the library: its endpoints, the settings they read, the
 stores and models behind them, the page that shows them. It may import the
 library (``asgi_stream.*``) and third-party packages that the app's extras
-install; the library never imports it back, and neither do the tools, which
-name it only as an import string (``"asgi_stream.catalogue:app"``).
+install; the library never imports it back. The tools name the app only as
+an import string (``"asgi_stream.catalogue:app"``), and import only its data
+(:mod:`~asgi_stream.catalogue.differences`, where the tutorial's code is).
 
 **What is here.**
 
@@ -15,6 +16,10 @@ name it only as an import string (``"asgi_stream.catalogue:app"``).
   back through resumable SSE.
 * :mod:`~asgi_stream.catalogue.chat`: the chat models behind ``/chat-stream``.
 * :mod:`~asgi_stream.catalogue.demo` and ``static/``: the demo page.
+* :mod:`~asgi_stream.catalogue.wire`: each request's ASGI messages, live, for
+  the page that made it; :mod:`~asgi_stream.catalogue.tutorial`: the
+  tutorial's FastAPI code, served beside ours under ``/fastapi``;
+  :mod:`~asgi_stream.catalogue.differences`: where the two differ on purpose.
 * :mod:`~asgi_stream.catalogue.accesslog` and
   :mod:`~asgi_stream.catalogue.logfollow`: the log that ``/logs`` follows, and
   the follower.

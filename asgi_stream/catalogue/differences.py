@@ -10,10 +10,8 @@ one list, :data:`EXPECTED`, so that they cannot disagree.
 Each entry names a request as ``compare`` makes it (a *probe*: method, target,
 and a note for a variant such as other request headers), the *aspects* of the
 response that differ (``"status"``, ``"header NAME"``, ``"events"``,
-``"bytes"``), and the reason. An entry without aspects is a difference that
-the catalogue's requests do not show on the wire (and without a probe, one
-that no request of the catalogue can show), kept here so that the page can
-still tell it.
+``"bytes"``), and the reason. :data:`NOT_SEEN` holds the differences that no
+request of ``compare`` shows on the wire, which only the page tells.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EXPECTED", "Expected", "expected_reasons", "for_page"]
+__all__ = ["EXPECTED", "NOT_SEEN", "Expected", "expected_reasons", "for_page"]
 
 
 @dataclass(frozen=True)
@@ -109,8 +107,14 @@ EXPECTED: tuple[Expected, ...] = (
         ("status", "header content-type", "header allow", "header content-length"),
         _HEAD,
     ),
+)
+
+#: Differences on purpose that ``compare``'s requests do not show on the wire,
+#: for the page to tell: the first needs an unexpected error, the second a sync
+#: generator, which no endpoint of the catalogue has.
+NOT_SEEN: tuple[Expected, ...] = (
     Expected("GET /stream-robust", (), _TRACEBACK),
-    Expected("", (), _SYNC_GENERATOR),  # no request of the catalogue shows it
+    Expected("", (), _SYNC_GENERATOR),
 )
 
 
@@ -120,5 +124,5 @@ def expected_reasons() -> dict[tuple[str, str], str]:
 
 
 def for_page() -> list[dict[str, Any]]:
-    """:data:`EXPECTED` as JSON-ready values, for the demo page."""
-    return [expected.to_json() for expected in EXPECTED]
+    """:data:`EXPECTED` and :data:`NOT_SEEN` as JSON-ready values, for the demo page."""
+    return [expected.to_json() for expected in EXPECTED + NOT_SEEN]

@@ -5,8 +5,12 @@ a shell, or when it exists only to serve something that is run that way:
 starting servers and worker processes, measuring and comparing responses on
 the wire, loading a server with clients. It may import the library and the
 third-party packages of the ``serve`` and ``compare`` extras. It names the
-catalogue app only by import string, so that any app can take its place, and
-the library never imports anything from here.
+catalogue app only by import string, so that any app can take its place, but
+may import the catalogue's *data*: ``compare`` reads the differences on
+purpose from :mod:`asgi_stream.catalogue.differences`, the one list that the
+demo page reads too, and finds the tutorial's FastAPI code as
+:mod:`asgi_stream.catalogue.tutorial` does. The library never imports anything
+from here.
 
 **What is here.**
 

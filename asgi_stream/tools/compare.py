@@ -20,8 +20,9 @@ Each aspect of the two measurements is then compared. Time is compared with a
 tolerance (:data:`TIME_TOLERANCE`), since two runs of the same code never take
 exactly as long; chunk gaps are shown but not judged, because the kernel may
 merge two writes into one read. Every difference is then looked up in
-:data:`EXPECTED`, the one list of differences that are there on purpose, each
-with its reason: a mistake of the tutorial that we do not repeat (the README's
+:data:`EXPECTED` (kept in :mod:`asgi_stream.catalogue.differences`, where the
+demo page reads it too), the one list of differences that are there on purpose,
+each with its reason: a mistake of the tutorial that we do not repeat (the README's
 "The catalogue" lists them), or a deliberate difference from Starlette (the
 README's "Deliberate differences"). A difference that is not in the list is
 *unexpected*, and makes the command exit with status 1. So a change that makes
@@ -34,8 +35,8 @@ tutorial's mistakes, or the list is out of date) also fails the command.
 :mod:`asgi_stream.tracer`), makes that one request, and shows the two ASGI
 message sequences side by side.
 
-FastAPI is not a dependency of asgi-stream, and no module of the package
-imports it: the FastAPI application is served by import string from the
+FastAPI is not a dependency of asgi-stream, and this command never imports
+it: the FastAPI application is served by import string from the
 ``examples/`` directory of a clone of the repository, so this command works
 in a clone (``pip install -e '.[serve,compare]'``), and says so clearly
 anywhere else.
@@ -59,6 +60,9 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
+from ..catalogue.differences import EXPECTED, expected_reasons
+from ..catalogue.tutorial import EXAMPLE
+from ..catalogue.tutorial import source_tree as find_source_tree
 from ..tracer import format_record
 from .measure import Measurement, measure
 from .process import ServerDidNotStart, serve
@@ -77,7 +81,6 @@ __all__ = [
 OURS = "asgi-stream"
 THEIRS = "FastAPI"
 APPS = {OURS: "asgi_stream.catalogue:app", THEIRS: "examples.fastapi_catalogue:app"}
-_FASTAPI_FILE = Path("examples", "fastapi_catalogue.py")
 
 #: Two times are the same when they differ by at most 25 ms plus 25 % of the longer one.
 TIME_TOLERANCE = (0.025, 0.25)
@@ -139,74 +142,6 @@ PROBES: tuple[Probe, ...] = (
     Probe("GET", "/logs", "following", log="follow", stop_after=len(LOG_LINES)),
     Probe("HEAD", "/stream", "headers only"),
 )
-
-
-@dataclass(frozen=True)
-class Expected:
-    """Differences that are there on purpose: where, in which aspects, and why."""
-
-    probe: str
-    aspects: tuple[str, ...]
-    reason: str
-
-
-_CONNECTION = (
-    "The tutorial (section 4.1) sets Connection: keep-alive. It is a connection-specific "
-    "header, forbidden in HTTP/2: only the server may send it, so asgi-stream drops it "
-    "(README: The catalogue; Deliberate differences)."
-)
-_HEARTBEAT = (
-    "The tutorial (section 6.2) checks its heartbeat only after sending data, so it sends "
-    "': heartbeat' comments between busy events and never when the stream is idle. "
-    "asgi-stream sends one only when the stream has been idle for the interval, which this "
-    "stream never is (README: The catalogue)."
-)
-_GZIP_MEMBERS = (
-    "The tutorial (section 6.3) gzips every chunk as a separate gzip member; httpx and "
-    "browsers decode only the first, so one event of ten arrives. asgi-stream keeps one "
-    "compressor per response, flushed after every event, and sends Vary: Accept-Encoding "
-    "(README: The catalogue)."
-)
-_GZIP_UNASKED = (
-    "The tutorial (section 6.3) sends gzip even to a client whose Accept-Encoding does not "
-    "allow it. asgi-stream compresses only for a client that accepts gzip, and says "
-    "Vary: Accept-Encoding (README: The catalogue)."
-)
-_FRAMING = (
-    "The tutorial (sections 7.1, 7.3) pastes text straight after 'data: ', so a newline in "
-    "a token or the line ending of a log line ends the event early (and could forge one). "
-    "asgi-stream encodes text as SSE defines: one data line per line of text, and sends a "
-    "log line without its line ending (README: The catalogue)."
-)
-_HEAD = (
-    "FastAPI's @app.get routes answer only GET, so HEAD is a 405. asgi-stream's GET routes "
-    "answer HEAD too, as Starlette's do, with the headers only and without starting the "
-    "generator (README: Deliberate differences)."
-)
-
-#: The one list of differences between the two applications that are on purpose.
-EXPECTED: tuple[Expected, ...] = (
-    Expected("GET /stream-headers", ("header connection",), _CONNECTION),
-    Expected("GET /stream-heartbeat", ("events", "bytes"), _HEARTBEAT),
-    Expected("GET /stream-compressed", ("header vary", "events", "bytes"), _GZIP_MEMBERS),
-    Expected(
-        "GET /stream-compressed (gzip not accepted)",
-        ("header content-encoding", "header vary", "events", "bytes"),
-        _GZIP_UNASKED,
-    ),
-    Expected("POST /chat-stream?message=hello", ("events", "bytes"), _FRAMING),
-    Expected("GET /logs (following)", ("bytes",), _FRAMING),
-    Expected(
-        "HEAD /stream (headers only)",
-        ("status", "header content-type", "header allow", "header content-length"),
-        _HEAD,
-    ),
-)
-
-
-def expected_reasons() -> dict[tuple[str, str], str]:
-    """:data:`EXPECTED` as ``{(probe name, aspect): reason}``."""
-    return {(e.probe, aspect): e.reason for e in EXPECTED for aspect in e.aspects}
 
 
 # Measuring --------------------------------------------------------------------------------
@@ -329,11 +264,11 @@ def _gaps(gaps: list[float]) -> str:
 
 def source_tree() -> Path:
     """The clone of the repository whose ``examples/`` holds the FastAPI application."""
-    for root in (Path(__file__).resolve().parent.parent, Path.cwd()):
-        if (root / _FASTAPI_FILE).is_file():
-            return root
+    root = find_source_tree()
+    if root is not None:
+        return root
     raise SystemExit(
-        f"asgi-stream compare: {_FASTAPI_FILE} was not found. The comparison serves the "
+        f"asgi-stream compare: {EXAMPLE.as_posix()} was not found. The comparison serves the "
         "tutorial's FastAPI code from the examples/ directory of a clone of the repository: "
         "run it from a clone (pip install -e '.[serve,compare]')."
     )

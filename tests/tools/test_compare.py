@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from asgi_stream.catalogue import tutorial
 from asgi_stream.tools import compare
 from asgi_stream.tools.compare import (
     EXPECTED,
@@ -124,7 +125,7 @@ def test_every_expected_difference_names_a_probe_and_gives_a_reason() -> None:
 def test_without_the_examples_directory_it_says_what_to_do(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(compare, "_FASTAPI_FILE", Path("examples", "missing.py"))
+    monkeypatch.setattr(tutorial, "EXAMPLE", Path("examples", "missing.py"))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match="run it from a clone"):
         compare.source_tree()
