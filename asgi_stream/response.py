@@ -256,9 +256,13 @@ class StreamingResponse(Response):
     happens at each possible ending of the stream is described at the top of
     this module. ``send_timeout`` (seconds, default none) ends the stream
     when the client stops reading for that long.
-    ``coalesce=True`` runs the generator in a task of its own and sends the
-    chunks it made while the last message was being sent as one message (see
-    :mod:`asgi_stream.coalesce`); a chunk is never held back waiting for others.
+    ``coalesce`` chooses how chunks become messages (see *Coalescing* at the
+    top of this module). The default, ``None``, adapts: one message per chunk
+    while the generator awaits between chunks, and, once it has made 16 chunks
+    without letting the event loop run, the chunks it makes while a message is
+    being sent are joined into the next (:mod:`asgi_stream.coalesce`).
+    ``True`` joins from the first chunk; ``False`` never joins. In every mode
+    a chunk is sent as soon as it can be, never held back waiting for others.
     """
 
     reusable = False
@@ -272,7 +276,7 @@ class StreamingResponse(Response):
         background: BackgroundTask | BackgroundTasks | None = None,
         *,
         send_timeout: float | None = None,
-        coalesce: bool = False,
+        coalesce: bool | None = None,
     ) -> None:
         self.status_code = status_code
         if media_type is not None:
@@ -324,33 +328,53 @@ class StreamingResponse(Response):
         if self.send_timeout is not None:
             send = _with_timeout(send, self.send_timeout)
         body = aiterate(self.content)
+        # Coalescing: from the start (True), never (False), or once the
+        # generator shows that it never awaits (None).
+        can_switch = self.coalesce is None
         if self.coalesce:
             body = coalesce_ready(body, self.encode_chunk)
+        turns = _LoopTurns()
         try:
             try:
                 await send(self.start_message())
             except OSError:
                 return  # ASGI 2.4: send() on a closed connection raises OSError
             spent = 0
-            async for chunk in body:
-                if watch.client_gone:
-                    return  # a generator swallowed our cancellation: stop anyway
-                if type(chunk) is not bytes:
-                    chunk = self.encode_chunk(chunk)
-                    if not chunk:
+            turns.arm()
+            while True:
+                async for chunk in body:
+                    if watch.client_gone:
+                        return  # a generator swallowed our cancellation: stop anyway
+                    if type(chunk) is not bytes:
+                        chunk = self.encode_chunk(chunk)
+                        if not chunk:
+                            continue
+                    elif not chunk:
                         continue
-                elif not chunk:
-                    continue
-                try:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                except OSError:
-                    # The client is gone (ASGI 2.4), or frozen: the TimeoutError
-                    # of send_timeout is an OSError. One from the generator is not.
-                    return
-                spent += len(chunk) + _CHUNK_COST
-                if spent >= _YIELD_BUDGET:
+                    try:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    except OSError:
+                        # The client is gone (ASGI 2.4), or frozen: the TimeoutError
+                        # of send_timeout is an OSError. One from the generator is not.
+                        return
+                    spent += len(chunk) + _CHUNK_COST
+                    if spent < _YIELD_BUDGET:
+                        continue
                     spent = 0
-                    await asyncio.sleep(0)
+                    if not turns.taken:
+                        # Nothing else has run since the last check: the
+                        # generator never awaits. Join its chunks from now on
+                        # (the coalescer takes turns with the event loop), or,
+                        # where that is not wanted, give the loop a turn here.
+                        if can_switch:
+                            can_switch = False
+                            body = coalesce_ready(body, self.encode_chunk)
+                            turns.arm()
+                            break
+                        await asyncio.sleep(0)
+                    turns.arm()
+                else:
+                    break  # the generator is exhausted
             # The body is complete. Stop watching first: after the last message
             # the server reports a disconnect, and that must not cancel us.
             watch.stop()
@@ -366,6 +390,29 @@ class StreamingResponse(Response):
         finally:
             watch.stop()
             await close_iterator(body)
+
+
+class _LoopTurns:
+    """Tells whether the event loop has run anything else since :meth:`arm`.
+
+    :meth:`arm` schedules a callback to run on the loop's next turn. If it has
+    not run when we look at :attr:`taken`, our task has not let go of the loop
+    since: neither the generator nor ``send()`` waited for anything. One
+    callback per 16 chunks; nothing per chunk.
+    """
+
+    __slots__ = ("_loop", "taken")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.taken = True
+
+    def arm(self) -> None:
+        self.taken = False
+        self._loop.call_soon(self._take)
+
+    def _take(self) -> None:
+        self.taken = True
 
 
 class _DisconnectWatch:

@@ -1,4 +1,9 @@
-"""StreamingResponse(coalesce=True): chunks ready at once share a message; nothing waits."""
+"""Coalescing: chunks ready at once share a message; nothing waits.
+
+``coalesce=True`` joins from the first chunk; the default (``None``) joins
+once the generator has made 16 chunks without letting the loop run;
+``coalesce=False`` never joins.
+"""
 
 from __future__ import annotations
 
@@ -209,3 +214,73 @@ def test_a_sync_generator_is_iterated_as_before() -> None:
     response = StreamingResponse(iter([b"x", "y"]), coalesce=True)
     messages = asyncio.run(request(response, http_scope()))
     assert body_of(messages) == b"xy"
+
+
+# -- the default: adaptive -----------------------------------------------------------------------
+
+#: Chunks of ``numbers()`` sent one per message before the default starts joining
+#: (the fairness budget: 16 chunks or 64 KiB).
+DIRECT_CHUNKS = 16
+
+
+def test_by_default_a_generator_that_never_awaits_is_joined_after_the_first_16_chunks() -> None:
+    n = 1_000
+    messages = asyncio.run(request(StreamingResponse(numbers(n)), http_scope()))
+    sent = bodies(messages)
+    assert body_of(messages) == b"".join(b"%d," % i for i in range(n))
+    assert sent[:DIRECT_CHUNKS] == [b"%d," % i for i in range(DIRECT_CHUNKS)]
+    assert sent[DIRECT_CHUNKS] == b"".join(b"%d," % i for i in range(16, 16 + BATCH_ITEMS))
+    assert len(sent) < n // 10
+
+
+@pytest.mark.parametrize("coalesce", [None, False])
+def test_a_generator_that_awaits_gets_one_message_per_chunk_and_no_task(
+    coalesce: bool | None,
+) -> None:
+    tasks = set()
+
+    async def generate():
+        for i in range(100):
+            await asyncio.sleep(0)  # the least a generator can await
+            tasks.add(asyncio.current_task())
+            yield b"%d," % i
+
+    response = StreamingResponse(generate(), coalesce=coalesce)
+    messages = asyncio.run(request(response, http_scope()))
+    assert bodies(messages) == [b"%d," % i for i in range(100)] + [b""]
+    assert len(tasks) == 1, "the generator ran in a producer task: it was never joined"
+
+
+def test_coalesce_false_sends_one_message_per_chunk_even_without_awaits() -> None:
+    messages = asyncio.run(request(StreamingResponse(numbers(100), coalesce=False), http_scope()))
+    assert bodies(messages) == [b"%d," % i for i in range(100)] + [b""]
+
+
+def test_by_default_a_chunk_after_a_wait_is_sent_before_the_wait_ends() -> None:
+    async def generate():
+        for i in range(50):  # never awaits: joined after the first 16
+            yield b"%d," % i
+        await asyncio.sleep(30)  # everything before must be on the wire while this waits
+        yield b"never"
+
+    async def main() -> None:
+        comm = ApplicationCommunicator(StreamingResponse(generate()), http_scope())
+        await comm.send_input({"type": "http.request", "body": b""})
+        assert (await comm.receive_output(1))["type"] == "http.response.start"
+        received = b""
+        while received != b"".join(b"%d," % i for i in range(50)):
+            received += (await comm.receive_output(1))["body"]
+        await comm.send_input({"type": "http.disconnect"})
+        await comm.wait(1)
+
+    asyncio.run(main())
+
+
+def test_by_default_no_task_outlives_a_stream_that_switched_to_joining() -> None:
+    async def main() -> None:
+        before = asyncio.all_tasks()
+        await request(StreamingResponse(numbers(500)), http_scope())
+        await asyncio.sleep(0)
+        assert asyncio.all_tasks() == before
+
+    asyncio.run(main())

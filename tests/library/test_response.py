@@ -298,7 +298,10 @@ def test_disconnect_closes_a_sync_generator_once_its_next_returns() -> None:
 
 
 @pytest.mark.timeout(10)  # without the fairness yield this test hangs: fail it quickly
-def test_a_generator_that_never_awaits_neither_starves_the_loop_nor_escapes_disconnect() -> None:
+@pytest.mark.parametrize("coalesce", [None, False, True])
+def test_a_generator_that_never_awaits_neither_starves_the_loop_nor_escapes_disconnect(
+    coalesce: bool | None,
+) -> None:
     probe = Probe()
 
     async def generate():
@@ -310,7 +313,7 @@ def test_a_generator_that_never_awaits_neither_starves_the_loop_nor_escapes_disc
 
     async def main() -> None:
         ticker = Ticker(0)
-        comm = await started(StreamingResponse(generate()))
+        comm = await started(StreamingResponse(generate(), coalesce=coalesce))
         await comm.receive_output(1)
         await asyncio.sleep(0.05)
         assert ticker.ticks > 10, "the spinning generator starved another task"
