@@ -21,6 +21,7 @@ from .concurrency import (
     MAX_THREADS,
     aiterate,
     close_iterator,
+    is_async_callable,
     iterate_in_threadpool,
     run_in_threadpool,
 )
@@ -112,6 +113,7 @@ __all__ = [
     "gzip_response",
     "heartbeat",
     "import_object",
+    "is_async_callable",
     "iterate_in_threadpool",
     "last_event_id",
     "open_event_log",

@@ -23,11 +23,10 @@ propagates to the server, which logs it; tasks after it in a
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
-from .concurrency import run_in_threadpool
+from .concurrency import is_async_callable, run_in_threadpool
 
 __all__ = ["BackgroundTask", "BackgroundTasks"]
 
@@ -39,9 +38,7 @@ class BackgroundTask:
         self.func = func
         self.args = args
         self.kwargs = kwargs
-        self.is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-            getattr(func, "__call__", None)  # noqa: B004 - an object with an async __call__
-        )
+        self.is_async = is_async_callable(func)
 
     async def __call__(self) -> None:
         if self.is_async:

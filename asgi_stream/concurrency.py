@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -50,6 +51,7 @@ __all__ = [
     "MAX_THREADS",
     "aiterate",
     "close_iterator",
+    "is_async_callable",
     "iterate_in_threadpool",
     "run_in_threadpool",
 ]
@@ -65,6 +67,19 @@ _EXHAUSTED = object()
 @functools.cache
 def _executor() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=MAX_THREADS, thread_name_prefix="asgi-stream")
+
+
+def is_async_callable(obj: Any) -> bool:
+    """Whether calling ``obj`` gives a coroutine: an ``async def``, a
+    ``functools.partial`` of one, or an object whose ``__call__`` is one.
+
+    Whoever takes a function "sync or async" (endpoints, background tasks)
+    asks this once, and runs a sync one with :func:`run_in_threadpool`.
+    """
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    call = obj.__call__ if callable(obj) else None
+    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(call)
 
 
 async def run_in_threadpool(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -54,8 +54,6 @@ acquire anything in its body that only the generator releases (see
 from __future__ import annotations
 
 import contextlib
-import functools
-import inspect
 import logging
 import re
 import uuid
@@ -63,7 +61,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from .concurrency import run_in_threadpool
+from .concurrency import is_async_callable, run_in_threadpool
 from .exceptions import ClientDisconnect, HTTPException
 from .request import MAX_BODY_SIZE, Request, route_path
 from .response import JSONResponse, Response
@@ -148,7 +146,7 @@ class Route:
         if "GET" in self.methods:
             self.methods |= {"HEAD"}
         self.regex, self.converters = compile_pattern(path)
-        self.is_async = _is_async_callable(endpoint)
+        self.is_async = is_async_callable(endpoint)
 
     def match(self, path: str) -> dict[str, Any] | None:
         """The converted path parameters when ``path`` matches, else ``None``."""
@@ -398,15 +396,6 @@ def _redirect(path: str, query: bytes) -> Response:
     if query:
         location += "?" + quote(query.decode("latin-1"), safe="=&;+%/:@,!$'()*~")
     return Response(status_code=307, headers={"Location": location})
-
-
-def _is_async_callable(obj: Any) -> bool:
-    """Whether calling ``obj`` gives a coroutine: an ``async def``, a partial of
-    one, or an object whose ``__call__`` is one."""
-    while isinstance(obj, functools.partial):
-        obj = obj.func
-    call = obj.__call__ if callable(obj) else None
-    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(call)
 
 
 def _name_of(endpoint: Any) -> str:

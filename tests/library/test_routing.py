@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import threading
@@ -528,3 +529,19 @@ def test_a_lifespan_that_fails_to_start_is_startup_failed() -> None:
     assert lifespan(Router(lifespan=no_database)) == [
         {"type": "lifespan.startup.failed", "message": "RuntimeError('no database')"}
     ]
+
+
+def test_partials_and_objects_with_an_async_call_are_awaited_not_threaded() -> None:
+    async def greet(greeting: str, request: Request) -> dict[str, str]:
+        return {"thread": threading.current_thread().name, "greeting": greeting}
+
+    class Endpoint:
+        async def __call__(self, request: Request) -> dict[str, str]:
+            return {"thread": threading.current_thread().name, "greeting": "hey"}
+
+    router = Router()
+    router.add("/partial", functools.partial(greet, "hi"))
+    router.add("/object", Endpoint())
+    for path, greeting in [("/partial", "hi"), ("/object", "hey")]:
+        body = json.loads(body_of(asyncio.run(request(router, http_scope("GET", path)))))
+        assert body == {"thread": "MainThread", "greeting": greeting}
