@@ -431,7 +431,8 @@ def test_beside_fastapi_marks_the_connection_header(page: webdriver.Chrome) -> N
     known = element.find_element(By.CSS_SELECTOR, ".wire .known").text
     assert "Connection: keep-alive" in known
 
-    # For the docs: every message in view, the events log scrolled to its start.
+    # As in the docs (docs/_static/wire-view.png): every message in view.
+    page.set_window_size(1400, 2200)
     page.execute_script(
         """
         const card = arguments[0];
