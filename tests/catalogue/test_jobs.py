@@ -22,6 +22,7 @@ from httpx_sse import ServerSentEvent, connect_sse
 from asgi_stream.catalogue import Settings, jobs
 from asgi_stream.catalogue.jobs import TOTAL, progress
 from asgi_stream.eventlog import open_event_log
+from asgi_stream.request import Request
 from asgi_stream.routing import Router
 from tests.asgi import body_of, http_scope, request
 from tests.serving import ServerProcess, serve
@@ -191,7 +192,7 @@ def test_a_worker_keeps_only_the_newest_finished_jobs(monkeypatch: pytest.Monkey
         running = jobs.Jobs(log, tick=0.0001)
         streams = []
         for _ in range(3):
-            answer = await running.start(None)  # type: ignore[arg-type]
+            answer = await running.start(Request(http_scope("POST", "/jobs"), receive=None))  # type: ignore[arg-type]
             job_id = json.loads(answer.body)["id"]
             streams.append(running.stream(job_id))
             await asyncio.wait(running.tasks, timeout=5)
