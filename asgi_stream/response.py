@@ -339,7 +339,7 @@ class StreamingResponse(Response):
                 await send(self.start_message())
             except OSError:
                 return  # ASGI 2.4: send() on a closed connection raises OSError
-            spent = 0
+            budget = _YIELD_BUDGET
             turns.arm()
             while True:
                 async for chunk in body:
@@ -357,10 +357,10 @@ class StreamingResponse(Response):
                         # The client is gone (ASGI 2.4), or frozen: the TimeoutError
                         # of send_timeout is an OSError. One from the generator is not.
                         return
-                    spent += len(chunk) + _CHUNK_COST
-                    if spent < _YIELD_BUDGET:
+                    budget -= len(chunk) + _CHUNK_COST
+                    if budget > 0:
                         continue
-                    spent = 0
+                    budget = _YIELD_BUDGET
                     if not turns.taken:
                         # Nothing else has run since the last check: the
                         # generator never awaits. Join its chunks from now on
