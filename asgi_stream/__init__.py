@@ -15,6 +15,7 @@ Start reading at :mod:`asgi_stream.response`.
 """
 
 from .background import BackgroundTask, BackgroundTasks
+from .broadcast import Broadcast, Subscription
 from .coalesce import BATCH_BYTES, BATCH_ITEMS, coalesce_ready
 from .compression import accepts_gzip, gzip_chunks, gzip_response, parse_accept_encoding
 from .concurrency import (
@@ -66,6 +67,7 @@ __all__ = [
     "ASGIApp",
     "BackgroundTask",
     "BackgroundTasks",
+    "Broadcast",
     "ClientDisconnect",
     "ConnectionHeaderWarning",
     "Content",
@@ -98,6 +100,7 @@ __all__ = [
     "ServerSentEvent",
     "State",
     "StreamingResponse",
+    "Subscription",
     "Tracer",
     "accepts_gzip",
     "aiterate",

@@ -50,7 +50,7 @@ import fastapi.sse
 import sse_starlette
 import starlette.responses
 
-from asgi_stream import EventSourceResponse, ServerSentEvent, StreamingResponse
+from asgi_stream import Broadcast, EventSourceResponse, ServerSentEvent, StreamingResponse
 from asgi_stream.streams import heartbeat
 from asgi_stream.types import Receive, Scope, Send
 
@@ -327,6 +327,17 @@ asgi_stream_sse = raw_app(
     asgi_stream_sse_stream, asgi_stream_idle, asgi_stream_subscribe, ASGI_STREAM_HUB.publish
 )
 asgi_stream_sse_objects = raw_app(asgi_stream_sse_objects_stream, asgi_stream_idle)
+
+NEWS = Broadcast()
+
+
+async def asgi_stream_broadcast_subscribe(scope: Scope, receive: Receive, send: Send) -> None:
+    await EventSourceResponse(NEWS.subscribe())(scope, receive, send)
+
+
+asgi_stream_broadcast = raw_app(
+    asgi_stream_sse_stream, asgi_stream_idle, asgi_stream_broadcast_subscribe, NEWS.publish
+)
 asgi_stream_coalesced = raw_app(asgi_stream_coalesced_stream, asgi_stream_idle)
 
 
@@ -424,6 +435,10 @@ CANDIDATES: dict[str, tuple[str, str]] = {
     "asgi-stream coalesce": (
         "asgi_stream_coalesced",
         "asgi_stream.StreamingResponse(coalesce=True), bytes items",
+    ),
+    "asgi-stream broadcast": (
+        "asgi_stream_broadcast",
+        "asgi_stream.Broadcast, a subscription per EventSourceResponse (fan-out only)",
     ),
     "starlette": ("starlette_app", "starlette.responses.StreamingResponse, bytes items"),
     "fastapi": ("fastapi_streaming", "FastAPI route returning StreamingResponse"),

@@ -1,0 +1,170 @@
+"""Broadcast: one producer, many subscribers, each event encoded once.
+
+The usual way to fan events out is a queue per subscriber: the producer puts
+each event in every queue, and each subscriber's generator takes it out and
+yields it to its response, which encodes it. Every subscriber pays for its own
+copy of the work, and a subscriber that cannot keep up grows its queue for
+ever.
+
+:class:`Broadcast` does the shared work once. :meth:`Broadcast.publish`
+encodes the event to bytes, then appends *those same bytes* to each
+subscriber's buffer and wakes the subscriber if it was waiting: O(1) for the
+event, plus one append per subscriber. Each subscription is an async iterator
+that any streaming response can send::
+
+    news = Broadcast()
+
+    async def endpoint(scope, receive, send):
+        await EventSourceResponse(news.subscribe())(scope, receive, send)
+
+    news.publish(ServerSentEvent("hello", event="greeting"))  # from any task
+
+A subscription yields everything its buffer holds as one chunk. A subscriber
+that is idle gets each event alone, at once; one that is still sending the
+last chunk when the next events come takes them all in one message, so a
+busy server catches up in fewer, larger writes instead of falling further
+behind.
+
+Slow subscribers
+================
+
+A subscriber's buffer holds at most ``max_pending`` events. A subscriber that
+falls that far behind (its client reads too slowly, or not at all) is
+*disconnected*: its buffer is dropped and its stream ends. The count is
+:attr:`Broadcast.disconnected`. No event is ever dropped silently from a
+stream that goes on: a browser's ``EventSource`` sees the stream end,
+reconnects, and can resume from its ``Last-Event-ID`` (see
+:mod:`asgi_stream.resumable`). The memory a subscriber can hold is bounded,
+and it is only references: every buffer holds the same bytes objects.
+
+Leaving
+=======
+
+A subscription leaves the broadcast when it is closed (``aclose()``): a
+streaming response closes its content at every ending, the client's
+disconnect included, so a subscriber is forgotten as soon as its client goes.
+:meth:`Broadcast.close` ends every subscription (at shutdown, say).
+Everything here runs on the event loop's thread; publish from a coroutine or
+a callback of the loop, not from another thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from .sse import ServerSentEvent
+
+__all__ = ["Broadcast", "Subscription"]
+
+
+class Broadcast:
+    """Events published once, delivered to every current subscriber.
+
+    ``max_pending`` is the most events a subscriber may have waiting; one
+    more and it is disconnected (see *Slow subscribers* above).
+    """
+
+    def __init__(self, max_pending: int = 256) -> None:
+        if type(max_pending) is not int or max_pending < 1:
+            raise ValueError(f"max_pending must be an int of at least 1, not {max_pending!r}")
+        self.max_pending = max_pending
+        #: Events published so far.
+        self.published = 0
+        #: Subscribers disconnected for falling ``max_pending`` events behind.
+        self.disconnected = 0
+        self._subscriptions: dict[Subscription, None] = {}  # insertion-ordered set
+
+    @property
+    def subscribers(self) -> int:
+        """How many subscriptions are open."""
+        return len(self._subscriptions)
+
+    def subscribe(self) -> Subscription:
+        """A new subscription: the events published from now on, as bytes."""
+        subscription = Subscription(self)
+        self._subscriptions[subscription] = None
+        return subscription
+
+    def publish(self, event: ServerSentEvent | str | bytes) -> int:
+        """Send ``event`` to every subscriber; returns how many it reached.
+
+        A :class:`~asgi_stream.sse.ServerSentEvent` is encoded, a ``str`` is
+        the data of one event, ``bytes`` are sent as they are.
+        """
+        if isinstance(event, str):
+            event = ServerSentEvent(data=event)
+        data = event.encode() if isinstance(event, ServerSentEvent) else bytes(event)
+        self.published += 1
+        too_slow = []
+        for subscription in self._subscriptions:
+            pending = subscription._pending
+            if len(pending) >= self.max_pending:
+                too_slow.append(subscription)
+                continue
+            pending.append(data)
+            waiter = subscription._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        for subscription in too_slow:
+            self.disconnected += 1
+            subscription._end()
+        return len(self._subscriptions)
+
+    def close(self) -> None:
+        """End every subscription: each stream sends what it holds, then ends."""
+        for subscription in list(self._subscriptions):
+            subscription._end(keep_pending=True)
+
+    def _forget(self, subscription: Subscription) -> None:
+        self._subscriptions.pop(subscription, None)
+
+
+class Subscription:
+    """One subscriber's events: an async iterator of bytes, for a streaming response.
+
+    Each step yields every event that is waiting, joined; it waits only when
+    none is. The iterator ends when the subscriber was disconnected for being
+    too slow, or the broadcast was closed. ``aclose()`` leaves the broadcast.
+    """
+
+    __slots__ = ("_broadcast", "_ended", "_pending", "_waiter")
+
+    def __init__(self, broadcast: Broadcast) -> None:
+        self._broadcast = broadcast
+        self._pending: list[bytes] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._ended = False
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while not self._pending:
+            if self._ended:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        chunk = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending.clear()
+        return chunk
+
+    async def aclose(self) -> None:
+        """Leave the broadcast; the iterator ends."""
+        self._end()
+
+    def _end(self, keep_pending: bool = False) -> None:
+        """Leave the broadcast and end the iterator (after what is pending, if kept)."""
+        self._ended = True
+        if not keep_pending:
+            self._pending.clear()
+        self._broadcast._forget(self)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def __repr__(self) -> str:
+        state = "ended" if self._ended else f"{len(self._pending)} pending"
+        return f"<Subscription {state}>"
