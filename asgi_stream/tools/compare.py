@@ -20,14 +20,15 @@ Each aspect of the two measurements is then compared. Time is compared with a
 tolerance (:data:`TIME_TOLERANCE`), since two runs of the same code never take
 exactly as long; chunk gaps are shown but not judged, because the kernel may
 merge two writes into one read. Every difference is then looked up in
-:data:`EXPECTED` (kept in :mod:`asgi_stream.catalogue.differences`, where the
+:data:`~asgi_stream.catalogue.differences.EXPECTED` (in
+:mod:`asgi_stream.catalogue.differences`, where the
 demo page reads it too), the one list of differences that are there on purpose,
 each with its reason: a mistake of the tutorial that we do not repeat (the README's
 "The catalogue" lists them), or a deliberate difference from Starlette (the
 README's "Deliberate differences"). A difference that is not in the list is
 *unexpected*, and makes the command exit with status 1. So a change that makes
 the two apps differ in a new way cannot go unnoticed: either it is a bug, or
-it gets a line in :data:`EXPECTED` with its reason. The same goes the other
+it gets a line in that list with its reason. The same goes the other
 way: a listed difference that did not happen (we started to repeat one of the
 tutorial's mistakes, or the list is out of date) also fails the command.
 
@@ -60,15 +61,11 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
-from ..catalogue.differences import EXPECTED, expected_reasons
-from ..catalogue.tutorial import EXAMPLE
-from ..catalogue.tutorial import source_tree as find_source_tree
 from ..tracer import format_record
 from .measure import Measurement, measure
 from .process import ServerDidNotStart, serve
 
 __all__ = [
-    "EXPECTED",
     "PROBES",
     "Difference",
     "Probe",
@@ -202,6 +199,15 @@ class Difference:
     reason: str = ""
 
 
+def _expected_reasons() -> dict[tuple[str, str], str]:
+    # Imported when needed, not with this module: importing the catalogue builds
+    # its app from the environment, and `asgi-stream serve` (whose module imports
+    # this one) sets the environment only after that, just before it serves it.
+    from ..catalogue.differences import expected_reasons
+
+    return expected_reasons()
+
+
 def _times_agree(ours: float | None, theirs: float | None) -> bool:
     if ours is None or theirs is None:
         return ours is theirs
@@ -229,7 +235,7 @@ def compare_measurements(probe: Probe, ours: Measurement, theirs: Measurement) -
         found.append(("first event", _ms(ours.first_event), _ms(theirs.first_event)))
     if not _times_agree(ours.total, theirs.total):
         found.append(("total time", _ms(ours.total), _ms(theirs.total)))
-    reasons = expected_reasons()
+    reasons = _expected_reasons()
     return [
         Difference(
             aspect,
@@ -264,13 +270,15 @@ def _gaps(gaps: list[float]) -> str:
 
 def source_tree() -> Path:
     """The clone of the repository whose ``examples/`` holds the FastAPI application."""
-    root = find_source_tree()
+    from ..catalogue import tutorial  # see _expected_reasons()
+
+    root = tutorial.source_tree()
     if root is not None:
         return root
     raise SystemExit(
-        f"asgi-stream compare: {EXAMPLE.as_posix()} was not found. The comparison serves the "
-        "tutorial's FastAPI code from the examples/ directory of a clone of the repository: "
-        "run it from a clone (pip install -e '.[serve,compare]')."
+        f"asgi-stream compare: {tutorial.EXAMPLE.as_posix()} was not found. The comparison "
+        "serves the tutorial's FastAPI code from the examples/ directory of a clone of the "
+        "repository: run it from a clone (pip install -e '.[serve,compare]')."
     )
 
 
@@ -421,7 +429,7 @@ def unseen_differences(results: list[ProbeResult]) -> list[tuple[str, str]]:
     """The expected differences, of the probes that ran, that did not happen."""
     seen = {(result.probe.name, d.aspect) for result in results for d in result.differences}
     ran = {result.probe.name for result in results}
-    return [key for key in expected_reasons() if key[0] in ran and key not in seen]
+    return [key for key in _expected_reasons() if key[0] in ran and key not in seen]
 
 
 def format_traces(records: dict[str, list[dict[str, Any]]]) -> str:

@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 
 from asgi_stream.catalogue import tutorial
+from asgi_stream.catalogue.differences import EXPECTED, expected_reasons
 from asgi_stream.tools import compare
 from asgi_stream.tools.compare import (
-    EXPECTED,
     PROBES,
     Probe,
     ProbeResult,
     compare_measurements,
-    expected_reasons,
 )
 from asgi_stream.tools.measure import Measurement
 from tests.serving import ROOT
@@ -120,6 +119,13 @@ def test_every_expected_difference_names_a_probe_and_gives_a_reason() -> None:
         assert expected.probe in names
         assert expected.aspects
         assert len(expected.reason) > 40
+
+
+def test_the_command_line_does_not_import_the_catalogue() -> None:
+    """Importing it would build the app before `serve` puts --tick in the environment."""
+    code = "import sys, asgi_stream.tools.cli; print('asgi_stream.catalogue' in sys.modules)"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "False"
 
 
 def test_without_the_examples_directory_it_says_what_to_do(
