@@ -9,8 +9,9 @@ catalogue app only by import string, so that any app can take its place, but
 may import the catalogue's *data*: ``compare`` reads the differences on
 purpose from :mod:`asgi_stream.catalogue.differences`, the one list that the
 demo page reads too, and finds the tutorial's FastAPI code as
-:mod:`asgi_stream.catalogue.tutorial` does. The library never imports anything
-from here.
+:mod:`asgi_stream.catalogue.tutorial` does. It does so when it runs, never when
+it is imported: importing the catalogue builds its app from the environment,
+which ``serve`` sets only later. The library never imports anything from here.
 
 **What is here.**
 
