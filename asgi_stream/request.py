@@ -72,7 +72,9 @@ class Request:
         self.max_body_size = max_body_size
         self.headers = Headers(scope.get("headers", ()))
         self._receive = receive
-        self._unread: deque[Message] = deque()  # taken by is_disconnected(), not yet read
+        self._unread: deque[Message] = deque()  # body messages taken from the server, not yet read
+        self._received = 0  # bytes of body taken from the server, read or not
+        self._too_large = False  # past max_body_size: the body is dropped, and a read is a 413
         self._disconnected = False
         self._query: QueryParams | None = None
         self._cookies: dict[str, str] | None = None
@@ -201,17 +203,30 @@ class Request:
         self._disconnected = message["type"] == "http.disconnect"
         return message
 
+    def _keep(self, message: Message) -> None:
+        """Note a message taken from the server: the disconnect, or a piece of
+        the body, held until :meth:`stream` reads it. What is held counts
+        against :attr:`max_body_size` as what is read does: past it, the body
+        is dropped and reading it is a 413."""
+        if message["type"] == "http.disconnect":
+            self._disconnected = True
+            return
+        self._received += len(message.get("body", b""))
+        if self._received > self.max_body_size:
+            self._too_large = True
+            self._unread.clear()
+        elif not self._too_large:
+            self._unread.append(message)
+
     async def is_disconnected(self) -> bool:
         """Whether the client has gone, without waiting: a message the server
-        has ready is looked at (and kept for :meth:`stream`), none is awaited."""
+        has ready is looked at (a piece of the body is kept for :meth:`stream`,
+        within :attr:`max_body_size`), none is awaited."""
         if not self._disconnected:
             poll = asyncio.ensure_future(self._receive())
             await asyncio.sleep(0)  # one turn of the loop: a ready message arrives now
             if poll.done():
-                message = poll.result()
-                self._disconnected = message["type"] == "http.disconnect"
-                if not self._disconnected:
-                    self._unread.append(message)
+                self._keep(poll.result())
             else:
                 poll.cancel()
         return self._disconnected
@@ -232,16 +247,17 @@ class Request:
         declared = self.headers.get("content-length", "")
         if declared.isascii() and declared.isdigit() and int(declared[:20]) > self.max_body_size:
             raise HTTPException(413, "Request body too large")
-        size = 0
         more_body = True
         while more_body:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnect
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_size:
+            if self._too_large:
                 raise HTTPException(413, "Request body too large")
+            if not self._unread:
+                if self._disconnected:
+                    raise ClientDisconnect
+                self._keep(await self._receive())
+                continue
+            message = self._unread.popleft()
+            chunk = message.get("body", b"")
             if chunk:
                 yield chunk
             more_body = message.get("more_body", False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tracemalloc
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -148,6 +149,40 @@ def test_a_disconnect_the_endpoint_saw_still_stops_the_stream() -> None:
         assert not comm.future.cancelled()
 
     asyncio.run(main())
+
+
+def test_what_is_disconnected_keeps_counts_against_max_body_size() -> None:
+    # An endpoint that polls is_disconnected() through long work, while the
+    # client uploads 16 times the limit: the pieces it looked at may not pile
+    # up beyond the limit, and reading the body afterwards is the 413.
+    limit, piece, pieces = 64 * 1024, 16 * 1024, 64
+    router = Router(max_body_size=limit)
+    held: list[int] = []
+
+    @router.post("/work")
+    async def work(request: Request) -> dict[str, int]:
+        for _ in range(pieces + 8):  # long work, stopping if the client leaves
+            assert not await request.is_disconnected()
+        held.append(tracemalloc.get_traced_memory()[0])
+        return {"size": len(await request.body())}
+
+    async def main() -> list[dict[str, Any]]:
+        comm = ApplicationCommunicator(router, http_scope("POST", "/work"))
+        for n in range(pieces):  # a new bytes object each time, as a server makes them
+            more = n < pieces - 1
+            await comm.send_input({"type": "http.request", "body": bytes(piece), "more_body": more})
+        messages = [await comm.receive_output(1), await comm.receive_output(1)]
+        await comm.wait(1)
+        return messages
+
+    tracemalloc.start()
+    try:
+        messages = asyncio.run(main())
+    finally:
+        tracemalloc.stop()
+    assert messages[0]["status"] == 413
+    assert json.loads(body_of(messages)) == {"detail": "Request body too large"}
+    assert held[0] < 2 * limit  # not the megabyte that was sent
 
 
 # stream()
