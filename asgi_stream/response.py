@@ -35,6 +35,13 @@ because a real stream ends badly as often as it ends well:
    or in our ``send()``. Either way we then ``aclose()`` the generator, so its
    ``finally`` runs *now*, not at some later garbage collection. ASGI 2.4 adds
    a second signal, an ``OSError`` from ``send()``; we honour it the same way.
+   A generator that reads the request body while it streams (an upload,
+   transformed and sent back) may be first to hear of it, as
+   :class:`~asgi_stream.exceptions.ClientDisconnect`: the same ending again.
+   (The watcher and that generator must not both call the server's
+   ``receive()``, or each would take messages meant for the other; the router
+   gives the response :meth:`Request.receive
+   <asgi_stream.request.Request.receive>`, which never hands out the body.)
 2. **The generator raises** after the headers are out. The status line can no
    longer change, so we do the one honest thing left: stop *without* the final
    message and re-raise. The server logs the error and aborts the connection.
@@ -87,6 +94,7 @@ from typing import Any
 from .background import BackgroundTask, BackgroundTasks
 from .coalesce import coalesce_ready
 from .concurrency import aiterate, close_iterator
+from .exceptions import ClientDisconnect
 from .headers import HeadersInput, MutableHeaders, encode_header, encode_response_headers
 from .types import Message, Receive, Scope, Send
 
@@ -387,6 +395,8 @@ class StreamingResponse(Response):
             # a cancellation that someone else asked for.
             if not watch.client_gone or task.uncancel() > 0:
                 raise
+        except ClientDisconnect:
+            pass  # the generator read the request body and found the client gone
         finally:
             watch.stop()
             await close_iterator(body)
@@ -425,8 +435,8 @@ class _DisconnectWatch:
         self._task = asyncio.get_running_loop().create_task(self._watch(receive, streaming_task))
 
     async def _watch(self, receive: Receive, streaming_task: asyncio.Task[Any]) -> None:
-        # http.request messages the endpoint left unread are not ours to use;
-        # skip them until the disconnect.
+        # Body messages are not ours to use (the router's receive keeps them
+        # for the request); skip any we are given until the disconnect.
         while (await receive())["type"] != "http.disconnect":
             pass
         self.client_gone = True
