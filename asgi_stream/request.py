@@ -76,6 +76,8 @@ class Request:
         self._received = 0  # bytes of body taken from the server, read or not
         self._too_large = False  # past max_body_size: the body is dropped, and a read is a 413
         self._disconnected = False
+        self._reading = asyncio.Lock()  # held while waiting on the server's receive()
+        self._taken = 0  # messages taken from the server so far
         self._query: QueryParams | None = None
         self._cookies: dict[str, str] | None = None
         self._body: bytes | None = None
@@ -192,22 +194,38 @@ class Request:
         return value
 
     async def receive(self) -> Message:
-        """The next ASGI message, as ``receive()`` gives it, except that after
-        ``http.disconnect`` every call gives ``http.disconnect`` again (some
-        servers send it once; the response must see it after the endpoint did)."""
-        if self._unread:
-            return self._unread.popleft()
-        if self._disconnected:
-            return {"type": "http.disconnect"}
-        message = await self._receive()
-        self._disconnected = message["type"] == "http.disconnect"
-        return message
+        """The ``receive`` to hand the response: it returns ``http.disconnect``
+        when the client goes, and every time after that (some servers send it
+        once; the response must see it even after the endpoint did).
+
+        It never returns the body: a piece of the body that comes while it
+        waits is kept for :meth:`stream` and :meth:`body`. So the response's
+        disconnect watcher and a generator reading the upload as it streams
+        can both wait at once and take nothing from each other (in Starlette
+        they share the server's ``receive`` and chunks are lost).
+        """
+        while not self._disconnected:
+            await self._take()
+        return {"type": "http.disconnect"}
+
+    async def _take(self) -> None:
+        """Take one message from the server and :meth:`_keep` it.
+
+        The server's ``receive()`` has one reader at a time: two waiting at
+        once could each get half of what arrives. A caller that finds another
+        reading waits for it, and then returns to look at what it took.
+        """
+        taken = self._taken
+        async with self._reading:
+            if self._taken == taken:
+                self._keep(await self._receive())
 
     def _keep(self, message: Message) -> None:
         """Note a message taken from the server: the disconnect, or a piece of
         the body, held until :meth:`stream` reads it. What is held counts
         against :attr:`max_body_size` as what is read does: past it, the body
         is dropped and reading it is a 413."""
+        self._taken += 1
         if message["type"] == "http.disconnect":
             self._disconnected = True
             return
@@ -222,7 +240,14 @@ class Request:
         """Whether the client has gone, without waiting: a message the server
         has ready is looked at (a piece of the body is kept for :meth:`stream`,
         within :attr:`max_body_size`), none is awaited."""
-        if not self._disconnected:
+        if self._disconnected:
+            return True
+        if self._reading.locked():
+            # Another reader (the response's watcher, say) is waiting on the
+            # server and will note the disconnect: give it its turn.
+            await asyncio.sleep(0)
+            return self._disconnected
+        async with self._reading:
             poll = asyncio.ensure_future(self._receive())
             await asyncio.sleep(0)  # one turn of the loop: a ready message arrives now
             if poll.done():
@@ -254,7 +279,7 @@ class Request:
             if not self._unread:
                 if self._disconnected:
                     raise ClientDisconnect
-                self._keep(await self._receive())
+                await self._take()
                 continue
             message = self._unread.popleft()
             chunk = message.get("body", b"")

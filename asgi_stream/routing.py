@@ -45,6 +45,13 @@ that names the endpoint and what it returned. Once an endpoint has returned its
 response, errors belong to the response: the status line may already be on
 the wire.
 
+The response runs with :meth:`Request.receive
+<asgi_stream.request.Request.receive>`, which tells it of the disconnect but
+keeps the body for the request: a generator may read ``request.stream()``
+(an upload, transformed and streamed back) while the response watches for
+the client leaving. So an app that reads the body itself through
+``receive()`` is mounted, not returned from an endpoint.
+
 A ``GET`` route also answers ``HEAD``: the response classes send headers only
 for HEAD, and a stream's generator is never started. So an endpoint must not
 acquire anything in its body that only the generator releases (see
@@ -306,9 +313,13 @@ class Router:
         except Exception:
             logger.exception("endpoint failed: %s %s", scope["method"], scope["path"])
             response = JSONResponse({"detail": "Internal Server Error"}, 500)
-        # The request's receive: a disconnect the endpoint has already seen
-        # (is_disconnected()) is seen again by the response.
-        await response(scope, request.receive, send)
+        if isinstance(response, Mount):
+            await response(scope, receive, send)  # the body is the mounted app's to read
+        else:
+            # The request's receive: a disconnect the endpoint has already
+            # seen (is_disconnected()) is seen again by the response, and the
+            # body stays with the request, for a generator that reads it.
+            await response(scope, request.receive, send)
 
     async def respond(self, request: Request) -> ASGIApp:
         """The response to ``request``: the endpoint's, a mounted app, or a redirect."""

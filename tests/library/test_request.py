@@ -232,6 +232,59 @@ def test_stream_stops_at_max_body_size_with_413() -> None:
     assert asyncio.run(main()) == 413
 
 
+def echo_router(finally_ran: asyncio.Event | None = None) -> Router:
+    """``POST /echo`` streams the upload back upper-cased, reading it as it streams."""
+    router = Router()
+
+    @router.post("/echo")
+    async def echo(request: Request) -> StreamingResponse:
+        async def upper() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in request.stream():
+                    yield chunk.upper()
+            finally:
+                if finally_ran is not None:
+                    finally_ran.set()
+
+        return StreamingResponse(upper())
+
+    return router
+
+
+def test_a_generator_reads_the_upload_while_the_response_streams() -> None:
+    # The response's disconnect watcher waits on receive() all along; it must
+    # not take the pieces of the body the generator is reading.
+    async def main() -> list[dict[str, Any]]:
+        comm = ApplicationCommunicator(echo_router(), http_scope("POST", "/echo"))
+        for piece in (b"one-", b"two-", b"three-"):
+            await comm.send_input({"type": "http.request", "body": piece, "more_body": True})
+            await asyncio.sleep(0.01)  # the response is streaming now
+        await comm.send_input({"type": "http.request", "body": b"four", "more_body": False})
+        messages = []
+        while not messages or messages[-1].get("more_body", True):
+            messages.append(await comm.receive_output(1))
+        await comm.wait(1)
+        return messages
+
+    assert body_of(asyncio.run(main())) == b"ONE-TWO-THREE-FOUR"
+
+
+def test_a_client_leaving_mid_upload_stops_the_echo_without_an_error() -> None:
+    finally_ran = asyncio.Event()
+
+    async def main() -> None:
+        comm = ApplicationCommunicator(echo_router(finally_ran), http_scope("POST", "/echo"))
+        await comm.send_input({"type": "http.request", "body": b"one", "more_body": True})
+        assert (await comm.receive_output(1))["type"] == "http.response.start"
+        assert (await comm.receive_output(1))["body"] == b"ONE"
+        await comm.send_input({"type": "http.disconnect"})
+        await asyncio.wait_for(finally_ran.wait(), 1)
+        await comm.wait(1)  # raises what the app raised: nothing may escape
+        assert await comm.receive_nothing()  # and no end of body: the stream was cut
+
+    asyncio.run(main())
+
+
 def test_body_after_stream_is_an_error_and_stream_after_body_gives_the_body() -> None:
     async def main() -> tuple[bytes, list[bytes]]:
         queue = [{"type": "http.request", "body": b"abc", "more_body": False}]
