@@ -40,9 +40,16 @@ reader still following it is not ended: if something is appended to that name
 later, the reader receives it, from the first event of the new stream.
 
 :class:`MemoryEventLog`, the default, keeps the streams in this process's
-memory. Its IDs are ``"1"``, ``"2"``, ... per stream. It needs nothing but the
-standard library, and it has the limits of one process: another worker cannot
-see its streams, and a restart loses them. :mod:`asgi_stream.redis_eventlog`
+memory. Its IDs are ``"<incarnation>-1"``, ``"<incarnation>-2"``, ... per
+stream, where the *incarnation* is drawn at random when the stream is created.
+Counting alone would repeat an ID: after a finished stream expires and a new
+one starts under its name, or after a restart, ``"3"`` would name the third
+event of a different run, and a client that saw the old one would resume in
+the middle of the new one without a word. With the incarnation, its ID is
+unknown, so it gets :class:`EventIDNotFound` (and a resumable response, its
+reset). The log needs nothing but the standard library, and it has the limits
+of one process: another worker cannot see its streams, and a restart loses
+them. :mod:`asgi_stream.redis_eventlog`
 keeps them in Redis Streams instead, for any number of workers and hosts.
 :func:`open_event_log` picks one from a URL.
 
@@ -57,6 +64,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import time
 from collections import deque
 from collections.abc import AsyncGenerator
@@ -71,11 +79,13 @@ __all__ = ["Event", "EventIDNotFound", "EventLog", "MemoryEventLog", "open_event
 
 
 class _MemoryStream:
-    """One stream: its newest events, the sequence number of the next one, its waiters."""
+    """One stream: its incarnation, its newest events, the sequence number of
+    the next one, its waiters."""
 
-    __slots__ = ("events", "expires_at", "next_seq", "readers", "wakeup")
+    __slots__ = ("events", "expires_at", "incarnation", "next_seq", "readers", "wakeup")
 
     def __init__(self, maxlen: int) -> None:
+        self.incarnation = secrets.token_hex(6)  # this stream's, never its successor's
         self.events: deque[Event] = deque(maxlen=maxlen)
         self.next_seq = 1
         self.readers = 0
@@ -90,8 +100,17 @@ class _MemoryStream:
         """The sequence number of the oldest event held (``next_seq`` when none is)."""
         return self.next_seq - len(self.events)
 
+    def id_of(self, seq: int) -> str:
+        """The ID of event number ``seq``: the incarnation, then the number."""
+        return f"{self.incarnation}-{seq}"
 
-_SEQ = re.compile(r"[0-9]{1,18}")
+    def seq_of(self, event_id: str) -> int:
+        """The number of the event with ID ``event_id``; 0 when it is not one of this stream's."""
+        found = _ID.fullmatch(event_id)
+        return int(found[2]) if found is not None and found[1] == self.incarnation else 0
+
+
+_ID = re.compile(r"([0-9a-f]{12})-([0-9]{1,18})")
 
 
 class MemoryEventLog(EventLog):
@@ -141,7 +160,7 @@ class MemoryEventLog(EventLog):
         self.check_stream(stream)
         self.check_event(data, event)
         s = self._get_or_create(stream)
-        event_id = str(s.next_seq)
+        event_id = s.id_of(s.next_seq)
         s.events.append(Event(event_id, data, event))
         s.next_seq += 1
         if s.wakeup is not None:
@@ -157,7 +176,7 @@ class MemoryEventLog(EventLog):
             if after is None:
                 cursor = s.first_seq - 1
             else:
-                cursor = int(after) if _SEQ.fullmatch(after) else 0
+                cursor = s.seq_of(after)
                 if not 1 <= cursor < s.next_seq:
                     raise EventIDNotFound(after, trimmed=False)
             while True:
@@ -173,7 +192,7 @@ class MemoryEventLog(EventLog):
                 # was lost" is exactly "the oldest event held is at most the
                 # one right after it".
                 if cursor + 1 < s.first_seq:
-                    raise EventIDNotFound(str(cursor), trimmed=True)
+                    raise EventIDNotFound(s.id_of(cursor), trimmed=True)
                 if cursor + 1 < s.next_seq:
                     batch = list(islice(s.events, cursor + 1 - s.first_seq, None))
                     for event in batch:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -80,7 +81,8 @@ def test_memory_log_resume_after_a_disconnect_misses_nothing(tmp_path: Path) -> 
         path = start_job(server.url)
         received = disconnect_wait_resume(server, server, path)
         assert_every_event_once_in_order(received)
-        assert [e.id for e in received] == [str(i) for i in range(1, TOTAL + 3)]
+        incarnation = received[0].id.rsplit("-", 1)[0]  # drawn when the job's stream was made
+        assert [e.id for e in received] == [f"{incarnation}-{i}" for i in range(1, TOTAL + 3)]
         # Reconnecting with the final event's ID: 204, which stops EventSource.
         done = httpx.get(
             server.url + path, headers={"Last-Event-ID": received[-1].id}, timeout=READ_TIMEOUT
@@ -144,8 +146,9 @@ def test_post_answers_202_with_the_events_url_and_the_job_runs_on_its_own() -> N
         assert not installed.tasks
         events = await request(router, http_scope("GET", job["events"]))
         body = body_of(events).decode()
-        assert body.startswith("retry: 1\n\nid: 1\ndata: ")
-        assert body.endswith(f"event: done\nid: {TOTAL + 2}\ndata: Completed\n\n")
+        first = re.match(r"retry: 1\n\nid: ([0-9a-f]+)-1\ndata: ", body)
+        assert first is not None, body[:100]
+        assert body.endswith(f"event: done\nid: {first[1]}-{TOTAL + 2}\ndata: Completed\n\n")
         await installed.shutdown()
 
     asyncio.run(main())

@@ -17,14 +17,17 @@ from tests.whatwg_sse import parse
 
 
 async def late_joiner(
-    log: EventLog, stream: str, last_id: str | None = None, **kwargs: Any
+    log: EventLog, stream: str, last_id: str | int | None = None, **kwargs: Any
 ) -> list[tuple[str, str]]:
     """Join ``stream`` after 500 events, then 2 more are appended (the last final).
 
-    Returns the ``(type, data)`` of every event the joiner received.
+    ``last_id`` is the joiner's ``Last-Event-ID``, or, as an int ``n``, the ID
+    of the ``n``-th of the 500. Returns the ``(type, data)`` of every event
+    the joiner received.
     """
-    for i in range(500):
-        await log.append(stream, f"old {i}")
+    ids = [await log.append(stream, f"old {i}") for i in range(500)]
+    if isinstance(last_id, int):
+        last_id = ids[last_id - 1]
     response = ResumableEventSourceResponse(log, stream, last_id, final_events=["done"], **kwargs)
     comm = ApplicationCommunicator(response, http_scope())
     await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
@@ -69,7 +72,7 @@ def test_a_live_joiner_of_a_stream_that_does_not_exist_yet_gets_its_first_event(
 
 
 def test_a_reconnecting_client_resumes_after_its_id_even_when_live() -> None:
-    events = asyncio.run(late_joiner(MemoryEventLog(), "ticks", "499", start="live"))
+    events = asyncio.run(late_joiner(MemoryEventLog(), "ticks", 499, start="live"))
     assert events == [
         ("message", "old 499"),
         ("message", "new"),
