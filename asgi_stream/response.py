@@ -116,6 +116,26 @@ _CHUNK_COST = 4 * 1024
 _YIELD_BUDGET = 64 * 1024
 
 
+def _checked_status(status_code: int) -> int:
+    """``status_code``, refused where it is given unless it is an int from 100 to 599."""
+    if isinstance(status_code, bool) or not isinstance(status_code, int):
+        raise TypeError(f"status_code must be an int, not {type(status_code).__name__}")
+    if not 100 <= status_code <= 599:
+        raise ValueError(f"status_code must be from 100 to 599, not {status_code}")
+    return status_code
+
+
+def _checked_timeout(seconds: float | None) -> float | None:
+    """``send_timeout``, refused unless it is ``None`` or a positive, finite number."""
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise TypeError(f"send_timeout must be a number of seconds, not {type(seconds).__name__}")
+    if not 0 < seconds < float("inf"):  # NaN too
+        raise ValueError(f"send_timeout must be positive and finite, not {seconds}")
+    return seconds
+
+
 class Response:
     """A complete response: status, headers and a body known in advance.
 
@@ -146,7 +166,7 @@ class Response:
         media_type: str | None = None,
         background: BackgroundTask | BackgroundTasks | None = None,
     ) -> None:
-        self.status_code = status_code
+        self.status_code = _checked_status(status_code)
         if media_type is not None:
             self.media_type = media_type
         self.background = background
@@ -262,7 +282,7 @@ class StreamingResponse(Response):
     changing one import. Unlike Starlette's, the object can be sent only once
     (a second use is a :class:`RuntimeError`: its generator is spent). What
     happens at each possible ending of the stream is described at the top of
-    this module. ``send_timeout`` (seconds, default none) ends the stream
+    this module. ``send_timeout`` (seconds, positive; default none) ends the stream
     when the client stops reading for that long.
     ``coalesce`` chooses how chunks become messages (see *Coalescing* at the
     top of this module). The default, ``None``, adapts: one message per chunk
@@ -286,12 +306,12 @@ class StreamingResponse(Response):
         send_timeout: float | None = None,
         coalesce: bool | None = None,
     ) -> None:
-        self.status_code = status_code
+        self.status_code = _checked_status(status_code)
         if media_type is not None:
             self.media_type = media_type
         self.background = background
         self.content = content
-        self.send_timeout = send_timeout
+        self.send_timeout = _checked_timeout(send_timeout)
         self.coalesce = coalesce
         self.raw_headers = self.init_headers(headers, content_length=None)
 
