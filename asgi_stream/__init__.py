@@ -38,6 +38,7 @@ from .headers import (
     MutableHeaders,
     encode_header,
     encode_response_headers,
+    is_token,
 )
 from .importing import import_object
 from .redis_eventlog import RedisEventLog  # redis itself is imported when a RedisEventLog is made
@@ -117,6 +118,7 @@ __all__ = [
     "heartbeat",
     "import_object",
     "is_async_callable",
+    "is_token",
     "iterate_in_threadpool",
     "last_event_id",
     "open_event_log",

@@ -46,6 +46,7 @@ __all__ = [
     "MutableHeaders",
     "encode_header",
     "encode_response_headers",
+    "is_token",
 ]
 
 #: What a response may pass as ``headers=``: a mapping, or pairs (to repeat a name).
@@ -59,6 +60,11 @@ CONNECTION_SPECIFIC = frozenset(
 # a CR) is either an injection attempt or a mistake the server would mangle.
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
 _FORBIDDEN_IN_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # CTLs but HTAB
+
+
+def is_token(text: str) -> bool:
+    """Whether ``text`` is an RFC 9110 token, as a header name or a method must be."""
+    return text.isascii() and _TOKEN.fullmatch(text.lower().encode("ascii")) is not None
 
 
 class ConnectionHeaderWarning(UserWarning):

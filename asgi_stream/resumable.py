@@ -86,6 +86,8 @@ class ResumableEventSourceResponse(EventSourceResponse):
     or ``""`` when absent). Without one, ``start`` says where to begin:
     ``"beginning"`` (the default: every event held, then live) or ``"live"``
     (the next event appended); see the module's docstring for which to choose.
+    ``final_events`` is a collection of event types (``["done"]``; a lone
+    ``str`` is a :class:`TypeError`).
     """
 
     def __init__(
@@ -107,7 +109,7 @@ class ResumableEventSourceResponse(EventSourceResponse):
         self.log = log
         self.stream_name = stream
         self.last_event_id = last_event_id or None
-        self.final_events = frozenset(final_events)
+        self.final_events = _event_names(final_events)
         self._retry_event = None if retry is None else ServerSentEvent(retry=retry)  # validates
         super().__init__(self._events(), status_code, headers, background=background)
 
@@ -156,6 +158,17 @@ class ResumableEventSourceResponse(EventSourceResponse):
             return None
         newest = await self.log.last(self.stream_name)
         return None if newest is None else newest.id
+
+
+def _event_names(names: Iterable[str]) -> frozenset[str]:
+    """``final_events`` as a set; a lone ``str`` would be a set of its letters."""
+    if isinstance(names, str | bytes):
+        raise TypeError(f"final_events must be a collection of types (['done']), not {names!r}")
+    found = frozenset(names)
+    for name in found:
+        if not isinstance(name, str):
+            raise TypeError(f"final_events must hold str event types, not {type(name).__name__}")
+    return found
 
 
 def _reset_event(exc: EventIDNotFound) -> ServerSentEvent:

@@ -70,6 +70,7 @@ from urllib.parse import quote
 
 from .concurrency import is_async_callable, run_in_threadpool
 from .exceptions import ClientDisconnect, HTTPException
+from .headers import is_token
 from .request import MAX_BODY_SIZE, Request, route_path
 from .response import JSONResponse, Response
 from .types import ASGIApp, Message, Receive, Scope, Send
@@ -143,13 +144,34 @@ def compile_pattern(path: str) -> tuple[re.Pattern[str], dict[str, Callable[[str
     return re.compile("".join(regex)), converters
 
 
+def _check_methods(methods: Iterable[str]) -> frozenset[str]:
+    """The method names, upper-cased; refused unless each is an HTTP token.
+
+    A lone ``str`` is a :class:`TypeError`: ``methods="GET"`` would be the
+    methods G, E and T. A name that is not a token (a space, a CR LF) could
+    never be requested, and would break the ``Allow`` header of a 405.
+    """
+    if isinstance(methods, str | bytes):
+        raise TypeError(f"methods must be a collection of method names (['GET']), not {methods!r}")
+    names = []
+    for method in methods:
+        if not isinstance(method, str):
+            raise TypeError(f"a method must be a str, not {type(method).__name__}")
+        if not is_token(method):
+            raise ValueError(f"invalid method {method!r}: a method must be an HTTP token")
+        names.append(method.upper())
+    if not names:
+        raise ValueError("a route needs at least one method")
+    return frozenset(names)
+
+
 class Route:
     """A path pattern such as ``/jobs/{id}``, its methods and its endpoint."""
 
     def __init__(self, path: str, endpoint: Endpoint, methods: Iterable[str]) -> None:
         self.path = path
         self.endpoint = endpoint
-        self.methods = frozenset(method.upper() for method in methods)
+        self.methods = _check_methods(methods)
         if "GET" in self.methods:
             self.methods |= {"HEAD"}
         self.regex, self.converters = compile_pattern(path)
@@ -258,7 +280,12 @@ class Router:
         self.lifespan = lifespan
 
     def add(self, path: str, endpoint: Endpoint, methods: Iterable[str] = ("GET",)) -> None:
-        """Serve ``endpoint`` at ``path`` for ``methods``; :class:`ValueError` for a bad pattern."""
+        """Serve ``endpoint`` at ``path`` for ``methods`` (a ``GET`` route answers ``HEAD`` too).
+
+        A pattern the router cannot serve is a :class:`ValueError`, and so is
+        a method that is not an HTTP token; ``methods`` as one ``str``
+        (``"GET"``, not ``["GET"]``) is a :class:`TypeError`.
+        """
         self.routes.append(Route(path, endpoint, methods))
 
     def mount(self, prefix: str, app: ASGIApp) -> None:
@@ -268,6 +295,7 @@ class Router:
 
     def route(self, path: str, methods: Iterable[str] = ("GET",)) -> Callable[[Endpoint], Endpoint]:
         """The decorator form of :meth:`add`."""
+        methods = _check_methods(methods)  # here, not when the decorator is applied
 
         def decorator(endpoint: Endpoint) -> Endpoint:
             self.add(path, endpoint, methods)
