@@ -345,14 +345,46 @@ class StreamingResponse(Response):
                 await self.background()
 
     async def stream(self, receive: Receive, send: Send) -> None:
-        """Send the headers, then one body message per chunk, then the end.
+        """Send the headers, then the body as it is made, then the end.
 
         Returns normally when the body is complete or the client has gone;
         raises whatever the generator raised.
+
+        The body is sent from a task of its own (:meth:`send_body`), while
+        this task, the server's, watches for the disconnect. Why not the other
+        way round? Each time the generator awaits, the suspension travels
+        through every coroutine between it and its task, and back again when
+        it resumes: in the server's task, that is the server's own frames, its
+        middleware, the app's, the endpoint's and ours. In a task of its own,
+        it is one. For a generator that awaits between small events that was
+        worth about 0.2 µs an event (8 % of a bare loop's CPU time per event
+        in-process), at the price of nothing: the watcher needed a task anyway.
         """
+        watch = _DisconnectWatch()
+        sending = asyncio.get_running_loop().create_task(self.send_body(send, watch))
+        try:
+            await watch.run(receive, sending)
+            await asyncio.wait((sending,))
+        finally:
+            if not sending.done():
+                # The server cancels us (a shutdown): the sending too, and the
+                # generator's finally runs before the response ends.
+                sending.cancel()
+                await asyncio.wait((sending,))
+        if sending.cancelled():
+            # Cancelled before it began: the client had gone already.
+            await close_iterator(self.content)
+            if not watch.client_gone:
+                raise asyncio.CancelledError
+        else:
+            sending.result()  # what the generator raised, if anything
+
+    async def send_body(self, send: Send, watch: _DisconnectWatch) -> None:
+        """The sending task: the headers, one message per chunk (or per
+        chunks joined), the end; stops at once when ``watch`` says the client
+        has gone."""
         task = asyncio.current_task()
         assert task is not None, "a response runs inside an asyncio task"
-        watch = _DisconnectWatch(receive, task)
         if self.send_timeout is not None:
             send = _with_timeout(send, self.send_timeout)
         body = aiterate(self.content)
@@ -446,24 +478,49 @@ class _LoopTurns:
 
 
 class _DisconnectWatch:
-    """Waits for ``http.disconnect`` and cancels the streaming task when it comes."""
+    """Waits for ``http.disconnect`` in the server's task while another task sends.
 
-    __slots__ = ("_task", "client_gone")
+    :meth:`run` ends in one of two ways. The client leaves: we set
+    :attr:`client_gone` and cancel the sending task. Or the sending task
+    calls :meth:`stop` (the body is complete, and after its last message the
+    server reports a disconnect that must not cancel anything), or ends: we
+    cancel our own wait on ``receive()``, and take that cancellation back.
+    """
 
-    def __init__(self, receive: Receive, streaming_task: asyncio.Task[Any]) -> None:
+    __slots__ = ("_task", "client_gone", "watching")
+
+    def __init__(self) -> None:
         self.client_gone = False
-        self._task = asyncio.get_running_loop().create_task(self._watch(receive, streaming_task))
+        self.watching = False
+        self._task: asyncio.Task[Any] | None = None
 
-    async def _watch(self, receive: Receive, streaming_task: asyncio.Task[Any]) -> None:
-        # Body messages are not ours to use (the router's receive keeps them
-        # for the request); skip any we are given until the disconnect.
-        while (await receive())["type"] != "http.disconnect":
-            pass
+    async def run(self, receive: Receive, sending: asyncio.Task[Any]) -> None:
+        task = self._task = asyncio.current_task()
+        assert task is not None, "a response runs inside an asyncio task"
+        self.watching = True
+        sending.add_done_callback(self.stop)
+        try:
+            # Body messages are not ours to use (the router's receive keeps them
+            # for the request); skip any we are given until the disconnect.
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        except asyncio.CancelledError:
+            # stop() cancelled the wait and cleared `watching`; any other
+            # cancellation (a shutdown) reaches the sending task too.
+            if self.watching or task.uncancel() > 0:
+                self.watching = False
+                sending.cancel()
+                raise
+            return
+        self.watching = False
         self.client_gone = True
-        streaming_task.cancel()
+        sending.cancel()
 
-    def stop(self) -> None:
-        self._task.cancel()
+    def stop(self, _: object = None) -> None:
+        """End :meth:`run`'s wait, if it is still waiting."""
+        if self.watching and self._task is not None:
+            self.watching = False
+            self._task.cancel()
 
 
 def _with_timeout(send: Send, seconds: float) -> Send:

@@ -298,6 +298,11 @@ async def asgi_stream_bytes_stream(scope: Scope, receive: Receive, send: Send) -
     await response(scope, receive, send)
 
 
+async def asgi_stream_uncoalesced_stream(scope: Scope, receive: Receive, send: Send) -> None:
+    response = StreamingResponse(byte_events(scope), media_type="text/event-stream", coalesce=False)
+    await response(scope, receive, send)
+
+
 async def asgi_stream_coalesced_stream(scope: Scope, receive: Receive, send: Send) -> None:
     response = StreamingResponse(byte_events(scope), media_type="text/event-stream", coalesce=True)
     await response(scope, receive, send)
@@ -328,17 +333,18 @@ asgi_stream_sse = raw_app(
 )
 asgi_stream_sse_objects = raw_app(asgi_stream_sse_objects_stream, asgi_stream_idle)
 
-NEWS = Broadcast()
+BROADCAST = Broadcast()
 
 
 async def asgi_stream_broadcast_subscribe(scope: Scope, receive: Receive, send: Send) -> None:
-    await EventSourceResponse(NEWS.subscribe())(scope, receive, send)
+    await EventSourceResponse(BROADCAST.subscribe())(scope, receive, send)
 
 
 asgi_stream_broadcast = raw_app(
-    asgi_stream_sse_stream, asgi_stream_idle, asgi_stream_broadcast_subscribe, NEWS.publish
+    asgi_stream_sse_stream, asgi_stream_idle, asgi_stream_broadcast_subscribe, BROADCAST.publish
 )
 asgi_stream_coalesced = raw_app(asgi_stream_coalesced_stream, asgi_stream_idle)
+asgi_stream_uncoalesced = raw_app(asgi_stream_uncoalesced_stream, asgi_stream_idle)
 
 
 # -- Starlette and sse-starlette -----------------------------------------------------------------
@@ -431,6 +437,10 @@ CANDIDATES: dict[str, tuple[str, str]] = {
     "asgi-stream SSE objects": (
         "asgi_stream_sse_objects",
         "asgi_stream.EventSourceResponse, ServerSentEvent items",
+    ),
+    "asgi-stream one per chunk": (
+        "asgi_stream_uncoalesced",
+        "asgi_stream.StreamingResponse(coalesce=False), bytes items: one message per chunk",
     ),
     "asgi-stream coalesce": (
         "asgi_stream_coalesced",

@@ -55,8 +55,9 @@ class IdleStreams:
                 for key, _ in self.selector.select(1.0):
                     sock = key.fileobj  # type: ignore[assignment]
                     if sock not in waiting:
+                        if not sock.recv(RECV_SIZE):
+                            raise ConnectionError("the server closed an idle stream")
                         self.heard.add(sock.fileno())
-                        sock.recv(RECV_SIZE)
                         continue
                     data = waiting[sock] + sock.recv(RECV_SIZE)
                     if not data:
@@ -69,8 +70,10 @@ class IdleStreams:
     def read_heartbeats(self) -> int:
         for key, _ in self.selector.select(0.5):
             sock = key.fileobj
-            if sock.recv(RECV_SIZE):  # type: ignore[union-attr]
-                self.heard.add(sock.fileno())  # type: ignore[union-attr]
+            if not sock.recv(RECV_SIZE):  # type: ignore[union-attr]
+                # An idle stream has no end: the server failed, and this is no measurement.
+                raise ConnectionError("the server closed an idle stream")
+            self.heard.add(sock.fileno())  # type: ignore[union-attr]
         return len(self.heard)
 
     def close(self) -> None:

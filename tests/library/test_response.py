@@ -679,3 +679,19 @@ def test_background_tasks_run_in_the_order_they_were_added() -> None:
     tasks.add_task(later, "async")
     asyncio.run(request(Response(b"", background=tasks), http_scope()))
     assert order == ["sync", "async"]
+
+
+def test_a_client_gone_before_the_stream_begins_ends_it_quietly_and_closes_the_generator() -> None:
+    async def generate():
+        yield b"never sent"
+
+    async def main() -> None:
+        content = generate()
+        comm = ApplicationCommunicator(StreamingResponse(content), http_scope())
+        await comm.send_input({"type": "http.disconnect"})  # waiting before the app starts
+        await comm.wait(1)
+        assert comm.future.done() and not comm.future.cancelled()
+        assert comm.future.exception() is None
+        assert content.ag_frame is None  # closed, not left to the garbage collector
+
+    asyncio.run(main())
