@@ -23,7 +23,7 @@ The measurements, as the issue names them:
     memory per stream at 1,000, 5,000 and 10,000 streams (the slope from a
     warm base of 100 streams) and the server's CPU over one heartbeat period;
 (e) aggregate events per second with 1, 200 and 1,000 concurrent streams
-    of 500 events each (batched reader), and the server's CPU time per event,
+    of 300 events each (batched reader), and the server's CPU time per event,
     twice: generators that never await, and generators that await before
     every event (as real ones await a queue or a socket). Each stream's own
     cost (request, headers, end) is then the same share of every figure, and
@@ -106,7 +106,7 @@ class Settings:
     idle_window: float = 15.0
     scaling_candidates: tuple[str, ...] = REDUCED_SET
     scaling_levels: tuple[int, ...] = (1, 200, 1_000)
-    scaling_events_per_stream: int = 500
+    scaling_events_per_stream: int = 300
     scaling_rounds: int = 3
     fanout_candidates: tuple[str, ...] = (
         "bare",
