@@ -41,7 +41,8 @@ for a known path and the wrong method, the endpoint's own
 that left while sending its body, which gets no answer at all), which is logged
 with its traceback on the server and never shown to the client. An endpoint
 that returns something that is not a response is a 500 too, logged in one line
-that names the endpoint and what it returned. Once an endpoint has returned its
+that names the endpoint and what it returned, and so is an error whose detail
+cannot be sent as JSON. Once an endpoint has returned its
 response, errors belong to the response: the status line may already be on
 the wire.
 
@@ -249,10 +250,10 @@ class Mount:
                 raise
             status = getattr(exc, "status_code", None)
             if isinstance(status, int) and hasattr(exc, "detail"):
-                error = JSONResponse({"detail": exc.detail}, status, getattr(exc, "headers", None))
+                error = _json_error(status, exc.detail, getattr(exc, "headers", None))
             else:
                 logger.exception("mounted app failed: %s %s", scope["method"], scope["path"])
-                error = JSONResponse({"detail": "Internal Server Error"}, 500)
+                error = _json_error(500, "Internal Server Error")
             await error(scope, receive, send)
 
 
@@ -335,12 +336,12 @@ class Router:
         try:
             response = await self.respond(request)
         except HTTPException as exc:
-            response = JSONResponse({"detail": exc.detail}, exc.status_code, exc.headers)
+            response = _json_error(exc.status_code, exc.detail, exc.headers)
         except ClientDisconnect:
             return  # the client left while sending its body: nobody to answer
         except Exception:
             logger.exception("endpoint failed: %s %s", scope["method"], scope["path"])
-            response = JSONResponse({"detail": "Internal Server Error"}, 500)
+            response = _json_error(500, "Internal Server Error")
         if isinstance(response, Mount):
             await response(scope, receive, send)  # the body is the mounted app's to read
         else:
@@ -427,6 +428,17 @@ class Router:
             return False
         await send({"type": f"lifespan.{phase}.complete"})
         return True
+
+
+def _json_error(status_code: int, detail: Any, headers: Any = None) -> Response:
+    """The JSON error ``{"detail": detail}``, or a logged 500 when that cannot be
+    sent (a detail that is not JSON, a status out of range): the client gets
+    JSON either way, never the server's plain-text 500."""
+    try:
+        return JSONResponse({"detail": detail}, status_code, headers)
+    except (TypeError, ValueError):
+        logger.exception("an HTTP error (status %r) could not be sent as JSON", status_code)
+        return JSONResponse({"detail": "Internal Server Error"}, 500)
 
 
 def _redirect(path: str, query: bytes) -> Response:

@@ -117,6 +117,37 @@ def test_an_endpoint_error_is_a_500_without_a_traceback_and_is_logged(
     assert "secret internals" in caplog.text
 
 
+class StarletteStyleError(Exception):
+    """What a mounted framework raises: a ``status_code`` and a ``detail``."""
+
+    def __init__(self, detail: Any) -> None:
+        self.status_code = 404
+        self.detail = detail
+
+
+@pytest.mark.parametrize("detail", [{"when": object()}, float("nan")], ids=["object", "nan"])
+@pytest.mark.parametrize("where", ["endpoint", "mount"])
+def test_an_error_whose_detail_is_not_json_is_a_logged_json_500(
+    caplog: pytest.LogCaptureFixture, detail: Any, where: str
+) -> None:
+    # Not the server's plain-text 500: the client gets JSON whatever went wrong.
+    router = Router()
+
+    @router.get("/endpoint")
+    async def endpoint(request: Request) -> None:
+        raise HTTPException(409, detail)
+
+    async def mounted(scope: Any, receive: Any, send: Any) -> None:
+        raise StarletteStyleError(detail)
+
+    router.mount("/mount", mounted)
+    with caplog.at_level(logging.ERROR, logger="asgi_stream"):
+        messages = asyncio.run(request(router, http_scope("GET", f"/{where}")))
+    assert messages[0]["status"] == 500
+    assert json.loads(body_of(messages)) == {"detail": "Internal Server Error"}
+    assert "could not be sent as JSON" in caplog.text
+
+
 def test_query_parameters_keep_repeated_keys_and_headers_are_case_insensitive() -> None:
     _, _, body = call(
         "GET", "/query", b"tag=a&tag=b%20c&flag=YES", headers=[(b"User-Agent", b"pytest/1")]
