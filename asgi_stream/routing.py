@@ -204,6 +204,11 @@ class Mount:
     ``root_path``; its ``path`` is the full path, root path included, which is
     how uvicorn builds a scope and what every ASGI framework can route on.
 
+    ``prefix="/"`` mounts the app at the root, as the router's *fallback*: it
+    serves every request that no route serves, wherever it was added among
+    the routes (``mount("/", StaticFiles(directory="site", html=True))`` next
+    to an API). A path that a route serves for other methods remains a 405.
+
     An exception the app raises before it has started its response is
     answered as an endpoint's would be: one with a ``status_code`` and a
     ``detail`` (Starlette's ``HTTPException``, which ``StaticFiles`` raises for
@@ -212,10 +217,12 @@ class Mount:
     """
 
     def __init__(self, prefix: str, app: ASGIApp) -> None:
-        if prefix != prefix.rstrip("/") or not prefix.startswith("/") or "{" in prefix:
+        if prefix == "/":
+            prefix = ""  # the root: every path is under it
+        elif prefix != prefix.rstrip("/") or not prefix.startswith("/") or "{" in prefix:
             raise ValueError(
-                f"mount prefix {prefix!r} must start with '/', not end with one, "
-                "and have no parameters"
+                f"mount prefix {prefix!r} must be '/', or start with '/', not end "
+                "with one, and have no parameters"
             )
         self.prefix = prefix
         self.app = app
@@ -291,8 +298,15 @@ class Router:
 
     def mount(self, prefix: str, app: ASGIApp) -> None:
         """Hand every request under ``prefix`` to ``app``: another Router, a
-        Starlette or FastAPI app, Starlette's ``StaticFiles``, any ASGI app."""
-        self.routes.append(Mount(prefix, app))
+        Starlette or FastAPI app, Starlette's ``StaticFiles``, any ASGI app.
+
+        ``"/"`` makes ``app`` the fallback for whatever no route serves (see
+        :class:`Mount`); there can be one.
+        """
+        mount = Mount(prefix, app)
+        if not mount.prefix and any(isinstance(r, Mount) and not r.prefix for r in self.routes):
+            raise ValueError("an app is already mounted at '/': the second would never be reached")
+        self.routes.append(mount)
 
     def route(self, path: str, methods: Iterable[str] = ("GET",)) -> Callable[[Endpoint], Endpoint]:
         """The decorator form of :meth:`add`."""
@@ -380,11 +394,15 @@ class Router:
 
     def resolve(self, path: str, method: str) -> tuple[Route | Mount, dict[str, Any]]:
         """The first route or mount that serves ``path`` and ``method``, with
-        the path parameters; 404, or 405 when only the method is wrong."""
+        the path parameters; 405 when only the method is wrong; else the app
+        mounted at ``/``, if any, or 404."""
         allowed: set[str] = set()
+        fallback: Mount | None = None
         for route in self.routes:
             if isinstance(route, Mount):
-                if route.match(path) is not None:
+                if not route.prefix:
+                    fallback = route  # tried last, whatever its place
+                elif route.match(path) is not None:
                     return route, {}
                 continue
             params = route.match(path)
@@ -395,6 +413,8 @@ class Router:
             allowed |= route.methods
         if allowed:
             raise HTTPException(405, "Method Not Allowed", {"Allow": ", ".join(sorted(allowed))})
+        if fallback is not None:
+            return fallback, {}
         raise HTTPException(404, "Not Found")
 
     async def handle_lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:

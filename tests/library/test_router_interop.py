@@ -88,10 +88,33 @@ def test_mounted_starlette_fastapi_and_static_files(tmp_path: Path) -> None:
     assert get(app, "/childish")[0] == 404  # a mount owns whole segments only
 
 
-@pytest.mark.parametrize("prefix", ["child", "/child/", "/{x}"])
+@pytest.mark.parametrize("prefix", ["child", "/child/", "/{x}", "//"])
 def test_a_bad_mount_prefix_is_refused(prefix: str) -> None:
     with pytest.raises(ValueError, match="mount prefix"):
         Router().mount(prefix, Router())
+
+
+def test_an_app_mounted_at_the_root_serves_what_no_route_serves(tmp_path: Path) -> None:
+    # What Starlette and FastAPI users write for a site next to an API. The
+    # mount comes first here, and still does not hide the routes after it.
+    (tmp_path / "index.html").write_text("<h1>site</h1>")
+    (tmp_path / "app.js").write_text("go()")
+    router = Router()
+    router.mount("/", StaticFiles(directory=tmp_path, html=True))
+    router.add("/api/items", lambda request: {"items": []})
+    router.mount("/files", StaticFiles(directory=tmp_path))
+
+    assert get(router, "/") == (200, b"<h1>site</h1>")
+    assert get(router, "/app.js") == (200, b"go()")
+    assert get(router, "/api/items") == (200, b'{"items":[]}')
+    assert get(router, "/files/app.js") == (200, b"go()")
+    assert get(router, "/missing.js") == (404, b'{"detail":"Not Found"}')  # StaticFiles' 404
+    post = asyncio.run(request(router, http_scope("POST", "/api/items")))
+    assert (post[0]["status"], headers_of(post)[b"allow"]) == (405, b"GET, HEAD")
+    # Behind a proxy's prefix, the mounted app sees it in its root_path.
+    assert get(router, "/site/app.js", root_path="/site") == (200, b"go()")
+    with pytest.raises(ValueError, match="already mounted at '/'"):
+        router.mount("/", Router())
 
 
 # CORS: Starlette's middleware around the Router.
