@@ -201,8 +201,9 @@ class Request:
         It never returns the body: a piece of the body that comes while it
         waits is kept for :meth:`stream` and :meth:`body`. So the response's
         disconnect watcher and a generator reading the upload as it streams
-        can both wait at once and take nothing from each other (in Starlette
-        they share the server's ``receive`` and chunks are lost).
+        can both wait at once and take nothing from each other. (Starlette's
+        streaming response waits on the server's ``receive`` itself, under a
+        server older than ASGI 2.4, and the request loses the pieces it takes.)
         """
         while not self._disconnected:
             await self._take()
