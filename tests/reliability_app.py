@@ -13,6 +13,8 @@ it adds to the catalogue:
 * ``/explode``: a stream whose generator raises after three chunks.
 * ``/headers?pairs=JSON``: a response with the given ``[name, value]`` header
   pairs, or 400 when :mod:`asgi_stream.headers` refuses them.
+* ``POST /echo``: the upload streamed back upper-cased, read by the generator
+  while the response is sent.
 * ``/_stats``: what a leak would show, seen from inside the process: asyncio
   tasks, threads, open file descriptors, resident memory, open streams,
   and the bytes the floods have produced.
@@ -135,6 +137,15 @@ async def headers(request: Request) -> Response:
         return Response(b"body", headers=[tuple(pair) for pair in pairs], media_type="text/plain")
     except ValueError:
         return JSONResponse({"detail": "refused"}, 400)
+
+
+@app.post("/echo")
+async def echo(request: Request) -> StreamingResponse:
+    async def upper() -> AsyncIterator[bytes]:
+        async for chunk in request.stream():
+            yield chunk.upper()
+
+    return StreamingResponse(upper(), media_type="text/plain")
 
 
 @app.get("/_stats")
