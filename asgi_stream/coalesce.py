@@ -5,7 +5,9 @@ and wakes the client for each. A generator that produces faster than that (a
 backlog replayed, rows computed in a loop) spends most of its time in those
 calls. Joining chunks into fewer messages saves them, but joining must never
 *delay* a chunk: one that could go out now must go out now, not wait for
-company.
+company. (A :class:`~asgi_stream.response.StreamingResponse` comes here by
+default once its generator has made 16 chunks without letting the event loop
+run; with ``coalesce=True``, from the first chunk.)
 
 So the generator runs in a task of its own, the *producer*, which appends
 each chunk to a buffer. The response's task is the *consumer*: whenever it is
