@@ -11,6 +11,7 @@ the soak's measure too (``/proc/<pid>/statm``, the same count as ``VmRSS``).
 from __future__ import annotations
 
 import os
+import resource
 import time
 
 from asgi_stream.tools.process import rss_kib
@@ -44,3 +45,18 @@ def wait_until_quiet(pids: list[int], timeout: float = 30.0, busy: float = 0.02)
         if all(b - a < busy * 0.1 for a, b in zip(before, after, strict=True)):
             return
         before = after
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine has spent busy (not idle, not waiting), all CPUs."""
+    with open("/proc/stat") as stat:
+        fields = [int(field) for field in stat.readline().split()[1:9]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def own_seconds() -> float:
+    """CPU time of this process and of its children that have ended (servers, clients)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime

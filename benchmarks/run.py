@@ -554,11 +554,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         os.sched_setaffinity(0, {CLIENT_CPU})
     raise_open_files_limit()
     started = time.time()
+    busy_before, own_before = procfs.machine_busy_seconds(), procfs.own_seconds()
     with tempfile.TemporaryDirectory() as tmp:
         results = measure(settings, sections, Path(tmp))
     results["meta"] = {
         "command": " ".join(["python3 -m benchmarks", *(sys.argv[1:] if argv is None else argv)]),
         "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)),
+        # Cores kept busy by other processes than this run's, on average.
+        "other_load": round(
+            (procfs.machine_busy_seconds() - busy_before - (procfs.own_seconds() - own_before))
+            / (time.time() - started),
+            2,
+        ),
         "seconds": round(time.time() - started, 1),
         "quick": args.quick,
         "primary_server": PRIMARY,
