@@ -101,19 +101,22 @@ ours; in a task of its own, one. So the body is sent from a task of its own
 
 Measured with ``python3 -m benchmarks`` (uvicorn with httptools, one worker;
 ratios to a bare ASGI loop that sends one message per event, in the same
-run), one stream of 100,000 small events from a generator that never awaits:
-about 10 times the bare loop's rate with an eager reader and 4.5 times with a
-batched one, at a quarter of its CPU time per event (``coalesce=False``:
-level with the bare loop). With 1,000 such streams at once, the server's
-capacity did not fall. What it costs: the first 16 chunks of a stream go one
-per message; a generator that awaits pays one loop callback per 16 chunks,
-less than the yield it no longer pays; a generator that begins to await only
-after it was switched (a backlog, then live events) keeps its producer task,
-a task switch more per chunk. In-process, the task of its own saved about
-0.2 µs per event (8 % of a bare loop's CPU time per event) for a generator
-that awaits between events; on the server, its CPU time per event stays
-within a few per cent of Starlette's, whose loop also runs in a task of its
-own, and some 20 % above the bare loop's, which has no generator at all.
+run; ``benchmarks/results/results.md``), one stream of 100,000 small events
+from a generator that never awaits went 4.3 times as fast as the bare loop
+with a batched reader and 5 to 11 times with an eager one (the bare loop's
+own eager rate varies that much from run to run here), at a quarter of its
+CPU time per event or less; ``coalesce=False`` gives 0.8 to 1.0 times. With
+1,000 such streams at once, the server's capacity did not fall. What it
+costs: the first 16 chunks of a stream go one per message; a generator that
+awaits pays one loop callback per 16 chunks, less than the yield it no longer
+pays; a generator that begins to await only after it was switched (a
+backlog, then live events) keeps its producer task, a task switch more per
+chunk. The task of its own saved 0.24 µs per event in-process for a
+generator that awaits between events (2.11 to 1.87 µs, with four frames
+above the response, as on a server; a bare loop: 1.64 µs). On the server,
+with 200 and 1,000 such streams, the CPU time per event came within 3 to 16 %
+of the bare loop's, which has no generator at all, and 5 to 16 % below
+Starlette's (two runs).
 
 **One response, one request.** A streaming response is used up by sending
 it: its generator can run only once. A second use (a module-level response,
