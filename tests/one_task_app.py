@@ -23,6 +23,7 @@ import anyio
 from asgi_stream import (
     Event,
     EventSourceResponse,
+    JSONResponse,
     MemoryEventLog,
     ResumableEventSourceResponse,
     Router,
@@ -172,6 +173,23 @@ def response(kind: str, guard: str) -> StreamingResponse:
 KINDS = ["streaming", "streaming-joined", "streaming-direct", "sse", "sse-ping", "resumable"]
 
 app = Router()
+
+
+@app.get("/spin-empty/{coalesce}")
+async def spin_empty(request: Any) -> StreamingResponse:
+    """An endless stream of empty chunks from a generator that never awaits."""
+
+    async def spin() -> AsyncIterator[bytes]:
+        while True:
+            yield b""
+
+    coalesce = {"default": None, "joined": True, "direct": False}[request.path_params["coalesce"]]
+    return StreamingResponse(spin(), coalesce=coalesce)
+
+
+@app.get("/hello")
+async def hello(request: Any) -> JSONResponse:
+    return JSONResponse({"hello": "world"})
 
 
 @app.get("/burst/{kind}/{guard}")

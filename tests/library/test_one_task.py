@@ -129,6 +129,31 @@ def test_empty_chunks_from_a_generator_that_never_awaits_let_the_loop_run(
     asyncio.run(main())
 
 
+@pytest.mark.server
+def test_on_real_servers_empty_chunks_do_not_hold_other_connections(
+    one_task_server: ServerProcess,
+) -> None:
+    """Three endless streams of empty chunks that never await, one per coalesce mode;
+    another connection is still answered (its time is measured by the benchmarks)."""
+
+    async def main() -> dict[str, str]:
+        async with httpx.AsyncClient(timeout=20) as client:
+            spinning = []
+            for mode in ("default", "joined", "direct"):
+                stream = client.stream("GET", f"{one_task_server.url}/spin-empty/{mode}")
+                reply = await stream.__aenter__()
+                assert reply.status_code == 200
+                spinning.append(stream)
+            try:
+                hello = await client.get(f"{one_task_server.url}/hello")
+                return dict(hello.json())
+            finally:
+                for stream in spinning:
+                    await stream.__aexit__(None, None, None)
+
+    assert asyncio.run(main()) == {"hello": "world"}
+
+
 # -- every ending closes the content: the object given, not a wrapper ----------------------
 
 
