@@ -46,6 +46,7 @@ from .request import MAX_BODY_SIZE, MAX_QUERY_SIZE, Request, route_path
 from .response import END_OF_BODY, Content, JSONResponse, Response, StreamingResponse
 from .resumable import MAX_EVENT_ID_LENGTH, ResumableEventSourceResponse, last_event_id
 from .routing import CONVERTERS, Endpoint, Hook, Lifespan, Mount, Route, Router, compile_pattern
+from .serverstop import end_at_server_stop, stop_streams
 from .shutdown import GracefulShutdown
 from .sse import EventSourceResponse, ServerSentEvent
 from .streams import HEARTBEAT, batched, heartbeat, timeout_each
@@ -111,6 +112,7 @@ __all__ = [
     "compile_pattern",
     "encode_header",
     "encode_response_headers",
+    "end_at_server_stop",
     "escape_control",
     "format_record",
     "gzip_chunks",
@@ -125,6 +127,7 @@ __all__ = [
     "parse_accept_encoding",
     "route_path",
     "run_in_threadpool",
+    "stop_streams",
     "timeout_each",
     "validation_error",
 ]

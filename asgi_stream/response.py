@@ -144,6 +144,7 @@ from .coalesce import coalesce_ready
 from .concurrency import aiterate, close_iterator
 from .exceptions import ClientDisconnect
 from .headers import HeadersInput, MutableHeaders, encode_header, encode_response_headers
+from .serverstop import end_at_server_stop
 from .types import Message, Receive, Scope, Send
 
 __all__ = ["END_OF_BODY", "Content", "JSONResponse", "Response", "StreamingResponse"]
@@ -387,7 +388,9 @@ class StreamingResponse(Response):
                 except OSError:
                     pass  # the client is gone (ASGI 2.4)
             else:
-                await self.stream(receive, send)
+                # The server's stop signal ends the stream cleanly (asgi_stream.serverstop).
+                async with end_at_server_stop(scope, receive, send) as (receive, send):
+                    await self.stream(receive, send)
         finally:
             if self.background is not None:
                 await self.background()
