@@ -49,6 +49,7 @@ from .routing import CONVERTERS, Endpoint, Hook, Lifespan, Mount, Route, Router,
 from .serverstop import end_at_server_stop, stop_streams
 from .shutdown import GracefulShutdown
 from .sse import EventSourceResponse, ServerSentEvent
+from .starlette import starlette_compatible
 from .streams import HEARTBEAT, batched, heartbeat, timeout_each
 from .tracer import Tracer, escape_control, format_record
 from .types import ASGIApp, Message, Receive, Scope, Send
@@ -127,6 +128,7 @@ __all__ = [
     "parse_accept_encoding",
     "route_path",
     "run_in_threadpool",
+    "starlette_compatible",
     "stop_streams",
     "timeout_each",
     "validation_error",
