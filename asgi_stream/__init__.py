@@ -26,7 +26,7 @@ from .concurrency import (
     iterate_in_threadpool,
     run_in_threadpool,
 )
-from .datastructures import URL, QueryParams, State
+from .datastructures import URL, QueryParams, State, URLPath
 from .eventlog import MemoryEventLog, open_event_log
 from .eventlog_base import DEFAULT_MAXLEN, Event, EventIDNotFound, EventLog
 from .exceptions import ClientDisconnect, HTTPException, validation_error
@@ -45,7 +45,17 @@ from .redis_eventlog import RedisEventLog  # redis itself is imported when a Red
 from .request import MAX_BODY_SIZE, MAX_QUERY_SIZE, Request, route_path
 from .response import END_OF_BODY, Content, JSONResponse, Response, StreamingResponse
 from .resumable import MAX_EVENT_ID_LENGTH, ResumableEventSourceResponse, last_event_id
-from .routing import CONVERTERS, Endpoint, Hook, Lifespan, Mount, Route, Router, compile_pattern
+from .routing import (
+    CONVERTERS,
+    Endpoint,
+    Hook,
+    Lifespan,
+    Mount,
+    NoMatchFound,
+    Route,
+    Router,
+    compile_pattern,
+)
 from .serverstop import end_at_server_stop, stop_streams
 from .shutdown import GracefulShutdown
 from .sse import EventSourceResponse, ServerSentEvent
@@ -90,6 +100,7 @@ __all__ = [
     "Message",
     "Mount",
     "MutableHeaders",
+    "NoMatchFound",
     "QueryParams",
     "Receive",
     "RedisEventLog",
@@ -105,6 +116,7 @@ __all__ = [
     "StreamingResponse",
     "Subscription",
     "Tracer",
+    "URLPath",
     "accepts_gzip",
     "aiterate",
     "batched",
