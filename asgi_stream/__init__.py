@@ -26,7 +26,7 @@ from .concurrency import (
     iterate_in_threadpool,
     run_in_threadpool,
 )
-from .datastructures import URL, QueryParams, State, URLPath
+from .datastructures import URL, Address, FormData, QueryParams, State, URLPath
 from .eventlog import MemoryEventLog, open_event_log
 from .eventlog_base import DEFAULT_MAXLEN, Event, EventIDNotFound, EventLog
 from .exceptions import ClientDisconnect, HTTPException, validation_error
@@ -78,6 +78,7 @@ __all__ = [
     "MAX_THREADS",
     "URL",
     "ASGIApp",
+    "Address",
     "BackgroundTask",
     "BackgroundTasks",
     "Broadcast",
@@ -89,6 +90,7 @@ __all__ = [
     "EventIDNotFound",
     "EventLog",
     "EventSourceResponse",
+    "FormData",
     "GracefulShutdown",
     "HTTPException",
     "Headers",

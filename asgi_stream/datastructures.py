@@ -9,10 +9,10 @@ that writes response headers.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import SplitResult, urlencode, urlsplit
 
-__all__ = ["URL", "QueryParams", "State", "URLPath"]
+__all__ = ["URL", "Address", "FormData", "QueryParams", "State", "URLPath"]
 
 
 class URL(str):
@@ -119,6 +119,23 @@ class QueryParams(Mapping[str, str]):
 
     def __repr__(self) -> str:
         return f"QueryParams({self._pairs!r})"
+
+
+class FormData(QueryParams):
+    """The fields of a form (``await request.form()``): the same multi-value
+    mapping as :class:`QueryParams`, since an urlencoded form *is* a query string."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"FormData({self._pairs!r})"
+
+
+class Address(NamedTuple):
+    """The client's address: ``request.client.host`` and ``.port`` (a tuple too)."""
+
+    host: str
+    port: int
 
 
 class State:

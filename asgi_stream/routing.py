@@ -516,6 +516,7 @@ class Router:
             return _redirect(scope.get("root_path", "") + other, scope.get("query_string", b""))
         if isinstance(route, Mount):
             return route
+        request.check_declared_size()  # 413 before any response starts, whoever reads the body
         scope["path_params"] = params
         return self.as_response(route, await route.call(request))
 
