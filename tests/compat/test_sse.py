@@ -55,7 +55,7 @@ def test_multiline_data_is_one_data_line_per_line_whatever_the_line_breaks(
 ) -> None:
     data = line_sep.join(["foo", "bar", "xyz"])
     encoded = Event(data, event="event", sep=sep).encode()
-    assert encoded == "event: event{0}data: foo{0}data: bar{0}data: xyz{0}{0}".format(sep).encode()
+    assert encoded == f"event: event{sep}data: foo{sep}data: bar{sep}data: xyz{sep}{sep}".encode()
 
 
 def test_a_sep_that_is_no_line_ending_is_refused() -> None:
@@ -94,7 +94,9 @@ def test_the_response_writes_every_item_with_its_sep(kind: str, sep: str, expect
 
 def test_an_events_own_sep_wins_over_the_responses() -> None:
     events = [Event("a", sep="\r"), {"data": "b", "sep": "\r\n"}, "c"]
-    assert run(EventSourceResponse(iter(events), sep="\n")) == b"data: a\r\rdata: b\r\n\r\ndata: c\n\n"
+    assert (
+        run(EventSourceResponse(iter(events), sep="\n")) == b"data: a\r\rdata: b\r\n\r\ndata: c\n\n"
+    )
 
 
 def test_memoryview_and_bytes_items_pass_through_untouched() -> None:
