@@ -77,8 +77,8 @@ class ServerSentEvent:
       as its ``str()`` (``id=5`` is ``id: 5``, as in sse-starlette: counters
       make natural IDs). Anything else, a ``bool`` included, is refused.
     * ``retry`` is an ``int`` (not a ``bool``) of milliseconds, at least 0.
-    * ``sep`` is the line ending of this event, as in sse-starlette: ``"\n"``,
-      ``"\r\n"`` or ``"\r"``. By default (``None``) the event takes the one of
+    * ``sep`` is the line ending of this event, as in sse-starlette: ``"\\n"``,
+      ``"\\r\\n"`` or ``"\\r"``. By default (``None``) the event takes the one of
       the :class:`EventSourceResponse` that sends it, and ``encode()`` gives LF.
     """
 
