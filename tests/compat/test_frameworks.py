@@ -29,6 +29,8 @@ from asgi_stream.starlette import (
 )
 from tests.serving import ServerProcess, serve
 
+pytestmark = pytest.mark.server
+
 APPS = ["fastapi_app", "starlette_app"]
 BOUND = 10.0
 
