@@ -11,6 +11,9 @@ request stay the framework's; only the responses come from
 * ``/endless``: an endless SSE stream (GET and HEAD).
 * ``/record``: what the generators of ``/endless`` did: how many started,
   how many ran their ``finally``, and whether each one was stepped by one task.
+
+``router_app`` is the other way round: our Router, with a Starlette app
+mounted at ``/legacy`` whose endpoint reports its own ``url_for()``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from asgi_stream import MemoryEventLog
+from asgi_stream import MemoryEventLog, Router
 from asgi_stream.starlette import (
     EventSourceResponse,
     ResumableEventSourceResponse,
@@ -125,3 +128,11 @@ starlette_app = Starlette(
         Route("/record", starlette_record),
     ]
 )
+
+
+async def hello(request: Request) -> JSONResponse:
+    return JSONResponse({"url": str(request.url_for("hello"))})
+
+
+router_app = Router()
+router_app.mount("/legacy", Starlette(routes=[Route("/hello", hello, name="hello")]))

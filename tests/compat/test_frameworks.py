@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -108,6 +109,16 @@ def test_head_sends_the_headers_and_never_starts_the_generator(server: ServerPro
     assert reply.headers["content-type"] == "text/event-stream; charset=utf-8"
     assert reply.content == b""
     assert after["started"] == before["started"]
+
+
+def test_url_for_in_a_starlette_app_mounted_in_a_router_behind_a_root_path(
+    tmp_path: Path,
+) -> None:
+    argv = ["-m", "uvicorn", "tests.compat.framework_apps:router_app", "--host", "127.0.0.1"]
+    with serve([*argv, "--root-path", "/api"], tmp_path) as running, client(running) as http:
+        reply = http.get("/legacy/hello")  # a proxy took /api off
+    assert reply.status_code == 200
+    assert reply.json() == {"url": f"{running.url}/api/legacy/hello"}
 
 
 @pytest.mark.parametrize(
