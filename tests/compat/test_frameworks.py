@@ -10,13 +10,15 @@ stepping the generator from first step to last.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from httpx_sse import connect_sse
 from starlette import responses as starlette_responses
 
@@ -28,6 +30,7 @@ from asgi_stream.starlette import (
     ResumableEventSourceResponse,
     StreamingResponse,
 )
+from tests.asgi import body_of, headers_of, http_scope, request
 from tests.serving import ServerProcess, serve
 
 pytestmark = pytest.mark.server
@@ -149,3 +152,17 @@ def test_each_twin_is_both_classes_and_ours_comes_first(
 def test_starlette_compatible_refuses_what_is_not_our_response() -> None:
     with pytest.raises(TypeError):
         starlette_compatible(starlette_responses.Response)  # type: ignore[type-var]
+
+
+def test_a_twin_as_fastapis_response_class_for_a_generator_endpoint() -> None:
+    """FastAPI builds the response itself, from what the endpoint yields."""
+    app = FastAPI()
+
+    @app.get("/events", response_class=EventSourceResponse)
+    async def events() -> AsyncIterator[dict[str, int]]:
+        for n in range(3):
+            yield {"data": n}
+
+    messages = asyncio.run(request(app, http_scope("GET", "/events")))
+    assert headers_of(messages)[b"content-type"] == b"text/event-stream; charset=utf-8"
+    assert body_of(messages) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
