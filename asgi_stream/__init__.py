@@ -16,8 +16,8 @@ Start reading at :mod:`asgi_stream.response`.
 
 from .background import BackgroundTask, BackgroundTasks
 from .broadcast import Broadcast, Subscription
-from .coalesce import BATCH_BYTES, BATCH_ITEMS, coalesce_ready
-from .compression import accepts_gzip, gzip_chunks, gzip_response, parse_accept_encoding
+from .coalesce import HEARTBEAT
+from .compression import GzipEncoder, accepts_gzip, gzip_response, parse_accept_encoding
 from .concurrency import (
     MAX_THREADS,
     aiterate,
@@ -43,7 +43,14 @@ from .headers import (
 from .importing import import_object
 from .redis_eventlog import RedisEventLog  # redis itself is imported when a RedisEventLog is made
 from .request import MAX_BODY_SIZE, MAX_QUERY_SIZE, Request, route_path
-from .response import END_OF_BODY, Content, JSONResponse, Response, StreamingResponse
+from .response import (
+    END_OF_BODY,
+    Content,
+    ContentEncoder,
+    JSONResponse,
+    Response,
+    StreamingResponse,
+)
 from .resumable import MAX_EVENT_ID_LENGTH, ResumableEventSourceResponse, last_event_id
 from .routing import (
     CONVERTERS,
@@ -60,13 +67,11 @@ from .serverstop import end_at_server_stop, stop_streams
 from .shutdown import GracefulShutdown
 from .sse import EventSourceResponse, ServerSentEvent
 from .starlette import starlette_compatible
-from .streams import HEARTBEAT, batched, heartbeat, timeout_each
+from .streams import batched, timeout_each
 from .tracer import Tracer, escape_control, format_record
 from .types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
-    "BATCH_BYTES",
-    "BATCH_ITEMS",
     "CONNECTION_SPECIFIC",
     "CONVERTERS",
     "DEFAULT_MAXLEN",
@@ -85,6 +90,7 @@ __all__ = [
     "ClientDisconnect",
     "ConnectionHeaderWarning",
     "Content",
+    "ContentEncoder",
     "Endpoint",
     "Event",
     "EventIDNotFound",
@@ -92,6 +98,7 @@ __all__ = [
     "EventSourceResponse",
     "FormData",
     "GracefulShutdown",
+    "GzipEncoder",
     "HTTPException",
     "Headers",
     "HeadersInput",
@@ -123,16 +130,13 @@ __all__ = [
     "aiterate",
     "batched",
     "close_iterator",
-    "coalesce_ready",
     "compile_pattern",
     "encode_header",
     "encode_response_headers",
     "end_at_server_stop",
     "escape_control",
     "format_record",
-    "gzip_chunks",
     "gzip_response",
-    "heartbeat",
     "import_object",
     "is_async_callable",
     "is_token",

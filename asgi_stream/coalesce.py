@@ -1,113 +1,336 @@
-"""Coalescing: send in one message what the generator made while we were busy.
+"""How a stream's chunks become ``http.response.body`` messages.
 
-A server writes each ``http.response.body`` message with its own system call,
-and wakes the client for each. A generator that produces faster than that (a
-backlog replayed, rows computed in a loop) spends most of its time in those
-calls. Joining chunks into fewer messages saves them, but joining must never
-*delay* a chunk: one that could go out now must go out now, not wait for
-company. (A :class:`~asgi_stream.response.StreamingResponse` comes here by
-default once its generator has made 16 chunks without letting the event loop
-run; with ``coalesce=True``, from the first chunk.)
+A :class:`~asgi_stream.response.StreamingResponse` hands every chunk its
+generator makes to one :class:`BodySender`, from the one task that steps the
+generator. This module decides what happens next; the response's loop stays a
+plain ``for chunk in body: await sender.send(chunk)``.
 
-So the generator runs in a task of its own, the *producer*, which appends
-each chunk to a buffer. The response's task is the *consumer*: whenever it is
-free to send, it takes everything in the buffer and sends it as one message.
+The rule this module keeps
+==========================
 
-* A generator that awaits between chunks (a sleep, a queue, a socket) finds
-  the consumer idle every time: each chunk goes out alone, as soon as the
-  consumer's task runs, one turn of the event loop after it was made.
-* A generator that never awaits fills the buffer while the consumer waits
-  for its turn or for a slow ``send()``. The producer stops at
-  :data:`BATCH_ITEMS` chunks or :data:`BATCH_BYTES` bytes and waits for the
-  consumer to take them, so one message stays small and the two tasks take
-  turns with the event loop, which keeps serving everyone else.
+**The generator never moves.** Everything here that runs beside the
+generator (a writer task, a heartbeat timer) moves around it. The task that
+calls :meth:`BodySender.send` is the task that steps the generator, from its
+first step to its last, so what a generator does with its own task (an
+``asyncio.timeout()`` or an anyio cancel scope spanning its ``yield``, a
+contextvar it sets and later resets) means what its author meant.
 
-Because the generator has its own task, everything it does with time and
-cancellation is its own business: an ``asyncio.timeout()`` inside it cancels
-the producer's await, never the consumer's ``send()``.
+One message per chunk, or joined
+================================
 
-Endings: an exception from the generator is raised by the consumer after the
-chunks made before it have been sent. Closing the coalescer (as the response
-does when the client leaves) cancels the producer, which closes the
-generator, so its ``finally`` runs at once; the coalescer returns only when
-the producer has finished, so no task outlives the response.
+A server writes each body message with its own system call, and wakes the
+client for each: for a small event that costs more than everything else the
+response does. Joining chunks into one message saves those calls, but a join
+must never *delay* a chunk: one that could go out now must go out now.
+
+* **Direct.** While the generator awaits between chunks (a sleep, a queue, a
+  socket), :meth:`BodySender.send` calls the server's ``send()`` itself: one
+  message per chunk, no task, no buffer, just as FastAPI sends it.
+* **Joined.** A generator that makes chunks without ever letting the event
+  loop run (a backlog replayed, rows computed in a loop) switches the sender to
+  joining (``coalesce=True`` starts there). :meth:`~BodySender.send` then only
+  appends the chunk to a buffer, and a *writer* task sends everything the
+  buffer holds as one message whenever it gets to run. The generator stays
+  where it was; the sending moved.
+
+Fairness
+========
+
+A server's ``send()`` does not yield to the event loop while the socket takes
+the data, so a generator that never awaits would hold the loop: no other
+connection would be served, and not even the response's disconnect watch could
+run. So the sender counts every chunk, empty ones too, and every 16 chunks or
+64 KiB (:data:`YIELD_BUDGET`) it looks whether the loop has had a turn since it
+last looked (:class:`_LoopTurns`: a callback scheduled then has run, or not).
+
+* If it has, the generator awaits by itself and nothing is done: a yield would
+  be pure overhead.
+* If it has not, the generator never awaits. By default (``coalesce=None``)
+  the sender switches to joining; with ``coalesce=False`` it yields to the loop
+  once (``await asyncio.sleep(0)``) and goes on sending directly.
+
+While joining, the generator waits for the writer whenever the buffer holds
+:data:`BATCH_ITEMS` chunks (empty ones count) or :data:`BATCH_BYTES` bytes: one
+message stays small, and the two tasks take turns with the event loop, which
+keeps serving everyone else.
+
+Heartbeats
+==========
+
+With ``ping=SECONDS``, a timer checks whether anything was sent in the last
+``SECONDS``; if nothing was and nothing is being sent, the ping is queued for
+the writer (a one-off writer task when sending directly). The generator is
+never asked for anything: an idle stream is a sleeping generator and a timer.
+
+Endings
+=======
+
+A ``send()`` that raises :class:`OSError` (the client is gone, ASGI 2.4; or
+frozen, the ``TimeoutError`` of ``send_timeout``) ends the stream: sending
+directly, :meth:`~BodySender.send` raises
+:class:`~asgi_stream.exceptions.ClientDisconnect`; in the writer task, the
+sender calls the response's ``stop`` callback, which cancels the generator's
+task as a disconnect does. :meth:`~BodySender.finish` waits until everything
+was sent; :meth:`~BodySender.aclose` stops the timer and the writer, so no
+task outlives the response.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
-from .concurrency import close_iterator
+from .exceptions import ClientDisconnect
+from .types import Send
 
-__all__ = ["BATCH_BYTES", "BATCH_ITEMS", "coalesce_ready"]
+__all__ = ["HEARTBEAT"]
 
-#: The producer waits for the consumer once it holds this many chunks, or bytes.
+#: While joining, the generator waits for the writer at this many chunks, or bytes.
 BATCH_ITEMS = 64
 BATCH_BYTES = 16 * 1024
 
+#: The fairness budget: each chunk costs its size plus :data:`_CHUNK_COST`; at
+#: this many bytes the sender looks whether the loop has had a turn. That is
+#: "every 16 chunks or 64 KiB, whichever comes first" in one counter.
+YIELD_BUDGET = 64 * 1024
+_CHUNK_COST = 4 * 1024
 
-class _Buffer:
-    """What the producer has made and the consumer has not yet taken."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-        self.size = 0
-        self.finished = False  # the generator is exhausted, or failed
-        self.failure: BaseException | None = None
-        self.filled = asyncio.Event()  # something to take, or the end
-        self.taken = asyncio.Event()  # the consumer emptied the buffer
-
-    def take(self) -> bytes:
-        chunk = b"".join(self.parts)
-        self.parts.clear()
-        self.size = 0
-        self.taken.set()
-        return chunk
+#: The default heartbeat: the SSE comment ``: heartbeat``, which every
+#: EventSource ignores.
+HEARTBEAT = b": heartbeat\n\n"
 
 
-async def _produce(
-    items: AsyncIterator[Any], encode: Callable[[Any], bytes], buffer: _Buffer
-) -> None:
-    try:
-        async for item in items:
-            part = item if type(item) is bytes else encode(item)
-            if not part:
-                continue
-            buffer.parts.append(part)
-            buffer.size += len(part)
-            buffer.filled.set()
-            if len(buffer.parts) >= BATCH_ITEMS or buffer.size >= BATCH_BYTES:
-                buffer.taken.clear()
-                await buffer.taken.wait()
-    except Exception as exc:  # the consumer raises it, after what came before
-        buffer.failure = exc
-    finally:
-        buffer.finished = True
-        buffer.filled.set()
-        await close_iterator(items)
+class BodySender:
+    """Sends one response's body chunks; see the module's docstring.
 
+    ``send`` is the server's ``send`` (or the response's wrapper of it).
+    ``coalesce`` is the response's option: ``None`` adapts, ``True`` joins
+    from the first chunk, ``False`` never joins. ``stop(error)`` is called
+    when the writer task cannot send (``error`` is ``None`` when the client
+    has gone); it must stop the task that steps the generator. With
+    ``ping`` seconds, ``make_ping()`` gives the bytes of a heartbeat.
 
-async def coalesce_ready(
-    items: AsyncIterator[Any], encode: Callable[[Any], bytes]
-) -> AsyncIterator[bytes]:
-    """The items of ``items`` as bytes (``encode`` turns what is not ``bytes``
-    into bytes), those made while the consumer was busy joined into one."""
-    buffer = _Buffer()
-    producer = asyncio.get_running_loop().create_task(_produce(items, encode, buffer))
-    try:
-        while True:
-            if not buffer.parts and not buffer.finished:
-                buffer.filled.clear()
-                await buffer.filled.wait()
-            if buffer.parts:
-                yield buffer.take()
-            elif buffer.failure is not None:
-                raise buffer.failure
+    Its life: :meth:`start` once the headers are sent, :meth:`send` for each
+    chunk, :meth:`finish` when the generator is exhausted, and :meth:`aclose`
+    at every ending.
+    """
+
+    __slots__ = (
+        "_adaptive",
+        "_budget",
+        "_drained",
+        "_finishing",
+        "_joining",
+        "_last_sent",
+        "_loop",
+        "_make_ping",
+        "_pending",
+        "_pending_items",
+        "_pending_size",
+        "_ping",
+        "_send",
+        "_sending",
+        "_stop",
+        "_timer",
+        "_turns",
+        "_wake",
+        "_writer",
+    )
+
+    def __init__(
+        self,
+        send: Send,
+        coalesce: bool | None,
+        stop: Callable[[BaseException | None], None],
+        ping: float | None = None,
+        make_ping: Callable[[], bytes] | None = None,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._send = send
+        self._stop = stop
+        self._adaptive = coalesce is None
+        self._joining = coalesce is True
+        self._budget = YIELD_BUDGET
+        self._turns = _LoopTurns(self._loop)
+        # What the writer has yet to send: chunks, their bytes, and every
+        # chunk counted since the writer last took them (empty ones too).
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._pending_items = 0
+        self._writer: asyncio.Task[None] | None = None
+        self._wake: asyncio.Future[None] | None = None  # the writer waits for chunks
+        self._drained: asyncio.Future[None] | None = None  # the generator's task waits for room
+        self._finishing = False
+        self._sending = False
+        self._ping = ping
+        self._make_ping = make_ping
+        self._last_sent = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        """The headers are out: from now on, the heartbeat and the writer may send."""
+        self._last_sent = self._loop.time()
+        if self._ping is not None:
+            self._timer = self._loop.call_later(self._ping, self._ping_due)
+        if self._joining:
+            self._start_writer()
+
+    async def send(self, chunk: bytes) -> None:
+        """Send ``chunk`` now, or hand it to the writer; see the module's docstring."""
+        if self._writer is not None:
+            await self._append(chunk)
+            return
+        if chunk:
+            self._sending = True
+            try:
+                await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except OSError as exc:
+                raise ClientDisconnect from exc
+            finally:
+                self._sending = False
+            if self._ping is not None:
+                self._last_sent = self._loop.time()
+        self._budget -= len(chunk) + _CHUNK_COST
+        if self._budget <= 0:
+            await self._check_fairness()
+
+    async def finish(self) -> None:
+        """Wait until every chunk given to :meth:`send` has been sent."""
+        writer = self._writer
+        if writer is not None:
+            self._finishing = True
+            self._wake_writer()
+            await asyncio.wait((writer,))
+
+    async def aclose(self) -> None:
+        """Stop the heartbeat and the writer, and wait for the writer to end."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        writer = self._writer
+        if writer is not None and not writer.done():
+            writer.cancel()
+            await asyncio.wait((writer,))  # not `await writer`: its CancelledError is not ours
+
+    # -- fairness and the switch to joining ---------------------------------------------------
+
+    async def _check_fairness(self) -> None:
+        self._budget = YIELD_BUDGET
+        if not self._turns.taken:
+            # Nothing else has run since we last looked: the generator never awaits.
+            if self._adaptive:
+                self._adaptive = False
+                self._joining = True
+                self._start_writer()
             else:
+                await asyncio.sleep(0)
+        self._turns.arm()
+
+    async def _append(self, chunk: bytes) -> None:
+        if chunk:
+            self._pending.append(chunk)
+            self._pending_size += len(chunk)
+            self._wake_writer()
+        self._pending_items += 1
+        if self._pending_items >= BATCH_ITEMS or self._pending_size >= BATCH_BYTES:
+            if not self._pending:
+                self._pending_items = 0
+                await asyncio.sleep(0)  # empty chunks only: nothing to send, but take a turn
                 return
-    finally:
-        producer.cancel()
-        # asyncio.wait never raises, not even the producer's CancelledError.
-        await asyncio.wait([producer])
+            self._drained = self._loop.create_future()
+            try:
+                await self._drained
+            finally:
+                self._drained = None
+
+    # -- the writer task -----------------------------------------------------------------------
+
+    def _start_writer(self) -> None:
+        self._writer = self._loop.create_task(self._write())
+
+    def _wake_writer(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def _write(self) -> None:
+        """Send what is pending, joined; wait for more while joining; end when told."""
+        try:
+            while True:
+                if not self._pending:
+                    if self._finishing or not self._joining:
+                        return
+                    self._wake = self._loop.create_future()
+                    try:
+                        await self._wake
+                    finally:
+                        self._wake = None
+                    continue
+                parts = self._pending
+                chunk = parts[0] if len(parts) == 1 else b"".join(parts)
+                parts.clear()
+                self._pending_size = self._pending_items = 0
+                if self._drained is not None and not self._drained.done():
+                    self._drained.set_result(None)
+                message = {"type": "http.response.body", "body": chunk, "more_body": True}
+                self._sending = True
+                try:
+                    await self._send(message)
+                finally:
+                    self._sending = False
+                self._last_sent = self._loop.time()
+        except OSError:
+            self._stop(None)  # the client is gone, or frozen past send_timeout
+        except Exception as exc:
+            self._stop(exc)  # the generator's task raises it
+        finally:
+            if not self._joining:
+                self._writer = None  # a one-off writer (a heartbeat): direct sending resumes
+
+    # -- heartbeats ----------------------------------------------------------------------------
+
+    def _ping_due(self) -> None:
+        assert self._ping is not None and self._make_ping is not None
+        idle = self._loop.time() - self._last_sent
+        if self._sending or idle < self._ping:
+            # Something was sent meanwhile, or is being sent: look again when
+            # the stream may have been silent for the whole interval.
+            wait = self._ping if self._sending else self._ping - idle
+            self._timer = self._loop.call_later(wait, self._ping_due)
+            return
+        self._last_sent = self._loop.time()
+        self._timer = self._loop.call_later(self._ping, self._ping_due)
+        try:
+            ping = self._make_ping()
+        except Exception as exc:
+            self._stop(exc)
+            return
+        self._pending.append(ping)
+        self._pending_size += len(ping)
+        if self._writer is None:
+            self._start_writer()
+        else:
+            self._wake_writer()
+
+
+class _LoopTurns:
+    """Tells whether the event loop has run anything else since :meth:`arm`.
+
+    :meth:`arm` schedules a callback to run on the loop's next turn. If it has
+    not run when we look at :attr:`taken`, our task has not let go of the loop
+    since: neither the generator nor ``send()`` waited for anything. One
+    callback per 16 chunks; nothing per chunk.
+    """
+
+    __slots__ = ("_loop", "taken")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.taken = False
+        self.arm()
+
+    def arm(self) -> None:
+        self.taken = False
+        self._loop.call_soon(self._take)
+
+    def _take(self) -> None:
+        self.taken = True

@@ -35,12 +35,10 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import AsyncIterable, AsyncIterator
 
-from .concurrency import aiterate, close_iterator
-from .response import Content, StreamingResponse
+from .response import StreamingResponse
 
-__all__ = ["accepts_gzip", "gzip_chunks", "gzip_response", "parse_accept_encoding"]
+__all__ = ["GzipEncoder", "accepts_gzip", "gzip_response", "parse_accept_encoding"]
 
 # RFC 9110 §12.4.2: a q-value is 0 to 1 with at most three decimals.
 _QVALUE = re.compile(r"0(\.\d{0,3})?|1(\.0{0,3})?")
@@ -82,25 +80,31 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
     return gzip_q > 0 and gzip_q >= codings.get("identity", 0.0)
 
 
-async def gzip_chunks(source: AsyncIterable[bytes], level: int = 6) -> AsyncIterator[bytes]:
-    """One gzip stream over ``source``, flushed after every chunk.
+class GzipEncoder:
+    """One gzip stream for one response body, flushed after every chunk.
 
-    Each chunk of ``source`` becomes one chunk of output that the client can
-    decode on arrival; the gzip trailer follows the last. Empty chunks are
-    skipped (a sync flush of nothing would still cost bytes). Closing this
-    generator closes ``source``. If ``source`` raises, no trailer is sent: the
-    response then ends without its last message and the client sees an error,
-    never a truncated body that looks complete.
+    :meth:`encode` turns each chunk into output that the client can decode on
+    arrival; :meth:`finish` gives the trailer that ends the gzip stream. An
+    empty chunk gives no output (a sync flush of nothing would still cost
+    bytes). It is a :class:`~asgi_stream.response.ContentEncoder`: a streaming
+    response runs every chunk through it, heartbeats included, so the one
+    compressor sees every byte in the order they go out. If the generator
+    raises, the response never asks for the trailer: the client then sees an
+    error, never a truncated body that looks complete.
     """
-    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
-    iterator = aiter(source)
-    try:
-        async for chunk in iterator:
-            if chunk:
-                yield compressor.compress(chunk) + compressor.flush(zlib.Z_SYNC_FLUSH)
-        yield compressor.flush(zlib.Z_FINISH)
-    finally:
-        await close_iterator(iterator)
+
+    __slots__ = ("_compressor",)
+
+    def __init__(self, level: int = 6) -> None:
+        self._compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # 31: gzip framing
+
+    def encode(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        return self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
+
+    def finish(self) -> bytes:
+        return self._compressor.flush(zlib.Z_FINISH)
 
 
 def gzip_response(
@@ -109,10 +113,11 @@ def gzip_response(
     """Compress ``response``'s body with gzip if ``accept_encoding`` allows it.
 
     Works on any :class:`StreamingResponse` (an ``EventSourceResponse`` too):
-    its chunks are encoded as the response would encode them, then compressed.
-    ``Vary: Accept-Encoding`` is added either way; ``Content-Encoding: gzip``
-    only when compressing. A response that already has a ``Content-Encoding``
-    is left alone. Returns ``response``, changed in place::
+    its chunks are encoded as the response would encode them, then compressed
+    by a :class:`GzipEncoder`. ``Vary: Accept-Encoding`` is added either way;
+    ``Content-Encoding: gzip`` only when compressing. A response that already
+    has a ``Content-Encoding`` is left alone. Returns ``response``, changed in
+    place::
 
         return gzip_response(StreamingResponse(generate()), request.headers.get("accept-encoding"))
     """
@@ -129,15 +134,5 @@ def gzip_response(
             (name, value) for name, value in response.raw_headers if name != b"content-length"
         ]
         response.raw_headers.append((b"content-encoding", b"gzip"))
-        response.content = gzip_chunks(_encoded(response, response.content), level)
+        response.content_encoder = GzipEncoder(level)
     return response
-
-
-async def _encoded(response: StreamingResponse, content: Content) -> AsyncIterator[bytes]:
-    """``content``'s chunks as the bytes ``response`` would send."""
-    iterator = aiterate(content)
-    try:
-        async for chunk in iterator:
-            yield chunk if type(chunk) is bytes else response.encode_chunk(chunk)
-    finally:
-        await close_iterator(iterator)

@@ -19,7 +19,9 @@ Four details make this correct rather than merely working:
   ``close()``, and ends with it. It costs one thread start per stream and a
   few microseconds per item (``python3 -m benchmarks.sync_thread``), and the
   number of sync streams is not capped by a pool: a thousand slow streams are
-  a thousand threads, each mostly asleep.
+  a thousand threads, each mostly asleep. Every step runs in one copy of the
+  context the stream started in, so a contextvar set inside the generator is
+  still set at its next step, as it would be in an async generator.
 * A generator can run in one thread at a time. While a ``next()`` is in flight,
   ``close()`` would raise ``ValueError: generator already executing``. When the
   consumer goes away (the client disconnected), the ``close()`` is queued on
@@ -34,10 +36,10 @@ Four details make this correct rather than merely working:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 from collections.abc import (
-    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Callable,
@@ -45,7 +47,7 @@ from collections.abc import (
     Iterator,
 )
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 __all__ = [
     "MAX_THREADS",
@@ -87,27 +89,54 @@ async def run_in_threadpool(func: Callable[..., T], *args: Any, **kwargs: Any) -
     return await asyncio.wrap_future(_executor().submit(func, *args, **kwargs))
 
 
-async def iterate_in_threadpool(iterator: Iterator[T]) -> AsyncGenerator[T, None]:
+def iterate_in_threadpool(iterator: Iterator[T]) -> AsyncIterator[T]:
     """Iterate a sync iterator from async code, every ``next()`` on one thread of its own.
 
     The thread starts with the first ``next()`` and ends after the iterator
-    does. Closing this async generator (``aclose()``, or cancelling the task
-    that awaits it) closes ``iterator`` too, on that same thread, as soon as a
-    ``next()`` still running there has returned.
+    does. Every ``next()`` runs in one copy of the caller's context, so a
+    contextvar the generator sets is still set at its next step. Closing the
+    async iterator (``aclose()``) closes ``iterator`` too, started or not: on
+    its thread, as soon as a ``next()`` still running there has returned.
     """
-    # One worker, first in first out: the thread of this iterator.
-    thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asgi-stream-iterator")
-    try:
-        while True:
-            item: Any = await asyncio.wrap_future(thread.submit(next, iterator, _EXHAUSTED))
-            if item is _EXHAUSTED:
-                return
-            yield item
-    finally:
-        close = getattr(iterator, "close", None)
+    return _InThread(iterator)
+
+
+class _InThread(AsyncIterator[T]):
+    __slots__ = ("_closed", "_context", "_iterator", "_thread")
+
+    def __init__(self, iterator: Iterator[T]) -> None:
+        self._iterator = iterator
+        self._context = contextvars.copy_context()
+        self._thread: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    async def __anext__(self) -> T:
+        if self._closed:
+            raise StopAsyncIteration
+        if self._thread is None:
+            # One worker, first in first out: the thread of this iterator.
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="asgi-stream-iterator")
+        item = await asyncio.wrap_future(self._thread.submit(self._context.run, self._next))
+        if item is _EXHAUSTED:
+            await self.aclose()
+            raise StopAsyncIteration
+        return cast(T, item)
+
+    def _next(self) -> Any:
+        return next(self._iterator, _EXHAUSTED)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        close = getattr(self._iterator, "close", None)
+        if self._thread is None:
+            if close is not None:
+                close()  # never started: no thread, and nothing running
+            return
         # Queued behind any next() still running: the generator is free by then.
-        closed = thread.submit(close) if close is not None else None
-        thread.shutdown(wait=False)  # the thread ends once its queue is done
+        closed = self._thread.submit(self._context.run, close) if close is not None else None
+        self._thread.shutdown(wait=False)  # the thread ends once its queue is done
         if closed is not None:
             # Shielded: a second cancellation (a shutdown's grace period running
             # out) may stop our wait, but never the close itself.

@@ -22,109 +22,117 @@ server abort the connection, and the client reports an error instead of
 quietly accepting half a body.
 
 A streaming response takes those body messages from an iterator, usually a
-generator. Sending them is the easy part: ``async for chunk in body: await
-send(...)``. Everything else in this module is about how a stream *ends*,
-because a real stream ends badly as often as it ends well:
+generator. Sending them is the easy part::
 
-1. **The client leaves.** Nothing in the send loop notices: current servers
+    async for chunk in generator:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+Everything else in this module is one rule, and the ways a stream *ends*.
+
+The rule: one task steps the generator
+--------------------------------------
+
+**A generator is stepped by one task, in one context, from its first step to
+its last.** Users write code inside their generators that depends on it: an
+``async with asyncio.timeout(5):`` around several ``yield``\\ s cancels the
+task that entered it; a contextvar token set before a ``yield`` can only be
+reset in the same context; an anyio cancel scope must be exited by the task
+that entered it. Move the generator to another task half-way, and each of
+these breaks, or, worse, cancels the wrong task.
+
+So a streaming response starts a task of its own, the *body task*, which
+sends the headers, steps the generator and sends what it makes. (It copies the
+request's context when it starts, so what middleware set in contextvars is
+visible inside the generator.) Whatever else must happen while the stream is
+open moves *around* the generator, never the other way:
+
+* the watch for the client leaving runs in the server's task (below);
+* a *writer* task joins chunks into fewer messages when the generator makes
+  them faster than they can be sent, and the heartbeat (``ping=``) is a timer
+  (both in :mod:`asgi_stream.coalesce`);
+* a sync generator's ``next()`` runs on a thread of its own, always the same
+  one, in one context (:mod:`asgi_stream.concurrency`).
+
+One more consequence: a cancellation can arrive while the generator sits at
+its ``yield`` and the body task is sending that chunk (or giving the event
+loop a turn). If the response did not ask for it, it was meant for the
+generator (a timeout spanning the ``yield`` has fired), so it is thrown into
+the generator at that ``yield``, where its ``async with asyncio.timeout()``
+turns it into the ``TimeoutError`` its author catches. (Only a ``send()`` that
+was waiting for a slow client can be interrupted that way; that one chunk may
+or may not have reached the client.)
+
+Why the body task, and not the server's own task: the server's task must wait
+for ``http.disconnect``, and a generator stepped in a task of its own is
+cheaper, since each of its suspensions travels through one frame, not the
+server's, the middleware's, the router's and ours.
+
+How a stream ends
+-----------------
+
+1. **It is complete.** The body task sends the final message. First it tells
+   the watch to stop: after the last message a server reports a disconnect,
+   and that is not the client leaving.
+2. **The client leaves.** Nothing in the send loop notices: current servers
    silently discard sends to a closed connection. The only dependable signal
-   is ``http.disconnect`` from ``receive()``, so the body is sent from a task
-   of its own while the server's task waits on ``receive()`` (why that way
-   round: see *Sending fast*). When the client goes, it cancels the sending
-   task. The cancellation lands wherever that task is suspended: in
-   the generator's own ``await`` (so the generator's ``finally`` runs there),
-   or in our ``send()``. Either way we then ``aclose()`` the generator, so its
-   ``finally`` runs *now*, not at some later garbage collection. ASGI 2.4 adds
-   a second signal, an ``OSError`` from ``send()``; we honour it the same way.
-   A generator that reads the request body while it streams (an upload,
-   transformed and sent back) may be first to hear of it, as
+   is ``http.disconnect`` from ``receive()``, which the server's task waits
+   for. When it comes, it cancels the body task. The cancellation lands where
+   that task is suspended: in the generator's own ``await`` (its ``finally``
+   runs there) or in our ``send()``. Either way we then close the generator,
+   so its ``finally`` runs *now*, not at some later garbage collection. ASGI
+   2.4 adds a second signal, an ``OSError`` from ``send()``, which we honour
+   the same way. A generator that reads the request body while it streams may
+   be first to hear of it, as
    :class:`~asgi_stream.exceptions.ClientDisconnect`: the same ending again.
-   (The watcher and that generator must not both call the server's
+   (The watch and that generator must not both call the server's
    ``receive()``, or each would take messages meant for the other; the router
    gives the response :meth:`Request.receive
    <asgi_stream.request.Request.receive>`, which never hands out the body.)
-2. **The generator raises** after the headers are out. The status line can no
+3. **The generator raises** after the headers are out. The status line can no
    longer change, so we do the one honest thing left: stop *without* the final
    message and re-raise. The server logs the error and aborts the connection.
-3. **HEAD** wants the headers only. We never start the generator (an endless
-   stream would otherwise run forever for nobody) and close it unstarted.
-4. **The client stops reading** but stays connected. A server's ``send()``
-   waits while the socket's buffers are full (that flow control is what
-   keeps memory bounded while a generator outpaces its client), so a frozen
-   client would hold its stream, and the generator's resources, for ever.
-   With ``send_timeout=N``, a ``send()`` that waits longer than N seconds
-   ends the stream as if the client had left: we close the generator, so its
-   ``finally`` runs, and stop without the final message, so the server
-   aborts the connection. The option costs nothing when unset: the plain
-   ``send`` is used, not a wrapper.
-5. **Blocking.** A sync generator runs in a worker thread, one ``next()`` at a
-   time (see :mod:`asgi_stream.concurrency`). An async generator that never
-   awaits, though, would hold the event loop: a server's ``send()`` does not
-   yield while the socket accepts data. No other connection would be served,
-   and not even our disconnect watcher could run. So every 16 chunks or
-   64 KiB, whichever comes first, we look whether the event loop has had a
-   turn since we last looked (a callback scheduled then has run, or not:
-   :class:`_LoopTurns`). A generator that awaits has given it one, and
-   nothing more is done: for it, a yield would be pure overhead. One that
-   never awaits has not, and from then on its chunks are *coalesced* (see
-   *Sending fast*), which takes turns with the event loop by design; with
-   ``coalesce=False``, the loop yields to the event loop once instead. (With
-   50 such streams, a new connection's first byte came within about 10 ms at
-   p99, against seconds for Starlette's loop, which never yields: measured
-   with ``python3 -m benchmarks``.)
+4. **HEAD** wants the headers only. We never start the generator (an endless
+   stream would otherwise run for nobody) and close it unstarted.
+5. **The client stops reading** but stays connected. A server's ``send()``
+   waits while the socket's buffers are full (that flow control is what keeps
+   memory bounded while a generator outpaces its client), so a frozen client
+   would hold its stream, and the generator's resources, for ever. With
+   ``send_timeout=N``, a body ``send()`` that waits longer than N seconds ends
+   the stream as if the client had left: the generator is closed at once and
+   the final message is never sent. (The headers are not timed: they are the
+   first bytes on a fresh connection, and never wait.) What the server then
+   does with the socket is its business; see the reliability page.
+6. **The server shuts down** and cancels the server's task: the body task is
+   stopped, the generator closed, and the cancellation goes on up.
 
-In every ending, the background task (:mod:`asgi_stream.background`) runs
-last, after the response is over.
+In every ending the content is closed (the object you gave, not only a
+wrapper around it: a file given to a response that never started is closed
+too), and the background task (:mod:`asgi_stream.background`) runs last.
 
-Sending fast
-============
+Blocking and fairness
+---------------------
 
-A server writes each body message with its own system call, and wakes the
-client for each: for a small event, that costs more than everything else the
-response does. So a generator that makes chunks faster than they can be sent
-(a backlog replayed, rows computed in a loop: 5. finds that it made 16
-chunks without letting the loop run) has the rest of its chunks coalesced
-(:mod:`asgi_stream.coalesce`): it moves into a producer task, and whenever
-the response is free to send, it sends everything made meanwhile as one
-message. No chunk waits for company: one that could go out now goes out now.
-A generator that awaits between chunks never switches, so each of its chunks
-is still one message, just as FastAPI sends it (the catalogue's endpoints are
-all of this kind). ``coalesce=True`` coalesces from the first chunk;
-``coalesce=False`` never does.
+A sync generator runs on a thread, so its ``time.sleep()`` blocks nobody. An
+async generator that never awaits would hold the event loop, though: a
+server's ``send()`` does not yield while the socket accepts data. So the
+body task's sender counts every chunk and makes sure the event loop gets a
+turn at least every 16 chunks or 64 KiB; a generator that awaits by itself is
+left alone. By default, a generator found never awaiting has its chunks joined
+into fewer messages from then on, which is much faster as well as fair;
+``coalesce=True`` joins from the first chunk and ``coalesce=False`` never
+does. :mod:`asgi_stream.coalesce` tells how, and the benchmarks page what each
+costs.
 
-The other cost is per event, in the generator's own awaits. Each time a
-generator suspends, the suspension travels through every coroutine between
-it and its task, and back again when it resumes. In the server's task those
-are the server's frames, its middleware's, the app's, the endpoint's and
-ours; in a task of its own, one. So the body is sent from a task of its own
-(the disconnect watcher needed one anyway; now the server's task watches).
+One response, one request
+-------------------------
 
-Measured with ``python3 -m benchmarks`` (uvicorn with httptools, one worker;
-ratios to a bare ASGI loop that sends one message per event, in the same
-run; ``benchmarks/results/results.md``), one stream of 100,000 small events
-from a generator that never awaits went 4.3 times as fast as the bare loop
-with a batched reader and 5 to 11 times with an eager one (the bare loop's
-own eager rate varies that much from run to run here), at a quarter of its
-CPU time per event or less; ``coalesce=False`` gives 0.8 to 1.0 times. With
-1,000 such streams at once, the server's capacity did not fall. What it
-costs: the first 16 chunks of a stream go one per message; a generator that
-awaits pays one loop callback per 16 chunks, less than the yield it no longer
-pays; a generator that begins to await only after it was switched (a
-backlog, then live events) keeps its producer task, a task switch more per
-chunk. The task of its own saved 0.24 µs per event in-process for a
-generator that awaits between events (2.11 to 1.87 µs, with four frames
-above the response, as on a server; a bare loop: 1.64 µs). On the server,
-with 200 and 1,000 such streams, the CPU time per event came within 3 to 16 %
-of the bare loop's, which has no generator at all, and 5 to 16 % below
-Starlette's (two runs).
-
-**One response, one request.** A streaming response is used up by sending
-it: its generator can run only once. A second use (a module-level response,
-say) raises :class:`RuntimeError` before anything is sent, and its background
-task does not run again. A complete-body :class:`Response` may be sent any
-number of times, as in Starlette: the same bytes each time (and its background
-task each time). Either way, ``response.headers`` can no longer be changed
-once the response has started sending.
+A streaming response is used up by sending it: its generator can run only
+once. A second use (a module-level response, say) raises
+:class:`RuntimeError` before anything is sent, and its background task does
+not run again. A complete-body :class:`Response` may be sent any number of
+times, as in Starlette: the same bytes each time (and its background task
+each time). Either way, ``response.headers`` can no longer be changed once
+the response has started sending.
 
 :class:`Response` is the plain case, a complete body with a
 ``Content-Length``; :class:`JSONResponse` renders one from data.
@@ -135,19 +143,28 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import functools
 import json
+import math
 from collections.abc import AsyncIterable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from .background import BackgroundTask, BackgroundTasks
-from .coalesce import coalesce_ready
+from .coalesce import HEARTBEAT, BodySender
 from .concurrency import aiterate, close_iterator
 from .exceptions import ClientDisconnect
 from .headers import HeadersInput, MutableHeaders, encode_header, encode_response_headers
 from .serverstop import end_at_server_stop
 from .types import Message, Receive, Scope, Send
 
-__all__ = ["END_OF_BODY", "Content", "JSONResponse", "Response", "StreamingResponse"]
+__all__ = [
+    "END_OF_BODY",
+    "Content",
+    "ContentEncoder",
+    "JSONResponse",
+    "Response",
+    "StreamingResponse",
+]
 
 #: What a streaming response may iterate over: chunks of str, bytes or memoryview.
 Content = AsyncIterable[Any] | Iterable[Any]
@@ -157,12 +174,6 @@ END_OF_BODY: Message = {"type": "http.response.body", "body": b"", "more_body": 
 
 # Statuses that never have a body, so never a Content-Length (RFC 9110 §8.6).
 _NO_BODY_STATUSES = frozenset({204, 304})
-
-# The fairness budget: each chunk costs its size plus a fixed 4 KiB, and the
-# stream yields to the event loop when it has spent 64 KiB. That is "every 16
-# chunks or 64 KiB, whichever comes first" in one counter.
-_CHUNK_COST = 4 * 1024
-_YIELD_BUDGET = 64 * 1024
 
 
 def _checked_status(status_code: int) -> int:
@@ -174,15 +185,24 @@ def _checked_status(status_code: int) -> int:
     return status_code
 
 
-def _checked_timeout(seconds: float | None) -> float | None:
-    """``send_timeout``, refused unless it is ``None`` or a positive, finite number."""
+def _checked_seconds(name: str, seconds: float | None) -> float | None:
+    """``seconds``, refused unless it is ``None`` or a positive, finite number."""
     if seconds is None:
         return None
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise TypeError(f"send_timeout must be a number of seconds, not {type(seconds).__name__}")
-    if not 0 < seconds < float("inf"):  # NaN too
-        raise ValueError(f"send_timeout must be positive and finite, not {seconds}")
+        raise TypeError(f"{name} must be a number of seconds, not {type(seconds).__name__}")
+    if not 0 < seconds < math.inf:  # NaN too
+        raise ValueError(f"{name} must be positive and finite, not {seconds}")
     return seconds
+
+
+async def _send(send: Send, message: Message) -> None:
+    """``send(message)``; an :class:`OSError` (ASGI 2.4: the client is gone) is a
+    :class:`ClientDisconnect`, which :meth:`Response.__call__` ends on."""
+    try:
+        await send(message)
+    except OSError as exc:
+        raise ClientDisconnect from exc
 
 
 class Response:
@@ -219,8 +239,12 @@ class Response:
         if media_type is not None:
             self.media_type = media_type
         self.background = background
+        self.raw_headers = self.init_headers(headers, content_length=self.set_content(content))
+
+    def set_content(self, content: Any) -> int | None:
+        """Keep ``content``; return the ``Content-Length`` it makes, if known."""
         self.body = self.render(content)
-        self.raw_headers = self.init_headers(headers, content_length=len(self.body))
+        return len(self.body)
 
     def render(self, content: Any) -> bytes:
         """Turn ``content`` into the body's bytes."""
@@ -296,16 +320,21 @@ class Response:
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Send the response; every ending, for every kind of response, comes through here."""
         self._mark_sent()
-        body = b"" if scope.get("method") == "HEAD" else self.body
         try:
-            await send(self.start_message())
-            await send({"type": "http.response.body", "body": body, "more_body": False})
-        except OSError:
-            pass  # ASGI 2.4: the client is gone. There is nothing left to tell it.
+            await self.send_response(scope, receive, send)
+        except ClientDisconnect:
+            pass  # the client is gone: there is nobody left to tell anything
         finally:
             if self.background is not None:
                 await self.background()
+
+    async def send_response(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The messages of this response: the headers, then the whole body at once."""
+        body = b"" if scope.get("method") == "HEAD" else self.body
+        await _send(send, self.start_message())
+        await _send(send, {"type": "http.response.body", "body": body, "more_body": False})
 
 
 class JSONResponse(Response):
@@ -319,30 +348,51 @@ class JSONResponse(Response):
         ).encode("utf-8")
 
 
+class ContentEncoder(Protocol):
+    """A transformation of a stream's bytes on their way to the wire, heartbeats
+    included (:func:`~asgi_stream.compression.gzip_response` sets one)."""
+
+    def encode(self, data: bytes) -> bytes:
+        """The bytes to send for ``data``."""
+
+    def finish(self) -> bytes:
+        """The bytes that end the body (a trailer), sent with the final message."""
+
+
 class StreamingResponse(Response):
     """A response whose body is produced while it is sent.
 
     ``content`` is an async iterable (an async generator, most often) or a sync
-    iterable, which is iterated in a worker thread. Each chunk may be ``bytes``,
-    ``memoryview`` or ``str`` (encoded in :attr:`charset`); empty chunks are
-    skipped. There is no ``Content-Length`` unless you set one.
+    iterable, which is iterated on a thread of its own. Each chunk may be
+    ``bytes``, ``memoryview`` or ``str`` (encoded in :attr:`charset`). There is
+    no ``Content-Length`` unless you set one.
 
     The signature is Starlette's, so code written for FastAPI moves here by
     changing one import. Unlike Starlette's, the object can be sent only once
     (a second use is a :class:`RuntimeError`: its generator is spent). What
     happens at each possible ending of the stream is described at the top of
-    this module. ``send_timeout`` (seconds, positive; default none) ends the stream
-    when the client stops reading for that long.
-    ``coalesce`` chooses how chunks become messages (see *Sending fast* at
-    the top of this module). The default, ``None``, adapts: one message per chunk
-    while the generator awaits between chunks, and, once it has made 16 chunks
-    without letting the event loop run, the chunks it makes while a message is
-    being sent are joined into the next (:mod:`asgi_stream.coalesce`).
-    ``True`` joins from the first chunk; ``False`` never joins. In every mode
-    a chunk is sent as soon as it can be, never held back waiting for others.
+    this module. The keyword-only options:
+
+    * ``send_timeout`` (seconds; default none) ends the stream when one body
+      ``send()`` waits that long for a client that stopped reading.
+    * ``coalesce`` chooses how chunks become messages. The default, ``None``,
+      adapts: one message per chunk while the generator awaits between chunks;
+      once it makes chunks without letting the event loop run, the chunks made
+      while a message is being sent are joined into the next. ``True`` joins
+      from the first chunk; ``False`` never joins. In every mode a chunk is
+      sent as soon as it can be, never held back waiting for others
+      (:mod:`asgi_stream.coalesce`).
+    * ``ping`` (seconds; default none) sends ``ping_message`` whenever the
+      stream has been silent that long, so that proxies keep an idle
+      connection open. ``ping_message`` is a chunk (``bytes`` or ``str``; the
+      default is the SSE comment ``: heartbeat``) or a function called for each
+      heartbeat that returns one. The generator is not involved: a timer sends
+      it, beside the generator.
     """
 
     reusable = False
+    #: Applied to every chunk's bytes, heartbeats included; see :class:`ContentEncoder`.
+    content_encoder: ContentEncoder | None = None
 
     def __init__(
         self,
@@ -354,15 +404,20 @@ class StreamingResponse(Response):
         *,
         send_timeout: float | None = None,
         coalesce: bool | None = None,
+        ping: float | None = None,
+        ping_message: Any = HEARTBEAT,
     ) -> None:
-        self.status_code = _checked_status(status_code)
-        if media_type is not None:
-            self.media_type = media_type
-        self.background = background
-        self.content = content
-        self.send_timeout = _checked_timeout(send_timeout)
+        if coalesce not in (None, True, False):
+            raise TypeError(f"coalesce must be None, True or False, not {coalesce!r}")
+        self.send_timeout = _checked_seconds("send_timeout", send_timeout)
         self.coalesce = coalesce
-        self.raw_headers = self.init_headers(headers, content_length=None)
+        self.ping = _checked_seconds("ping", ping)
+        self.ping_message = ping_message
+        super().__init__(content, status_code, headers, media_type, background)
+
+    def set_content(self, content: Content) -> None:
+        self.content = content
+        return None  # the length of a stream is not known in advance
 
     def encode_chunk(self, chunk: Any) -> bytes:
         """Bytes for a chunk that is not already ``bytes``.
@@ -377,199 +432,164 @@ class StreamingResponse(Response):
             return bytes(chunk)
         raise TypeError(f"a stream chunk must be str, bytes or memoryview, not {type(chunk)!r}")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self._mark_sent()
-        try:
-            if scope.get("method") == "HEAD":
-                await close_iterator(self.content)
-                try:
-                    await send(self.start_message())
-                    await send(END_OF_BODY)
-                except OSError:
-                    pass  # the client is gone (ASGI 2.4)
-            else:
-                # The server's stop signal ends the stream cleanly (asgi_stream.serverstop).
-                async with end_at_server_stop(scope, receive, send) as (receive, send):
-                    await self.stream(receive, send)
-        finally:
-            if self.background is not None:
-                await self.background()
+    async def send_response(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("method") == "HEAD":
+            await close_iterator(self.content)
+            await _send(send, self.start_message())
+            await _send(send, END_OF_BODY)
+            return
+        # The server's stop signal ends the stream cleanly (asgi_stream.serverstop).
+        async with end_at_server_stop(scope, receive, send) as (receive, send):
+            await self.stream(receive, send)
 
     async def stream(self, receive: Receive, send: Send) -> None:
-        """Send the headers, then the body as it is made, then the end.
-
-        Returns normally when the body is complete or the client has gone;
-        raises whatever the generator raised.
-
-        The body is sent from a task of its own (:meth:`send_body`), while
-        this task, the server's, watches for the disconnect (why: see
-        *Sending fast* at the top of this module).
-        """
-        watch = _DisconnectWatch()
-        sending = asyncio.get_running_loop().create_task(self.send_body(send, watch))
+        """Send the body from the body task while this task, the server's, watches
+        for the client leaving."""
+        ending = _Ending()
+        body_task = ending.task = asyncio.get_running_loop().create_task(
+            self.send_body(send, ending)
+        )
         try:
-            await watch.run(receive, sending)
-            await asyncio.wait((sending,))
+            await ending.watch(receive)
+            await asyncio.wait((body_task,))  # it ends by itself, or the watch stopped it
         finally:
-            if not sending.done():
-                # The server cancels us (a shutdown): the sending too, and the
-                # generator's finally runs before the response ends.
-                sending.cancel()
-                await asyncio.wait((sending,))
-        if sending.cancelled():
-            # Cancelled before it began: the client had gone already.
-            await close_iterator(self.content)
-            if not watch.client_gone:
-                raise asyncio.CancelledError
-        else:
-            sending.result()  # what the generator raised, if anything
+            if not body_task.done():
+                # The client left, the server is cancelling us (a shutdown), or
+                # receive() failed: in each case the body task stops, and the
+                # generator's finally runs, before we go on.
+                ending.stop()
+                await asyncio.wait((body_task,))
+            if not ending.started:
+                await close_iterator(self.content)  # stopped before its first step
+        if ending.started:
+            body_task.result()  # what the generator raised, if anything
 
-    async def send_body(self, send: Send, watch: _DisconnectWatch) -> None:
-        """The sending task: the headers, one message per chunk (or per
-        chunks joined), the end; stops at once when ``watch`` says the client
-        has gone."""
-        task = asyncio.current_task()
-        assert task is not None, "a response runs inside an asyncio task"
-        if self.send_timeout is not None:
-            send = _with_timeout(send, self.send_timeout)
+    async def send_body(self, send: Send, ending: _Ending) -> None:
+        """The body task: the headers, each chunk, the end. The only task that
+        ever steps the generator."""
+        ending.started = True
         body = aiterate(self.content)
-        # Coalescing: from the start (True), never (False), or once the
-        # generator shows that it never awaits (None).
-        can_switch = self.coalesce is None
-        if self.coalesce:
-            body = coalesce_ready(body, self.encode_chunk)
-        turns = _LoopTurns()
+        timed_send = send if self.send_timeout is None else _timed(send, self.send_timeout)
+        sender = BodySender(timed_send, self.coalesce, ending.stop, self.ping, self._make_ping)
+        encoder = self.content_encoder
         try:
-            try:
-                await send(self.start_message())
-            except OSError:
-                return  # ASGI 2.4: send() on a closed connection raises OSError
-            budget = _YIELD_BUDGET
-            turns.arm()
+            await _send(send, self.start_message())
+            sender.start()
+            step = body.__anext__
             while True:
-                async for chunk in body:
-                    if watch.client_gone:
-                        return  # a generator swallowed our cancellation: stop anyway
-                    if type(chunk) is not bytes:
-                        chunk = self.encode_chunk(chunk)
-                        if not chunk:
-                            continue
-                    elif not chunk:
-                        continue
-                    try:
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    except OSError:
-                        # The client is gone (ASGI 2.4), or frozen: the TimeoutError
-                        # of send_timeout is an OSError. One from the generator is not.
-                        return
-                    budget -= len(chunk) + _CHUNK_COST
-                    if budget > 0:
-                        continue
-                    budget = _YIELD_BUDGET
-                    if not turns.taken:
-                        # Nothing else has run since the last check: the
-                        # generator never awaits. Join its chunks from now on
-                        # (the coalescer takes turns with the event loop), or,
-                        # where that is not wanted, give the loop a turn here.
-                        if can_switch:
-                            can_switch = False
-                            body = coalesce_ready(body, self.encode_chunk)
-                            turns.arm()
-                            break
-                        await asyncio.sleep(0)
-                    turns.arm()
-                else:
-                    break  # the generator is exhausted
-            # The body is complete. Stop watching first: after the last message
-            # the server reports a disconnect, and that must not cancel us.
-            watch.stop()
-            try:
-                await send(END_OF_BODY)
-            except OSError:
-                pass
+                try:
+                    chunk = await step()
+                except StopAsyncIteration:
+                    break
+                step = body.__anext__
+                if ending.stopped:
+                    raise asyncio.CancelledError  # the generator swallowed ours: stop anyway
+                if type(chunk) is not bytes:
+                    chunk = self.encode_chunk(chunk)
+                if encoder is not None:
+                    chunk = encoder.encode(chunk)
+                try:
+                    await sender.send(chunk)
+                except asyncio.CancelledError as cancel:
+                    step = ending.redirect(cancel, body)
+            await sender.finish()
+            ending.unwatch()  # before the last message: see "It is complete" above
+            end = END_OF_BODY if encoder is None else {**END_OF_BODY, "body": encoder.finish()}
+            await _send(timed_send, end)
         except asyncio.CancelledError:
-            # Ours (the client left) or the server's (shutdown)? Only re-raise
-            # a cancellation that someone else asked for.
-            if not watch.client_gone or task.uncancel() > 0:
+            if not ending.stopped_us():
                 raise
+            if ending.error is not None:
+                raise ending.error from None
         except ClientDisconnect:
-            pass  # the generator read the request body and found the client gone
+            raise
+        except Exception:
+            await sender.finish()  # the generator failed: what it made before goes out first
+            raise
         finally:
-            watch.stop()
+            await sender.aclose()
             await close_iterator(body)
 
+    def _make_ping(self) -> bytes:
+        """The bytes of one heartbeat, as the generator's chunks are made."""
+        message = self.ping_message() if callable(self.ping_message) else self.ping_message
+        chunk = message if type(message) is bytes else self.encode_chunk(message)
+        return chunk if self.content_encoder is None else self.content_encoder.encode(chunk)
 
-class _LoopTurns:
-    """Tells whether the event loop has run anything else since :meth:`arm`.
 
-    :meth:`arm` schedules a callback to run on the loop's next turn. If it has
-    not run when we look at :attr:`taken`, our task has not let go of the loop
-    since: neither the generator nor ``send()`` waited for anything. One
-    callback per 16 chunks; nothing per chunk.
+class _Ending:
+    """What the server's task and the body task of one stream know of each other.
+
+    The server's task runs :meth:`watch`. Whoever must end the stream early
+    (the watch when the client leaves; the writer task when ``send()`` fails;
+    the server's task when it is cancelled) calls :meth:`stop`, which cancels
+    the body task and records that the cancellation was ours.
     """
 
-    __slots__ = ("_loop", "taken")
+    __slots__ = ("_watcher", "error", "started", "stopped", "task")
 
     def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self.taken = True
+        self.task: asyncio.Task[None] | None = None
+        self.started = False  # the body task has begun
+        self.stopped = False  # stop() has cancelled the body task
+        self.error: BaseException | None = None  # what stopped it, if not the client leaving
+        self._watcher: asyncio.Task[Any] | None = None
 
-    def arm(self) -> None:
-        self.taken = False
-        self._loop.call_soon(self._take)
+    def stop(self, error: BaseException | None = None) -> None:
+        """Stop the body task: the client is gone, or ``error`` happened beside it."""
+        if not self.stopped and self.task is not None:
+            self.stopped = True
+            self.error = error
+            self.task.cancel()
 
-    def _take(self) -> None:
-        self.taken = True
-
-
-class _DisconnectWatch:
-    """Waits for ``http.disconnect`` in the server's task while another task sends.
-
-    :meth:`run` ends in one of two ways. The client leaves: we set
-    :attr:`client_gone` and cancel the sending task. Or the sending task
-    calls :meth:`stop` (the body is complete, and after its last message the
-    server reports a disconnect that must not cancel anything), or ends: we
-    cancel our own wait on ``receive()``, and take that cancellation back.
-    """
-
-    __slots__ = ("_task", "client_gone", "watching")
-
-    def __init__(self) -> None:
-        self.client_gone = False
-        self.watching = False
-        self._task: asyncio.Task[Any] | None = None
-
-    async def run(self, receive: Receive, sending: asyncio.Task[Any]) -> None:
-        task = self._task = asyncio.current_task()
-        assert task is not None, "a response runs inside an asyncio task"
-        self.watching = True
-        sending.add_done_callback(self.stop)
+    async def watch(self, receive: Receive) -> None:
+        """Wait for ``http.disconnect`` until the body task ends or :meth:`unwatch` is called."""
+        watcher = self._watcher = asyncio.current_task()
+        assert watcher is not None and self.task is not None
+        self.task.add_done_callback(self.unwatch)
         try:
             # Body messages are not ours to use (the router's receive keeps them
             # for the request); skip any we are given until the disconnect.
             while (await receive())["type"] != "http.disconnect":
                 pass
         except asyncio.CancelledError:
-            # stop() cancelled the wait and cleared `watching`; any other
-            # cancellation (a shutdown) reaches the sending task too.
-            if self.watching or task.uncancel() > 0:
-                self.watching = False
-                sending.cancel()
-                raise
-            return
-        self.watching = False
-        self.client_gone = True
-        sending.cancel()
+            if self._watcher is None and watcher.uncancel() == 0:
+                return  # unwatch() ended the wait, and nobody else cancelled us
+            raise
+        finally:
+            self._watcher = None
+        self.stop()  # the client has gone
 
-    def stop(self, _: object = None) -> None:
-        """End :meth:`run`'s wait, if it is still waiting."""
-        if self.watching and self._task is not None:
-            self.watching = False
-            self._task.cancel()
+    def unwatch(self, _: object = None) -> None:
+        """End :meth:`watch`'s wait, if it is still waiting."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+
+    def redirect(self, cancel: asyncio.CancelledError, body: Any) -> Any:
+        """Where a cancellation that reached the body task outside the generator goes.
+
+        Ours (:meth:`stop`): it ends the stream, so it is raised. Anyone
+        else's was meant for the generator, suspended at its ``yield`` while we
+        sent its chunk (an ``asyncio.timeout()`` spanning the ``yield``): the
+        next step throws it in there.
+        """
+        athrow = getattr(body, "athrow", None)
+        if self.stopped or athrow is None:
+            raise cancel
+        return functools.partial(athrow, cancel)
+
+    def stopped_us(self) -> bool:
+        """In the body task, handling a :class:`asyncio.CancelledError`: whether
+        :meth:`stop` asked for it, and nobody else (a shutdown) did too."""
+        task = asyncio.current_task()
+        assert task is not None
+        return self.stopped and task.uncancel() == 0
 
 
-def _with_timeout(send: Send, seconds: float) -> Send:
-    """``send``, raising :class:`TimeoutError` when it waits longer than ``seconds``."""
+def _timed(send: Send, seconds: float) -> Send:
+    """``send``, raising :class:`TimeoutError` (an :class:`OSError`) when it waits
+    longer than ``seconds``."""
 
     async def send_or_time_out(message: Message) -> None:
         async with asyncio.timeout(seconds):

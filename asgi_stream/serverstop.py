@@ -58,7 +58,7 @@ import contextlib
 import signal
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import FrameType
 from typing import Any
 
@@ -114,12 +114,14 @@ class Tracked:
         finally:
             self.receiving = None
 
-    async def send(self, message: Message) -> None:
+    def send(self, message: Message) -> Awaitable[None]:
+        # A plain function that hands back the server's own awaitable: a stream
+        # calls it for every chunk, and this way adds no coroutine of its own.
         if message["type"] == "http.response.start":
             self.start = message
         elif not message.get("more_body", False):
             self.complete = True
-        await self._send(message)
+        return self._send(message)
 
     def cut_short(self) -> None:
         """Make ``receive()`` return ``http.disconnect``, now and from now on."""

@@ -36,10 +36,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .background import BackgroundTask, BackgroundTasks
-from .concurrency import aiterate
 from .headers import HeadersInput
 from .response import Content, StreamingResponse
-from .streams import heartbeat
 
 __all__ = ["EventSourceResponse", "ServerSentEvent"]
 
@@ -192,10 +190,10 @@ class EventSourceResponse(StreamingResponse):
     sse-starlette's keywords work here too:
 
     * ``ping=SECONDS`` sends a heartbeat whenever the stream has been silent
-      that long (:func:`~asgi_stream.streams.heartbeat`), so that proxies do
-      not close an idle connection. It is off by default (sse-starlette pings
-      every 15 s unless told otherwise): each wait for an item with a deadline
-      costs a task, so turn it on where connections sit idle.
+      that long, so that proxies do not close an idle connection. A timer
+      beside the generator sends it (see :class:`StreamingResponse`); the
+      generator is never disturbed. It is off by default (sse-starlette pings
+      every 15 s unless told otherwise).
     * ``ping_message_factory`` is called for each heartbeat and returns the
       :class:`ServerSentEvent` to send (the default is the comment
       ``: heartbeat``). It needs ``ping``.
@@ -232,10 +230,7 @@ class EventSourceResponse(StreamingResponse):
         if sep not in _SEPARATORS:
             raise ValueError(f'sep must be "\\r\\n", "\\n" or "\\r", not {sep!r}')
         ping = self.DEFAULT_PING_INTERVAL if ping is None else ping
-        if ping is not None:
-            # heartbeat() checks the interval now; it runs only when the stream does.
-            content = heartbeat(aiterate(content), ping, ping_message_factory or _HEARTBEAT)
-        elif ping_message_factory is not None:
+        if ping is None and ping_message_factory is not None:
             raise ValueError("ping_message_factory needs ping=SECONDS")
         super().__init__(
             content,
@@ -245,6 +240,8 @@ class EventSourceResponse(StreamingResponse):
             background,
             send_timeout=send_timeout,
             coalesce=coalesce,
+            ping=ping,
+            ping_message=ping_message_factory or _HEARTBEAT,
         )
         # Our encoders end lines with LF, and put no CR or LF anywhere else
         # (see the module's docstring), so another line ending is one replace().

@@ -3,60 +3,43 @@
 Each helper takes a *source* (an async iterable: an async generator, most
 often) and is itself an async generator, so helpers compose by nesting::
 
-    events = heartbeat(batched(timeout_each(source(), 1.0), 10, 0.5), 15.0)
+    events = batched(timeout_each(source(), 1.0), 10)
 
 and whatever the outermost one yields goes to a :class:`StreamingResponse`.
 
-The rule they all follow: **closing a helper closes its source.** When the
-client leaves, the response closes the outermost generator (``aclose()``);
-each helper's ``finally`` closes the one inside it, so the innermost
-generator's ``finally`` runs at once, not at some later garbage collection.
+Two rules hold for all of them:
 
-Waiting for the next item with a deadline
-=========================================
+* **Closing a helper closes its source.** When the client leaves, the response
+  closes the outermost generator (``aclose()``); each helper's ``finally``
+  closes the one inside it, so the innermost generator's ``finally`` runs at
+  once, not at some later garbage collection.
+* **A helper steps its source in the task that steps the helper.** The
+  response steps the outermost generator from one task, from its first step
+  to its last (see :mod:`asgi_stream.response`), and so every source inside
+  it is stepped by that same task. An ``asyncio.timeout()`` or a contextvar
+  inside a source means what its author meant.
 
-:func:`timeout_each` gives up on the source when a step takes too long: the
-step is *cancelled*, and the source is finished. :func:`heartbeat` and time-based
-:func:`batched` must not do that. When their interval passes, they have
-something to send (a comment, a partial batch), and then they must go on
-waiting for *the same* next item: cancelling it would kill the source. So they
-ask for the next item in a helper task (:class:`_NextItem`) and wait for that
-task with a timeout, which leaves the task running when the timeout passes.
-:func:`timeout_each` waits the same way, and cancels the task itself.
-
-While it waits, a stream holds one timer, armed for "now + interval" and
-cancelled when the item arrives. An idle stream is a sleeping task and a
-timer that fires once per interval; nothing polls.
+The second rule decides what a helper can be. A helper can only produce
+something when it is asked for its next item, and while its source is busy
+making an item, the helper is busy waiting for it. So "send something *while*
+the source is quiet" cannot be a helper: that is the response's heartbeat
+(``ping=``), a timer beside the generator. And "send a partial batch when it
+has waited long enough" cannot be either: :func:`batched` batches by count,
+and the response's coalescing already joins whatever piles up while it is
+busy sending, which is batching that never makes anything wait.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
-import math
 from collections.abc import AsyncGenerator, AsyncIterable
-from typing import Any, Final, Generic, TypeVar
+from typing import TypeVar
 
 from .concurrency import close_iterator
 
-__all__ = ["HEARTBEAT", "batched", "heartbeat", "timeout_each"]
+__all__ = ["batched", "timeout_each"]
 
 T = TypeVar("T")
-
-#: The default heartbeat: the SSE comment ``: heartbeat``, which every
-#: EventSource ignores. Bytes, so any streaming response can send it.
-HEARTBEAT = b": heartbeat\n\n"
-
-
-class _Signal(enum.Enum):
-    """What ``_NextItem.get`` gives instead of an item (an enum, so types can tell)."""
-
-    END = enum.auto()  # the source is exhausted
-    NOT_YET = enum.auto()  # the wait timed out; the item is still coming
-
-
-_END: Final = _Signal.END
-_NOT_YET: Final = _Signal.NOT_YET
 
 
 async def timeout_each(source: AsyncIterable[T], seconds: float) -> AsyncGenerator[T, None]:
@@ -75,167 +58,87 @@ async def timeout_each(source: AsyncIterable[T], seconds: float) -> AsyncGenerat
         except TimeoutError:
             yield ServerSentEvent("Timeout", event="error")
 
-    Unlike ``asyncio.timeout()`` around each ``anext()``, an item that is
-    ready in the same turn of the event loop as the deadline counts as in
-    time: a loop that woke up late is not the source's fault.
+    The step runs in the task that steps this generator: the source is never
+    moved to another task. Unlike ``asyncio.timeout()`` around each step, an
+    item that is ready in the same turn of the event loop as the deadline
+    counts as in time: a loop that woke up late is not the source's fault.
     """
-    next_item = _NextItem(source)
+    iterator = aiter(source)
     try:
         while True:
-            item = await next_item.get(seconds)
-            if item is _END:
+            deadline = _Deadline(seconds)
+            try:
+                item = await anext(iterator)
+            except StopAsyncIteration:
                 return
-            if item is _NOT_YET:
-                raise TimeoutError(f"no item within {seconds} s")
+            except asyncio.CancelledError:
+                if deadline.cancelled_us():
+                    raise TimeoutError(f"no item within {seconds} s") from None
+                raise
+            finally:
+                deadline.disarm()
             yield item
     finally:
-        await next_item.aclose()
+        await close_iterator(iterator)
 
 
-async def batched(
-    source: AsyncIterable[T], size: int, interval: float | None = None
-) -> AsyncGenerator[list[T], None]:
-    """Yield the items of ``source`` in lists of ``size``.
+class _Deadline:
+    """Cancels the current task ``seconds`` from now, unless disarmed first.
 
-    With ``interval``, a batch is also sent when ``interval`` seconds have
-    passed since its first item, full or not, so a slow source still reaches
-    the client in good time. The last batch holds whatever is left; an empty
-    batch is never sent.
+    The cancellation waits one more turn of the event loop after the timer
+    fires (``call_soon``): whatever became ready in the same turn as the
+    deadline (an item, say) runs before it, and disarms it.
+    """
+
+    __slots__ = ("_armed", "_expired", "_task", "_timer")
+
+    def __init__(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None, "a deadline runs inside an asyncio task"
+        self._task = task
+        self._armed = True
+        self._expired = False
+        self._timer = loop.call_later(seconds, loop.call_soon, self._expire)
+
+    def _expire(self) -> None:
+        if self._armed:
+            self._expired = True
+            self._task.cancel()
+
+    def disarm(self) -> None:
+        self._armed = False
+        self._timer.cancel()
+
+    def cancelled_us(self) -> bool:
+        """Handling a cancellation: whether it was ours, and nobody else's."""
+        return self._expired and self._task.uncancel() == 0
+
+
+def batched(source: AsyncIterable[T], size: int) -> AsyncGenerator[list[T], None]:
+    """Yield the items of ``source`` in lists of ``size``; the last list holds
+    whatever is left (an empty list is never sent).
 
     Batching trades latency for fewer, larger messages: ten events in one
     ``http.response.body`` cost one write and one chunk header instead of ten.
     """
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise TypeError(f"batch size must be an int, not {type(size).__name__}")
     if size < 1:
         raise ValueError(f"batch size must be at least 1, not {size!r}")
-    loop = asyncio.get_running_loop()
-    next_item = _NextItem(source)
+    return _batched(source, size)
+
+
+async def _batched(source: AsyncIterable[T], size: int) -> AsyncGenerator[list[T], None]:
+    iterator = aiter(source)
     batch: list[T] = []
-    deadline = 0.0
     try:
-        while True:
-            wait = None if interval is None or not batch else max(0.0, deadline - loop.time())
-            item = await next_item.get(wait)
-            if item is _END:
-                break
-            if item is not _NOT_YET:
-                if not batch and interval is not None:
-                    deadline = loop.time() + interval
-                batch.append(item)
-                if len(batch) < size:
-                    continue
-            yield batch
-            batch = []
+        async for item in iterator:
+            batch.append(item)
+            if len(batch) == size:
+                yield batch
+                batch = []
         if batch:
             yield batch
     finally:
-        await next_item.aclose()
-
-
-def heartbeat(
-    source: AsyncIterable[T], interval: float, ping: Any = HEARTBEAT
-) -> AsyncGenerator[Any, None]:
-    """Yield the items of ``source``, and ``ping`` whenever ``interval`` seconds
-    pass without an item.
-
-    Proxies and load balancers close connections that stay silent for a while
-    (often 60 s). A heartbeat is sent only when the stream *is* silent: the
-    clock restarts whenever the consumer asks for the next item, that is, just
-    after it has sent something. A busy stream never gets one; a source that
-    waits ten minutes for its next item gets one every ``interval`` meanwhile.
-
-    The default ``ping`` is the SSE comment ``: heartbeat`` as bytes; for a
-    plain-text stream, pass something your client ignores (``b"\\n"``). A
-    callable ``ping`` is called for each heartbeat, and what it returns is sent
-    (an event with the time in it, say). ``interval`` must be a positive, finite
-    number of seconds: a :class:`ValueError` here, not when the stream starts.
-    """
-    if isinstance(interval, bool) or not isinstance(interval, int | float):
-        raise TypeError(f"heartbeat interval must be a number, not {type(interval).__name__}")
-    if not 0 < interval < math.inf:
-        raise ValueError(f"heartbeat interval must be positive and finite, not {interval!r}")
-    return _heartbeat(source, interval, ping)
-
-
-async def _heartbeat(
-    source: AsyncIterable[T], interval: float, ping: Any
-) -> AsyncGenerator[Any, None]:
-    next_item = _NextItem(source)
-    try:
-        while True:
-            item = await next_item.get(interval)
-            if item is _END:
-                return
-            if item is not _NOT_YET:
-                yield item
-            else:
-                yield ping() if callable(ping) else ping
-    finally:
-        await next_item.aclose()
-
-
-class _NextItem(Generic[T]):
-    """The source's next item, fetched in a helper task so that a wait for it
-    can time out without cancelling it.
-
-    With no timeout, the item is fetched directly in the caller's task: no
-    helper task, no cost.
-    """
-
-    __slots__ = ("_iterator", "_task")
-
-    def __init__(self, source: AsyncIterable[T]) -> None:
-        self._iterator = aiter(source)
-        self._task: asyncio.Task[T | _Signal] | None = None
-
-    async def get(self, timeout: float | None) -> T | _Signal:
-        """The next item; ``_END`` after the last; ``_NOT_YET`` if ``timeout`` passed first."""
-        if self._task is None:
-            if timeout is None:
-                return await anext(self._iterator, _END)
-            self._task = asyncio.get_running_loop().create_task(self._fetch())
-        task = self._task
-        if not task.done():
-            await _first_of(task, timeout)
-            if not task.done():
-                return _NOT_YET
-        self._task = None
-        return task.result()
-
-    async def _fetch(self) -> T | _Signal:
-        return await anext(self._iterator, _END)
-
-    async def aclose(self) -> None:
-        """Cancel a fetch in progress (the source sees the cancellation at its
-        ``await``), then close the source."""
-        task, self._task = self._task, None
-        try:
-            if task is not None and not task.done():
-                task.cancel()
-                await asyncio.wait((task,))  # not `await task`: its CancelledError is not ours
-            if task is not None and not task.cancelled():
-                task.exception()  # retrieved: we are closing, nobody wants the item now
-        finally:
-            await close_iterator(self._iterator)
-
-
-async def _first_of(task: asyncio.Task[Any], timeout: float | None) -> None:
-    """Wait until ``task`` is done or ``timeout`` seconds (if not None) have passed.
-
-    What ``asyncio.wait((task,), timeout=timeout)`` does, at half the cost per
-    item: one future, one timer, one callback, and no sets.
-    """
-    loop = asyncio.get_running_loop()
-    woken = loop.create_future()
-
-    def wake(_: object = None) -> None:
-        if not woken.done():
-            woken.set_result(None)
-
-    timer = None if timeout is None else loop.call_later(timeout, wake)
-    task.add_done_callback(wake)
-    try:
-        await woken
-    finally:
-        if timer is not None:
-            timer.cancel()
-        task.remove_done_callback(wake)
+        await close_iterator(iterator)

@@ -44,7 +44,7 @@ from ..request import Request
 from ..response import JSONResponse, StreamingResponse
 from ..routing import Router
 from ..sse import EventSourceResponse, ServerSentEvent
-from ..streams import batched, heartbeat, timeout_each
+from ..streams import batched, timeout_each
 from ..types import Receive, Scope, Send
 from . import demo, jobs
 from .accesslog import AccessLog
@@ -372,7 +372,9 @@ class Catalogue:
                 yield _event(str(i))
                 await asyncio.sleep(1.0 * tick)
 
-        return _event_stream(heartbeat(numbers(), 30.0 * tick))
+        # The heartbeat is a timer beside the generator: sent whenever the
+        # stream has been silent for 30 s, whatever the generator is doing.
+        return _event_stream(numbers(), ping=30.0 * tick)
 
     async def stream_compressed(self, request: Request) -> StreamingResponse:
         tick = self.tick(request)

@@ -265,7 +265,8 @@ def test_compressed_stream_is_one_gzip_member_flushed_per_event() -> None:
         (b"content-encoding", b"gzip"),
     ]
     bodies = [m["body"] for m in gzip_messages[1:]]
-    assert len(bodies) == 12  # ten events, the gzip trailer, the end
+    assert len(bodies) == 11  # ten events, then the gzip trailer in the final message
+    assert gzip_messages[-1]["more_body"] is False
     decoder = zlib.decompressobj(31)
     assert [decoder.decompress(body) for body in bodies[:10]] == [event] * 10
     assert decoder.decompress(bodies[10]) == b"" and decoder.eof

@@ -15,7 +15,7 @@ import pytest
 from asgiref.testing import ApplicationCommunicator
 
 from asgi_stream import EventSourceResponse, StreamingResponse
-from asgi_stream.coalesce import BATCH_ITEMS, coalesce_ready
+from asgi_stream.coalesce import BATCH_ITEMS
 from tests.asgi import body_of, http_scope, request
 
 BODY = "http.response.body"
@@ -117,27 +117,6 @@ def test_disconnect_while_the_generator_waits_runs_its_finally_at_once() -> None
         assert finally_at and finally_at[0] - sent_at < 0.1
 
     asyncio.run(main())
-
-
-def test_closing_the_coalescer_closes_a_generator_waiting_mid_step() -> None:
-    """The response closes its body at a yield while the next step already waits."""
-    events: list[str] = []
-
-    async def generate():
-        try:
-            yield b"a"
-            await asyncio.sleep(30)
-        finally:
-            await asyncio.sleep(0)  # a finally may await
-            events.append("finally")
-
-    async def main() -> None:
-        coalesced = coalesce_ready(generate(), bytes)
-        assert await anext(coalesced) == b"a"  # the next step has started and waits
-        await coalesced.aclose()
-
-    asyncio.run(main())
-    assert events == ["finally"]
 
 
 def test_a_never_awaiting_generator_still_lets_other_callbacks_run() -> None:

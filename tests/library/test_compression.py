@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from asgiref.testing import ApplicationCommunicator
 
 from asgi_stream import EventSourceResponse, ServerSentEvent, StreamingResponse
 from asgi_stream.compression import (
+    GzipEncoder,
     accepts_gzip,
-    gzip_chunks,
     gzip_response,
     parse_accept_encoding,
 )
@@ -62,11 +63,8 @@ def test_accepts_gzip_honours_q_values_and_the_wildcard(header: str | None, expe
 
 
 def test_each_chunk_decodes_on_arrival_and_the_whole_is_one_gzip_member() -> None:
-    async def main() -> list[bytes]:
-        return [chunk async for chunk in gzip_chunks(events())]
-
-    chunks = asyncio.run(main())
-    assert len(chunks) == len(EVENTS) + 1  # one per event, then the trailer
+    encoder = GzipEncoder()
+    chunks = [encoder.encode(event) for event in EVENTS] + [encoder.finish()]
     decoder = zlib.decompressobj(31)
     for chunk, event in zip(chunks, EVENTS, strict=False):
         assert decoder.decompress(chunk) == event  # nothing held back
@@ -76,52 +74,70 @@ def test_each_chunk_decodes_on_arrival_and_the_whole_is_one_gzip_member() -> Non
     assert zlib.decompress(b"".join(chunks), 31) == b"".join(EVENTS)
 
 
-def test_an_empty_source_is_a_valid_empty_gzip_body() -> None:
+def test_an_empty_chunk_costs_nothing() -> None:
+    assert GzipEncoder().encode(b"") == b""
+
+
+def test_an_empty_stream_is_a_valid_empty_gzip_body() -> None:
     async def nothing() -> AsyncIterator[bytes]:
         return
         yield b""
 
-    async def main() -> list[bytes]:
-        return [chunk async for chunk in gzip_chunks(nothing())]
-
-    assert zlib.decompress(b"".join(asyncio.run(main())), 31) == b""
-
-
-def test_closing_the_compressor_closes_its_source() -> None:
-    closed = []
-
-    async def source() -> AsyncIterator[bytes]:
-        try:
-            while True:
-                yield b"data: x\n\n"
-        finally:
-            closed.append(True)
-
-    async def main() -> None:
-        stream = gzip_chunks(source())
-        await anext(stream)
-        await stream.aclose()
-
-    asyncio.run(main())
-    assert closed == [True]
+    response = gzip_response(StreamingResponse(nothing()), "gzip")
+    messages = asyncio.run(request(response, http_scope()))
+    assert zlib.decompress(body_of(messages), 31) == b""
+    assert messages[-1]["more_body"] is False
 
 
-def test_a_failing_source_gets_no_trailer() -> None:
+def test_a_failing_generator_gets_no_trailer() -> None:
     async def failing() -> AsyncIterator[bytes]:
         yield b"data: 1\n\n"
         raise RuntimeError("boom")
 
-    chunks = []
+    async def main() -> list[dict[str, Any]]:
+        response = gzip_response(StreamingResponse(failing()), "gzip")
+        comm = ApplicationCommunicator(response, http_scope())
+        await comm.send_input({"type": "http.request", "body": b""})
+        messages = [await comm.receive_output(5), await comm.receive_output(5)]
+        with pytest.raises(RuntimeError, match="boom"):
+            await comm.wait(5)
+        assert comm.output_queue.empty()  # no final message: the client sees an error
+        return messages
 
-    async def consume() -> None:
-        async for chunk in gzip_chunks(failing()):
-            chunks.append(chunk)
-
-    with pytest.raises(RuntimeError, match="boom"):
-        asyncio.run(consume())
+    messages = asyncio.run(main())
     decoder = zlib.decompressobj(31)
-    assert decoder.decompress(b"".join(chunks)) == b"data: 1\n\n"
+    assert decoder.decompress(body_of(messages)) == b"data: 1\n\n"
     assert not decoder.eof
+
+
+def test_heartbeats_go_through_the_same_compressor_in_order() -> None:
+    """A ping is sent by a timer beside the generator; it must be compressed by the
+    response's one compressor, between the events, or the gzip stream breaks."""
+    go_on = asyncio.Event()
+
+    async def quiet_then_done() -> AsyncIterator[bytes]:
+        yield b"data: first\n\n"
+        await go_on.wait()  # silent: heartbeats are due
+        yield b"data: last\n\n"
+
+    async def main() -> bytes:
+        response = gzip_response(StreamingResponse(quiet_then_done(), ping=0.01), "gzip")
+        comm = ApplicationCommunicator(response, http_scope())
+        await comm.send_input({"type": "http.request", "body": b""})
+        decoder = zlib.decompressobj(31)
+        text = b""
+        await comm.receive_output(5)  # the headers
+        while text.count(b": heartbeat") < 2:
+            text += decoder.decompress((await comm.receive_output(5))["body"])
+        go_on.set()
+        while not decoder.eof:
+            text += decoder.decompress((await comm.receive_output(5))["body"])
+        await comm.wait(5)
+        return text
+
+    text = asyncio.run(main())
+    assert text.startswith(b"data: first\n\n: heartbeat\n\n: heartbeat\n\n")
+    assert text.endswith(b"data: last\n\n")
 
 
 def run(response: Any, accept_encoding: bytes | None, method: str = "GET") -> list[dict[str, Any]]:
@@ -140,8 +156,8 @@ def test_gzip_response_compresses_when_accepted() -> None:
         (b"content-encoding", b"gzip"),
     ]
     bodies = [m["body"] for m in messages[1:]]
-    assert len(bodies) == len(EVENTS) + 2  # the events, the trailer, the end
-    assert bodies[-1] == b""
+    assert len(bodies) == len(EVENTS) + 1  # the events, then the trailer with the end
+    assert messages[-1]["more_body"] is False
     decoder = zlib.decompressobj(31)
     assert [decoder.decompress(body) for body in bodies[: len(EVENTS)]] == EVENTS
 

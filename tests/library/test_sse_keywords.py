@@ -146,13 +146,13 @@ def test_ping_message_factory_without_ping_is_refused() -> None:
 
 @pytest.mark.parametrize("bad", [0, -1, math.nan, math.inf])
 def test_a_ping_interval_that_is_not_positive_and_finite_is_refused(bad: float) -> None:
-    with pytest.raises(ValueError, match="interval"):
+    with pytest.raises(ValueError, match="ping must be positive and finite"):
         EventSourceResponse(iter([]), ping=bad)
 
 
 @pytest.mark.parametrize("bad", ["5", True])
 def test_a_ping_interval_that_is_not_a_number_is_a_type_error(bad: Any) -> None:
-    with pytest.raises(TypeError, match="interval"):
+    with pytest.raises(TypeError, match="ping must be a number"):
         EventSourceResponse(iter([]), ping=bad)
 
 

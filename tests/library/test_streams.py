@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from asgi_stream.streams import HEARTBEAT, batched, heartbeat, timeout_each
+from asgi_stream.streams import batched, timeout_each
 
 
 class Source:
@@ -92,53 +92,11 @@ def test_batched_by_count_never_sends_an_empty_batch() -> None:
     assert asyncio.run(collect(batched(Source([]), 10))) == []
 
 
-def test_batched_by_time_sends_a_partial_batch_when_the_interval_passes() -> None:
-    # Two items at once, then a long pause: the pair must not wait for a third.
-    source = Source(["a", "b", "c"], [0.0, 0.0, 0.3])
-
-    async def main() -> list[tuple[float, list[str]]]:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        return [(loop.time() - started, batch) async for batch in batched(source, 10, 0.03)]
-
-    timed = asyncio.run(asyncio.wait_for(main(), 5))
-    assert [batch for _, batch in timed] == [["a", "b"], ["c"]]
-    assert timed[0][0] < 0.25, "the partial batch waited for the slow item"
-    assert source.ended_by == "exhausted"
-
-
-def test_batched_rejects_a_size_below_one() -> None:
+def test_batched_rejects_a_bad_size_where_it_is_called() -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        asyncio.run(collect(batched(Source([1]), 0)))
-
-
-# heartbeat
-
-
-def test_heartbeat_is_sent_while_the_source_is_idle() -> None:
-    # The source waits 0.35 s for its second item: about three heartbeats of 0.1 s.
-    source = Source(["first", "second"], [0.0, 0.35])
-    items = asyncio.run(collect(heartbeat(source, 0.1)))
-    assert items[0] == "first" and items[-1] == "second"
-    assert set(items[1:-1]) == {HEARTBEAT}
-    assert 1 <= len(items[1:-1]) <= 4
-    assert source.ended_by == "exhausted"
-
-
-def test_heartbeat_is_not_sent_while_items_flow() -> None:
-    items = asyncio.run(collect(heartbeat(Source(range(20), [0.01] * 20), 0.2)))
-    assert items == list(range(20))
-
-
-def test_heartbeat_default_is_an_sse_comment_and_can_be_replaced() -> None:
-    assert HEARTBEAT == b": heartbeat\n\n"
-    items = asyncio.run(collect(heartbeat(Source(["x"], [0.15]), 0.1, ping=b"\n")))
-    assert items == [b"\n", "x"]
-
-
-def test_heartbeat_rejects_a_non_positive_interval() -> None:
-    with pytest.raises(ValueError, match="positive"):
-        asyncio.run(collect(heartbeat(Source([1]), 0)))
+        batched(Source([1]), 0)
+    with pytest.raises(TypeError, match="must be an int"):
+        batched(Source([1]), 2.0)  # type: ignore[arg-type]
 
 
 # Closing: the helper's source must end at once, however it is suspended.
@@ -146,8 +104,6 @@ def test_heartbeat_rejects_a_non_positive_interval() -> None:
 HELPERS = {
     "timeout_each": lambda source: timeout_each(source, 10.0),
     "batched by count": lambda source: batched(source, 2),
-    "batched by time": lambda source: batched(source, 2, 10.0),
-    "heartbeat": lambda source: heartbeat(source, 10.0),
 }
 
 
@@ -185,7 +141,7 @@ def test_nested_helpers_close_all_the_way_to_the_innermost_source() -> None:
     source = Source(range(100), [0.0] * 3 + [60.0] * 97)
 
     async def main() -> None:
-        stream = heartbeat(batched(timeout_each(source, 120.0), 2, 10.0), 10.0)
+        stream = batched(timeout_each(source, 120.0), 2)
         assert await anext(stream) == [0, 1]
         consumer = asyncio.ensure_future(anext(stream))
         await asyncio.sleep(0.05)
