@@ -166,3 +166,10 @@ def test_a_twin_as_fastapis_response_class_for_a_generator_endpoint() -> None:
     messages = asyncio.run(request(app, http_scope("GET", "/events")))
     assert headers_of(messages)[b"content-type"] == b"text/event-stream; charset=utf-8"
     assert body_of(messages) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+
+
+def test_a_twin_has_starlettes_set_cookie() -> None:
+    response = StreamingResponse(iter([b"x"]))
+    response.set_cookie("greeting", "Hello, cookies!")
+    messages = asyncio.run(request(response, http_scope()))
+    assert headers_of(messages)[b"set-cookie"].startswith(b'greeting="Hello\\054 cookies!"')
