@@ -26,7 +26,7 @@ from .concurrency import (
     iterate_in_threadpool,
     run_in_threadpool,
 )
-from .datastructures import URL, QueryParams, State
+from .datastructures import URL, Address, FormData, QueryParams, State, URLPath
 from .eventlog import MemoryEventLog, open_event_log
 from .eventlog_base import DEFAULT_MAXLEN, Event, EventIDNotFound, EventLog
 from .exceptions import ClientDisconnect, HTTPException, validation_error
@@ -52,9 +52,21 @@ from .response import (
     StreamingResponse,
 )
 from .resumable import MAX_EVENT_ID_LENGTH, ResumableEventSourceResponse, last_event_id
-from .routing import CONVERTERS, Endpoint, Hook, Lifespan, Mount, Route, Router, compile_pattern
+from .routing import (
+    CONVERTERS,
+    Endpoint,
+    Hook,
+    Lifespan,
+    Mount,
+    NoMatchFound,
+    Route,
+    Router,
+    compile_pattern,
+)
+from .serverstop import end_at_server_stop, stop_streams
 from .shutdown import GracefulShutdown
 from .sse import EventSourceResponse, ServerSentEvent
+from .starlette import starlette_compatible
 from .streams import batched, timeout_each
 from .tracer import Tracer, escape_control, format_record
 from .types import ASGIApp, Message, Receive, Scope, Send
@@ -71,6 +83,7 @@ __all__ = [
     "MAX_THREADS",
     "URL",
     "ASGIApp",
+    "Address",
     "BackgroundTask",
     "BackgroundTasks",
     "Broadcast",
@@ -83,6 +96,7 @@ __all__ = [
     "EventIDNotFound",
     "EventLog",
     "EventSourceResponse",
+    "FormData",
     "GracefulShutdown",
     "GzipEncoder",
     "HTTPException",
@@ -95,6 +109,7 @@ __all__ = [
     "Message",
     "Mount",
     "MutableHeaders",
+    "NoMatchFound",
     "QueryParams",
     "Receive",
     "RedisEventLog",
@@ -110,6 +125,7 @@ __all__ = [
     "StreamingResponse",
     "Subscription",
     "Tracer",
+    "URLPath",
     "accepts_gzip",
     "aiterate",
     "batched",
@@ -117,6 +133,7 @@ __all__ = [
     "compile_pattern",
     "encode_header",
     "encode_response_headers",
+    "end_at_server_stop",
     "escape_control",
     "format_record",
     "gzip_response",
@@ -129,6 +146,8 @@ __all__ = [
     "parse_accept_encoding",
     "route_path",
     "run_in_threadpool",
+    "starlette_compatible",
+    "stop_streams",
     "timeout_each",
     "validation_error",
 ]

@@ -9,10 +9,10 @@ that writes response headers.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
-from urllib.parse import SplitResult, urlsplit
+from typing import Any, NamedTuple
+from urllib.parse import SplitResult, urlencode, urlsplit
 
-__all__ = ["URL", "QueryParams", "State"]
+__all__ = ["URL", "Address", "FormData", "QueryParams", "State", "URLPath"]
 
 
 class URL(str):
@@ -57,6 +57,31 @@ class URL(str):
         return self.scheme in ("https", "wss")
 
 
+class URLPath(str):
+    """The path of a route, found by name (``router.url_path_for("item", id=5)``).
+
+    A ``str``, like Starlette's ``URLPath``, with its ``protocol`` ("http")
+    and :meth:`make_absolute_url`, so that Starlette's routing, walking into a
+    mounted :class:`~asgi_stream.routing.Router`, can use what it returns.
+    """
+
+    __slots__ = ("host", "protocol")
+
+    protocol: str
+    host: str
+
+    def __new__(cls, path: str, protocol: str = "http", host: str = "") -> URLPath:
+        url_path = super().__new__(cls, path)
+        url_path.protocol = protocol
+        url_path.host = host
+        return url_path
+
+    def make_absolute_url(self, base_url: str) -> URL:
+        """This path's URL under ``base_url``: the app's root, a ``str`` or Starlette's URL."""
+        base = urlsplit(str(base_url))
+        return URL(f"{base.scheme}://{self.host or base.netloc}{base.path.rstrip('/')}{self}")
+
+
 class QueryParams(Mapping[str, str]):
     """The query string's parameters: a read-only mapping that keeps every value.
 
@@ -88,8 +113,29 @@ class QueryParams(Mapping[str, str]):
         """Every ``(key, value)`` pair, repeated keys included, in order."""
         return list(self._pairs)
 
+    def __str__(self) -> str:
+        """The query string, percent-encoded: ``a=1&a=2``, as Starlette gives it."""
+        return urlencode(self._pairs)
+
     def __repr__(self) -> str:
         return f"QueryParams({self._pairs!r})"
+
+
+class FormData(QueryParams):
+    """The fields of a form (``await request.form()``): the same multi-value
+    mapping as :class:`QueryParams`, since an urlencoded form *is* a query string."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"FormData({self._pairs!r})"
+
+
+class Address(NamedTuple):
+    """The client's address: ``request.client.host`` and ``.port`` (a tuple too)."""
+
+    host: str
+    port: int
 
 
 class State:

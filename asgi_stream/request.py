@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-from .datastructures import URL, QueryParams, State
+from .datastructures import URL, Address, FormData, QueryParams, State
 from .exceptions import ClientDisconnect, HTTPException, validation_error
 from .headers import Headers
 from .types import Message, Receive, Scope
@@ -124,17 +125,26 @@ class Request:
 
     @property
     def cookies(self) -> dict[str, str]:
-        """The ``Cookie`` header's pairs, read leniently as browsers write them."""
+        """The ``Cookie`` header's pairs, read leniently as browsers write them.
+
+        Browsers send ``name=value; name2=value2`` and never reject a cookie
+        for its form, so neither do we: a piece without ``=`` is a value with
+        an empty name (as Firefox and Chrome store ``document.cookie = "x"``),
+        an empty piece is skipped, a later name wins. A value in double quotes
+        is unquoted as Python's ``http.cookies`` quotes it (Starlette's
+        ``set_cookie`` writes "Hello, cookies!" as ``"Hello\\054 cookies!"``);
+        a stray quote stays as it is.
+        """
         if self._cookies is None:
             self._cookies = {}
             # HTTP/2 may split the header into several fields.
-            for pair in "; ".join(self.headers.getlist("cookie")).split(";"):
-                name, _, value = pair.partition("=")
+            for piece in "; ".join(self.headers.getlist("cookie")).split(";"):
+                name, equals, value = piece.partition("=")
+                if not equals:
+                    name, value = "", name
                 name, value = name.strip(), value.strip()
-                if len(value) >= 2 and value[0] == value[-1] == '"':
-                    value = value[1:-1]
-                if name:
-                    self._cookies[name] = value
+                if name or value:
+                    self._cookies[name] = _unquote_cookie(value)
         return self._cookies
 
     @property
@@ -143,10 +153,10 @@ class Request:
         return State(self.scope.setdefault("state", {}))
 
     @property
-    def client(self) -> tuple[str, int] | None:
-        """The client's ``(host, port)``, when the server knows it."""
+    def client(self) -> Address | None:
+        """The client's address, ``request.client.host`` and ``.port``, when the server knows it."""
         client = self.scope.get("client")
-        return tuple(client) if client else None
+        return Address(*client) if client else None
 
     @property
     def query_params(self) -> QueryParams:
@@ -257,6 +267,18 @@ class Request:
                 poll.cancel()
         return self._disconnected
 
+    def check_declared_size(self) -> None:
+        """413 now if the ``Content-Length`` is beyond :attr:`max_body_size`.
+
+        The router calls it before the endpoint runs, so that an upload too
+        large to read is refused before any response starts, even when only
+        the stream's generator reads it. (A body sent without a length can
+        only be refused when the limit is reached, as it is read.)
+        """
+        declared = self.headers.get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared[:20]) > self.max_body_size:
+            raise HTTPException(413, "Request body too large")
+
     async def stream(self) -> AsyncIterator[bytes]:
         """The body, chunk by chunk as the client sends it; 413 past :attr:`max_body_size`.
 
@@ -270,9 +292,7 @@ class Request:
         if self._streamed:
             raise RuntimeError("the request body has already been streamed")
         self._streamed = True
-        declared = self.headers.get("content-length", "")
-        if declared.isascii() and declared.isdigit() and int(declared[:20]) > self.max_body_size:
-            raise HTTPException(413, "Request body too large")
+        self.check_declared_size()
         more_body = True
         while more_body:
             if self._too_large:
@@ -300,3 +320,58 @@ class Request:
             return json.loads(await self.body())
         except (UnicodeDecodeError, ValueError, RecursionError):  # deep nesting too
             raise HTTPException(400, "Request body is not valid JSON") from None
+
+    async def form(self) -> FormData:
+        """The body as an HTML form: ``application/x-www-form-urlencoded`` only.
+
+        ``multipart/form-data`` (file uploads) needs a parser the standard
+        library lacks, so it is a 415 that says so, as is any other type: read
+        such a body with :meth:`stream` and a parser of your choice. 400 when
+        the form is not UTF-8, or has more than 1000 fields.
+        """
+        media_type = self.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type != "application/x-www-form-urlencoded":
+            raise HTTPException(
+                415,
+                f"form() reads application/x-www-form-urlencoded, not {media_type or 'no type'}: "
+                "read other bodies with request.stream()",
+            )
+        try:
+            fields = parse_qsl(
+                (await self.body()).decode("utf-8"),
+                keep_blank_values=True,
+                encoding="utf-8",
+                errors="strict",
+                max_num_fields=1000,
+            )
+        except (UnicodeDecodeError, ValueError):
+            raise HTTPException(400, "Invalid form body") from None
+        return FormData(fields)
+
+    def url_for(self, name: str, /, **path_params: Any) -> URL:
+        """The whole URL of the route named ``name``, root path included.
+
+        As in Starlette, the outermost router answers (``scope["router"]``),
+        so from inside a mounted app the name is found among every route of
+        the whole site; an unknown one is a
+        :class:`~asgi_stream.routing.NoMatchFound` (a bug in the caller, so a
+        500).
+        """
+        router = self.scope.get("router") or self.scope.get("app")
+        if router is None or not hasattr(router, "url_path_for"):
+            raise RuntimeError("url_for() needs a router: serve the app with asgi_stream.Router")
+        return URL(str(router.url_path_for(name, **path_params).make_absolute_url(self.base_url)))
+
+
+_COOKIE_ESCAPE = re.compile(r"\\(?:([0-3][0-7]{2})|(.))")
+
+
+def _unquote_cookie(value: str) -> str:
+    """A cookie value without the double quotes and backslash escapes that
+    ``http.cookies`` puts around a value with a space, comma or semicolon
+    (``\\054`` is a comma, in octal); any other value as it is."""
+    if len(value) < 2 or value[0] != '"' or value[-1] != '"':
+        return value
+    return _COOKIE_ESCAPE.sub(
+        lambda escape: chr(int(escape[1], 8)) if escape[1] else escape[2], value[1:-1]
+    )

@@ -153,6 +153,7 @@ from .coalesce import HEARTBEAT, BodySender
 from .concurrency import aiterate, close_iterator
 from .exceptions import ClientDisconnect
 from .headers import HeadersInput, MutableHeaders, encode_header, encode_response_headers
+from .serverstop import end_at_server_stop
 from .types import Message, Receive, Scope, Send
 
 __all__ = [
@@ -431,13 +432,18 @@ class StreamingResponse(Response):
         raise TypeError(f"a stream chunk must be str, bytes or memoryview, not {type(chunk)!r}")
 
     async def send_response(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Send the body from the body task while this task, the server's, watches
-        for the client leaving."""
         if scope.get("method") == "HEAD":
             await close_iterator(self.content)
             await _send(send, self.start_message())
             await _send(send, END_OF_BODY)
             return
+        # The server's stop signal ends the stream cleanly (asgi_stream.serverstop).
+        async with end_at_server_stop(scope, receive, send) as (receive, send):
+            await self.stream(receive, send)
+
+    async def stream(self, receive: Receive, send: Send) -> None:
+        """Send the body from the body task while this task, the server's, watches
+        for the client leaving."""
         ending = _Ending()
         body_task = ending.task = asyncio.get_running_loop().create_task(
             self.send_body(send, ending)

@@ -62,14 +62,18 @@ acquire anything in its body that only the generator releases (see
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
+import sys
+import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
 from .concurrency import is_async_callable, run_in_threadpool
+from .datastructures import URLPath
 from .exceptions import ClientDisconnect, HTTPException
 from .headers import is_token
 from .request import MAX_BODY_SIZE, Request, route_path
@@ -82,6 +86,7 @@ __all__ = [
     "Hook",
     "Lifespan",
     "Mount",
+    "NoMatchFound",
     "Route",
     "Router",
     "compile_pattern",
@@ -92,8 +97,9 @@ logger = logging.getLogger("asgi_stream")
 #: An endpoint: a function, ``async`` or not, from the request to a response
 #: (any ASGI app), a ``dict`` or a ``list``.
 Endpoint = Callable[[Request], Any]
-#: A lifespan hook: an async function of no arguments, run at startup or at shutdown.
-Hook = Callable[[], Awaitable[None]]
+#: A lifespan hook: a function of no arguments, ``async`` or not, run at startup
+#: or at shutdown (a plain one is called in the event loop, as Starlette does).
+Hook = Callable[[], Awaitable[None] | None]
 #: Starlette's ``lifespan=``: called with the router, gives an async context
 #: manager entered at startup and left at shutdown. What it yields, if not
 #: ``None``, is a mapping copied into every request's ``request.state``.
@@ -111,6 +117,48 @@ CONVERTERS: Mapping[str, tuple[str, Callable[[str], Any]]] = {
 
 _BRACED = re.compile(r"{([^{}]*)}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# What a path parameter's value may hold unescaped in a URL built by url_path_for.
+_SEGMENT_SAFE = ":@!$&'()*+,;=~"
+
+
+class NoMatchFound(LookupError):
+    """No route has that name and those parameters (``url_path_for``, ``url_for``).
+
+    When Starlette is loaded, what is raised is also Starlette's
+    ``NoMatchFound``: Starlette's router, walking into a mounted
+    :class:`Router`, tells a route that does not match by that exception.
+    """
+
+    def __init__(self, name: str, path_params: Mapping[str, Any]) -> None:
+        self.name = name
+        self.path_params = dict(path_params)
+        params = ", ".join(sorted(path_params))
+        # Exception.__init__, not super(): in the twin made for Starlette, the
+        # next class in line is Starlette's, whose __init__ wants other arguments.
+        Exception.__init__(self, f"no route is named {name!r} with the parameters ({params})")
+
+
+def _no_match(name: str, path_params: Mapping[str, Any]) -> NoMatchFound:
+    """A :class:`NoMatchFound`, which is also Starlette's if Starlette is loaded."""
+    starlette_routing = sys.modules.get("starlette.routing")
+    if starlette_routing is None:
+        return NoMatchFound(name, path_params)
+    return _twin_of(starlette_routing.NoMatchFound)(name, path_params)
+
+
+@functools.cache
+def _twin_of(theirs: type[Exception]) -> type[NoMatchFound]:
+    bases = (NoMatchFound, theirs)
+    twin: type[NoMatchFound] = type("NoMatchFound", bases, {"__module__": __name__})
+    return twin
+
+
+def _no_match_errors() -> tuple[type[Exception], ...]:
+    """Ours, and Starlette's when it is loaded (a mounted Starlette app raises that)."""
+    starlette_routing = sys.modules.get("starlette.routing")
+    if starlette_routing is None:
+        return (NoMatchFound,)
+    return (NoMatchFound, starlette_routing.NoMatchFound)
 
 
 def compile_pattern(path: str) -> tuple[re.Pattern[str], dict[str, Callable[[str], Any]]]:
@@ -167,11 +215,18 @@ def _check_methods(methods: Iterable[str]) -> frozenset[str]:
 
 
 class Route:
-    """A path pattern such as ``/jobs/{id}``, its methods and its endpoint."""
+    """A path pattern such as ``/jobs/{id}``, its methods and its endpoint.
 
-    def __init__(self, path: str, endpoint: Endpoint, methods: Iterable[str]) -> None:
+    ``name`` (by default the endpoint's ``__name__``, as in Starlette) is what
+    :meth:`url_path_for` and ``request.url_for()`` find it by.
+    """
+
+    def __init__(
+        self, path: str, endpoint: Endpoint, methods: Iterable[str], name: str | None = None
+    ) -> None:
         self.path = path
         self.endpoint = endpoint
+        self.name = name or getattr(endpoint, "__name__", type(endpoint).__name__)
         self.methods = _check_methods(methods)
         if "GET" in self.methods:
             self.methods |= {"HEAD"}
@@ -189,6 +244,27 @@ class Route:
             return {name: self.converters[name](text) for name, text in found.groupdict().items()}
         except ValueError:  # int() refuses more than 4300 digits: no such item, so no match
             return None
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        """This route's path with ``path_params`` in it, if it is named ``name``
+        and takes exactly those parameters (else :class:`NoMatchFound`).
+
+        A value whose text the route would not match (``"a/b"`` for a ``str``
+        parameter, ``-1`` for an ``int``) is a :class:`ValueError`; the rest
+        is percent-encoded.
+        """
+        if name != self.name or set(path_params) != set(self.converters):
+            raise _no_match(name, path_params)
+
+        def fill(parameter: re.Match[str]) -> str:
+            key, _, kind = parameter[1].partition(":")
+            kind = kind or "str"
+            text = str(path_params[key])
+            if not re.fullmatch(CONVERTERS[kind][0], text):
+                raise ValueError(f"{text!r} is not a valid {key!r} for the route {self.path!r}")
+            return quote(text, _SEGMENT_SAFE + "/" if kind == "path" else _SEGMENT_SAFE)
+
+        return URLPath(_BRACED.sub(fill, self.path))
 
     async def call(self, request: Request) -> Any:
         """Run the endpoint: awaited if async, in the thread pool if not."""
@@ -216,7 +292,7 @@ class Mount:
     error, anything else as a logged 500.
     """
 
-    def __init__(self, prefix: str, app: ASGIApp) -> None:
+    def __init__(self, prefix: str, app: ASGIApp, name: str | None = None) -> None:
         if prefix == "/":
             prefix = ""  # the root: every path is under it
         elif prefix != prefix.rstrip("/") or not prefix.startswith("/") or "{" in prefix:
@@ -226,6 +302,34 @@ class Mount:
             )
         self.prefix = prefix
         self.app = app
+        self.name = name
+
+    @property
+    def routes(self) -> list[Any]:
+        """The mounted app's routes, if it has any (Starlette's ``Mount`` has this too)."""
+        return list(getattr(self.app, "routes", []))
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        """The path of the mounted app's route ``name``, under the prefix.
+
+        As in Starlette: a mount named ``"legacy"`` finds ``"legacy:hello"``,
+        and ``("legacy", path="/a.css")`` is the prefix and that path (for
+        static files); an unnamed one finds its app's names as they are.
+        """
+        if self.name is not None:
+            if name == self.name and set(path_params) == {"path"}:
+                return URLPath(self.prefix + "/" + quote(str(path_params["path"]).lstrip("/")))
+            if not name.startswith(self.name + ":"):
+                raise _no_match(name, path_params)
+        inner = name if self.name is None else name[len(self.name) + 1 :]
+        find = getattr(self.app, "url_path_for", None)
+        if find is None:
+            raise _no_match(name, path_params)
+        try:
+            path = find(inner, **path_params)
+        except _no_match_errors():
+            raise _no_match(name, path_params) from None
+        return URLPath(self.prefix + str(path), getattr(path, "protocol", "http"))
 
     def match(self, path: str) -> str | None:
         """The rest of ``path`` after the prefix, when it is under the prefix."""
@@ -287,55 +391,85 @@ class Router:
         self.max_body_size = max_body_size
         self.lifespan = lifespan
 
-    def add(self, path: str, endpoint: Endpoint, methods: Iterable[str] = ("GET",)) -> None:
+    def add(
+        self,
+        path: str,
+        endpoint: Endpoint,
+        methods: Iterable[str] = ("GET",),
+        name: str | None = None,
+    ) -> None:
         """Serve ``endpoint`` at ``path`` for ``methods`` (a ``GET`` route answers ``HEAD`` too).
+
+        ``name`` is the route's name for :meth:`url_path_for`; by default the
+        endpoint's ``__name__``.
 
         A pattern the router cannot serve is a :class:`ValueError`, and so is
         a method that is not an HTTP token; ``methods`` as one ``str``
         (``"GET"``, not ``["GET"]``) is a :class:`TypeError`.
         """
-        self.routes.append(Route(path, endpoint, methods))
+        self.routes.append(Route(path, endpoint, methods, name))
 
-    def mount(self, prefix: str, app: ASGIApp) -> None:
+    def mount(self, prefix: str, app: ASGIApp, name: str | None = None) -> None:
         """Hand every request under ``prefix`` to ``app``: another Router, a
         Starlette or FastAPI app, Starlette's ``StaticFiles``, any ASGI app.
 
         ``"/"`` makes ``app`` the fallback for whatever no route serves (see
-        :class:`Mount`); there can be one.
+        :class:`Mount`); there can be one. ``name`` scopes the names of the
+        app's routes for :meth:`url_path_for`, as Starlette's ``Mount`` does.
         """
-        mount = Mount(prefix, app)
+        mount = Mount(prefix, app, name)
         if not mount.prefix and any(isinstance(r, Mount) and not r.prefix for r in self.routes):
             raise ValueError("an app is already mounted at '/': the second would never be reached")
         self.routes.append(mount)
 
-    def route(self, path: str, methods: Iterable[str] = ("GET",)) -> Callable[[Endpoint], Endpoint]:
+    def route(
+        self, path: str, methods: Iterable[str] = ("GET",), name: str | None = None
+    ) -> Callable[[Endpoint], Endpoint]:
         """The decorator form of :meth:`add`."""
         methods = _check_methods(methods)  # here, not when the decorator is applied
 
         def decorator(endpoint: Endpoint) -> Endpoint:
-            self.add(path, endpoint, methods)
+            self.add(path, endpoint, methods, name)
             return endpoint
 
         return decorator
 
-    def get(self, path: str) -> Callable[[Endpoint], Endpoint]:
-        return self.route(path, ("GET",))
+    def get(self, path: str, name: str | None = None) -> Callable[[Endpoint], Endpoint]:
+        return self.route(path, ("GET",), name)
 
-    def post(self, path: str) -> Callable[[Endpoint], Endpoint]:
-        return self.route(path, ("POST",))
+    def post(self, path: str, name: str | None = None) -> Callable[[Endpoint], Endpoint]:
+        return self.route(path, ("POST",), name)
 
-    def put(self, path: str) -> Callable[[Endpoint], Endpoint]:
-        return self.route(path, ("PUT",))
+    def put(self, path: str, name: str | None = None) -> Callable[[Endpoint], Endpoint]:
+        return self.route(path, ("PUT",), name)
 
-    def delete(self, path: str) -> Callable[[Endpoint], Endpoint]:
-        return self.route(path, ("DELETE",))
+    def delete(self, path: str, name: str | None = None) -> Callable[[Endpoint], Endpoint]:
+        return self.route(path, ("DELETE",), name)
 
-    def patch(self, path: str) -> Callable[[Endpoint], Endpoint]:
-        return self.route(path, ("PATCH",))
+    def patch(self, path: str, name: str | None = None) -> Callable[[Endpoint], Endpoint]:
+        return self.route(path, ("PATCH",), name)
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        """The path of the route named ``name`` with ``path_params`` in it,
+        searched in order, into mounted apps too (Starlette's API, and what a
+        Starlette app around this router calls); :class:`NoMatchFound` if none.
+
+        The path is relative to the app's root; ``request.url_for()`` makes
+        the whole URL, with the root path in it.
+        """
+        for route in self.routes:
+            try:
+                return route.url_path_for(name, **path_params)
+            except NoMatchFound:
+                continue
+        raise _no_match(name, path_params)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
+            # The outermost router answers url_for() for every app inside it,
+            # mounted ones included (Starlette's convention, which they follow).
+            scope.setdefault("router", self)
             await self.handle_http(scope, receive, send)
         elif kind == "lifespan":
             await self.handle_lifespan(scope, receive, send)
@@ -372,11 +506,27 @@ class Router:
             # The bare prefix (/api, no slash): relative links on a page there
             # would miss the prefix, so send the client to /api/ as Starlette does.
             return _redirect(scope.get("root_path", "") + "/", scope.get("query_string", b""))
-        route, params = self.resolve(path, scope["method"])
+        try:
+            route, params = self.resolve(path, scope["method"])
+        except HTTPException as exc:
+            other = self._other_slash(path) if exc.status_code == 404 else None
+            if other is None:
+                raise
+            # /items/ for /items (or the reverse): Starlette's redirect_slashes.
+            return _redirect(scope.get("root_path", "") + other, scope.get("query_string", b""))
         if isinstance(route, Mount):
             return route
+        request.check_declared_size()  # 413 before any response starts, whoever reads the body
         scope["path_params"] = params
         return self.as_response(route, await route.call(request))
+
+    def _other_slash(self, path: str) -> str | None:
+        """``path`` with its trailing slash added or taken off, if a route serves that."""
+        if path == "/":
+            return None
+        other = path[:-1] if path.endswith("/") else path + "/"
+        served = any(isinstance(r, Route) and r.match(other) is not None for r in self.routes)
+        return other if served else None
 
     def as_response(self, route: Route, result: Any) -> ASGIApp:
         """What the endpoint returned, as an ASGI app: a dict or list becomes JSON."""
@@ -420,13 +570,13 @@ class Router:
     async def handle_lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         async with contextlib.AsyncExitStack() as stack:
             await receive()  # lifespan.startup
-            if await self._lifespan_phase("startup", send, self._startup(scope, stack)):
-                await receive()  # lifespan.shutdown
-                await self._lifespan_phase("shutdown", send, self._shutdown(stack))
+            await self._lifespan_phase("startup", send, self._startup(scope, stack))
+            await receive()  # lifespan.shutdown
+            await self._lifespan_phase("shutdown", send, self._shutdown(stack))
 
     async def _startup(self, scope: Scope, stack: contextlib.AsyncExitStack) -> None:
         for hook in self.on_startup:
-            await hook()
+            await _run_hook(hook)
         if self.lifespan is not None:
             state = await stack.enter_async_context(self.lifespan(self))
             if state is not None:
@@ -437,17 +587,25 @@ class Router:
     async def _shutdown(self, stack: contextlib.AsyncExitStack) -> None:
         await stack.aclose()
         for hook in self.on_shutdown:
-            await hook()
+            await _run_hook(hook)
 
-    async def _lifespan_phase(self, phase: str, send: Send, work: Awaitable[None]) -> bool:
+    async def _lifespan_phase(self, phase: str, send: Send, work: Awaitable[None]) -> None:
+        """Run one phase and report it. A failure is reported, with its
+        traceback (which the server logs), then raised, as Starlette does: a
+        server or test client that waits for the app to return sees why."""
         try:
             await work
-        except Exception as exc:
-            logger.exception("lifespan %s failed", phase)
-            await send({"type": f"lifespan.{phase}.failed", "message": repr(exc)})
-            return False
+        except BaseException:
+            await send({"type": f"lifespan.{phase}.failed", "message": traceback.format_exc()})
+            raise
         await send({"type": f"lifespan.{phase}.complete"})
-        return True
+
+
+async def _run_hook(hook: Hook) -> None:
+    """Call a lifespan hook, and await what it returns if it is awaitable."""
+    result = hook()
+    if result is not None:
+        await result
 
 
 def _json_error(status_code: int, detail: Any, headers: Any = None) -> Response:

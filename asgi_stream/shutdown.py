@@ -57,14 +57,12 @@ that the middleware knows whether the response has started and finished.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from .response import END_OF_BODY, JSONResponse
-from .types import ASGIApp, Message, Receive, Scope, Send
+from .response import JSONResponse
+from .serverstop import Tracked
+from .types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["GracefulShutdown"]
-
-_DISCONNECT: Message = {"type": "http.disconnect"}
 
 
 class GracefulShutdown:
@@ -79,7 +77,7 @@ class GracefulShutdown:
         self.app = app
         self.grace = grace
         self.shutting_down = False
-        self._requests: set[_Request] = set()
+        self._requests: set[Tracked] = set()
         self._drained = asyncio.Event()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -89,7 +87,7 @@ class GracefulShutdown:
         if self.shutting_down:
             await _unavailable(scope, receive, send)
             return
-        request = _Request(receive, send)
+        request = Tracked(receive, send)
         self._requests.add(request)
         try:
             try:
@@ -133,80 +131,6 @@ class GracefulShutdown:
         for request in self._requests:
             request.cancelled = True
             request.task.cancel()
-
-
-class _Request:
-    """One request in flight: its task, its wrapped ``receive`` and ``send``."""
-
-    __slots__ = (
-        "_receive",
-        "_send",
-        "cancelled",
-        "complete",
-        "cut",
-        "receiving",
-        "start",
-        "task",
-        "woken",
-    )
-
-    def __init__(self, receive: Receive, send: Send) -> None:
-        task = asyncio.current_task()
-        assert task is not None, "an ASGI app runs inside an asyncio task"
-        self.task = task
-        self._receive = receive
-        self._send = send
-        self.start: Message | None = None  # the http.response.start message, once sent
-        self.complete = False  # the final body message has been sent
-        self.cut = False  # receive() says http.disconnect from now on
-        self.cancelled = False  # the grace period ran out
-        self.receiving: asyncio.Task[Any] | None = None  # the task waiting in receive()
-        self.woken: asyncio.Task[Any] | None = None  # the waiting task we cancelled
-
-    async def receive(self) -> Message:
-        if self.cut:
-            return _DISCONNECT
-        task = asyncio.current_task()
-        self.receiving = task
-        try:
-            return await self._receive()
-        except asyncio.CancelledError:
-            if task is None or task is not self.woken or task.uncancel() > 0:
-                raise
-            return _DISCONNECT
-        finally:
-            self.receiving = None
-
-    async def send(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            self.start = message
-        elif not message.get("more_body", False):
-            self.complete = True
-        await self._send(message)
-
-    def cut_short(self) -> None:
-        """Make ``receive()`` return ``http.disconnect``, now and from now on."""
-        if self.start is not None and _has_content_length(self.start):
-            return  # a body of announced length cannot end early; it gets the grace period
-        self.cut = True
-        if self.receiving is not None:
-            self.woken = self.receiving
-            self.receiving.cancel()
-
-    async def finish(self, scope: Scope) -> None:
-        """Complete a response that the shutdown interrupted."""
-        if self.complete:
-            return
-        if self.start is None:
-            await _unavailable(scope, self.receive, self._send)
-        elif not _has_content_length(self.start):
-            await self._send(END_OF_BODY)
-        # A body shorter than its Content-Length cannot be ended cleanly: the
-        # server aborts the connection and says so in its log, as it should.
-
-
-def _has_content_length(start: Message) -> bool:
-    return any(name.lower() == b"content-length" for name, _ in start.get("headers", ()))
 
 
 async def _unavailable(scope: Scope, receive: Receive, send: Send) -> None:

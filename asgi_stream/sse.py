@@ -75,9 +75,12 @@ class ServerSentEvent:
       as its ``str()`` (``id=5`` is ``id: 5``, as in sse-starlette: counters
       make natural IDs). Anything else, a ``bool`` included, is refused.
     * ``retry`` is an ``int`` (not a ``bool``) of milliseconds, at least 0.
+    * ``sep`` is the line ending of this event, as in sse-starlette: ``"\\n"``,
+      ``"\\r\\n"`` or ``"\\r"``. By default (``None``) the event takes the one of
+      the :class:`EventSourceResponse` that sends it, and ``encode()`` gives LF.
     """
 
-    __slots__ = ("comment", "data", "event", "id", "retry")
+    __slots__ = ("comment", "data", "event", "id", "retry", "sep")
 
     def __init__(
         self,
@@ -86,7 +89,10 @@ class ServerSentEvent:
         id: str | int | None = None,
         retry: int | None = None,
         comment: str | None = None,
+        sep: str | None = None,
     ) -> None:
+        if sep is not None and sep not in _SEPARATORS:
+            raise ValueError(f'sep must be "\\r\\n", "\\n" or "\\r", not {sep!r}')
         # Each "type(x) is not ..." is the fast path of a check that
         # _check_type() completes: events are made at the stream's rate.
         if event is not None:
@@ -116,6 +122,7 @@ class ServerSentEvent:
         self.id = id
         self.retry = retry
         self.comment = comment
+        self.sep = sep
 
     @classmethod
     def from_json(cls, value: Any, **fields: Any) -> ServerSentEvent:
@@ -127,6 +134,12 @@ class ServerSentEvent:
         return cls(data=json.dumps(value), **fields)
 
     def encode(self) -> bytes:
+        if self.sep is not None and self.sep != "\n":
+            # Our lines end with LF, and hold no other CR or LF: one replace().
+            return self._encode_lf().replace(b"\n", self.sep.encode("ascii"))
+        return self._encode_lf()
+
+    def _encode_lf(self) -> bytes:
         if self.event is None and self.id is None and self.retry is None and self.comment is None:
             # Data alone: the event a stream sends most, and at the highest rate.
             return b"\n" if self.data is None else _encode_data(self.data)
@@ -192,6 +205,10 @@ class EventSourceResponse(StreamingResponse):
 
     media_type = "text/event-stream"
     default_headers = ((b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"))
+    #: The ``ping`` of a response made without one: seconds, or ``None`` for
+    #: none. sse-starlette's name; set it on a subclass (or here) to turn
+    #: heartbeats on for every response.
+    DEFAULT_PING_INTERVAL: float | None = None
 
     def __init__(
         self,
@@ -206,9 +223,13 @@ class EventSourceResponse(StreamingResponse):
         ping_message_factory: Callable[[], ServerSentEvent] | None = None,
         send_timeout: float | None = None,
         coalesce: bool | None = None,
+        data_sender_callable: None = None,
+        client_close_handler_callable: None = None,
     ) -> None:
+        _refuse_callbacks(data_sender_callable, client_close_handler_callable)
         if sep not in _SEPARATORS:
             raise ValueError(f'sep must be "\\r\\n", "\\n" or "\\r", not {sep!r}')
+        ping = self.DEFAULT_PING_INTERVAL if ping is None else ping
         if ping is None and ping_message_factory is not None:
             raise ValueError("ping_message_factory needs ping=SECONDS")
         super().__init__(
@@ -230,14 +251,29 @@ class EventSourceResponse(StreamingResponse):
         if isinstance(chunk, str):
             encoded = _encode_data(chunk)
         elif isinstance(chunk, ServerSentEvent):
+            if chunk.sep is not None:
+                return chunk.encode()  # the event's own line ending wins
             encoded = chunk.encode()
         elif isinstance(chunk, Mapping):
-            encoded = ServerSentEvent(**chunk).encode()
+            return self.encode_chunk(ServerSentEvent(**chunk))
         elif isinstance(chunk, bytes | bytearray | memoryview):
             return super().encode_chunk(chunk)
         else:
             encoded = _encode_data(str(chunk))
         return encoded if self._line_end is None else encoded.replace(b"\n", self._line_end)
+
+
+def _refuse_callbacks(data_sender: object, client_close_handler: object) -> None:
+    """sse-starlette's callbacks are a :class:`TypeError` that says what to do instead."""
+    for name, value in (
+        ("data_sender_callable", data_sender),
+        ("client_close_handler_callable", client_close_handler),
+    ):
+        if value is not None:
+            raise TypeError(
+                f"EventSourceResponse takes no {name}: the generator does that job here. "
+                'See "sse-starlette\'s callbacks, here" in docs/migrating.rst for the recipe.'
+            )
 
 
 _SEPARATORS = ("\r\n", "\n", "\r")

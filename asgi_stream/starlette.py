@@ -1,0 +1,93 @@
+"""The responses, as Starlette's: for endpoints of a FastAPI or Starlette app.
+
+A Starlette endpoint may return any ASGI app, so every response here works in
+one as it is. FastAPI is stricter: it passes through only an instance of
+Starlette's ``Response``, and anything else is data to serialize (an
+``EventSourceResponse`` then fails with "'async_generator' object is not
+iterable"). A return annotation that is not a Starlette ``Response`` is taken
+for a response model, too. So this module gives each response class a twin
+that is *also* a subclass of the matching Starlette class::
+
+    from asgi_stream.starlette import EventSourceResponse
+
+The twin inherits everything from our class, which comes first in its method
+resolution order: what goes on the wire, the disconnect, HEAD, a server's
+stop, all as in the rest of this documentation. Starlette's class only adds
+``isinstance`` (and what ours lacks: ``set_cookie`` and ``delete_cookie``).
+
+The library imports no framework, and this module does not either until a
+twin is asked for: ``from asgi_stream.starlette import StreamingResponse``
+runs the module's ``__getattr__`` (PEP 562), which imports Starlette then, and
+makes the class once. :func:`starlette_compatible` makes the twin of any
+subclass of ours (your own response class, say).
+
+The names: ``Response``, ``JSONResponse``, ``StreamingResponse``,
+``EventSourceResponse``, ``ResumableEventSourceResponse``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from . import response as ours
+from . import resumable, sse
+
+__all__ = ["starlette_compatible"]
+
+R = TypeVar("R", bound=ours.Response)
+
+# The classes this module has a twin of, by name.
+_TWINS: dict[str, type[ours.Response]] = {
+    "Response": ours.Response,
+    "JSONResponse": ours.JSONResponse,
+    "StreamingResponse": ours.StreamingResponse,
+    "EventSourceResponse": sse.EventSourceResponse,
+    "ResumableEventSourceResponse": resumable.ResumableEventSourceResponse,
+}
+
+
+@functools.cache
+def starlette_compatible(cls: type[R]) -> type[R]:
+    """A subclass of ``cls`` that is also a Starlette response, made once per class.
+
+    ``cls`` is one of our responses or a subclass; the Starlette base is
+    ``StreamingResponse`` for a streaming one, ``JSONResponse`` for JSON, else
+    ``Response``. Starlette must be installed (:class:`ImportError` if not).
+    """
+    if not (isinstance(cls, type) and issubclass(cls, ours.Response)):
+        raise TypeError(f"starlette_compatible() takes an asgi_stream response class, not {cls!r}")
+    from starlette import responses  # here: the library imports no framework until asked
+
+    base: type[Any]
+    if issubclass(cls, ours.StreamingResponse):
+        base = responses.StreamingResponse
+    elif issubclass(cls, ours.JSONResponse):
+        base = responses.JSONResponse
+    else:
+        base = responses.Response
+    # type() rather than a class statement: the two bases define the same
+    # methods differently, and ours are meant to win, which a type checker
+    # would question line by line.
+    twin: type[R] = type(
+        cls.__name__,
+        (cls, base),
+        {"__module__": __name__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__},
+    )
+    return twin
+
+
+if TYPE_CHECKING:
+    # For a type checker, each twin is our class (which it subclasses).
+    # (``import X as X``: the names are this module's, not imported for its own use.)
+    from .response import JSONResponse as JSONResponse
+    from .response import Response as Response
+    from .response import StreamingResponse as StreamingResponse
+    from .resumable import ResumableEventSourceResponse as ResumableEventSourceResponse
+    from .sse import EventSourceResponse as EventSourceResponse
+else:
+
+    def __getattr__(name: str) -> Any:
+        if name not in _TWINS:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return starlette_compatible(_TWINS[name])
