@@ -67,10 +67,10 @@ Endings
 
 A ``send()`` that raises :class:`OSError` (the client is gone, ASGI 2.4; or
 frozen, the ``TimeoutError`` of ``send_timeout``) ends the stream: sending
-directly, :meth:`~BodySender.send` raises
-:class:`~asgi_stream.exceptions.ClientDisconnect`; in the writer task, the
-sender calls the response's ``stop`` callback, which cancels the generator's
-task as a disconnect does. :meth:`~BodySender.finish` waits until everything
+directly, it comes out of what :meth:`~BodySender.send` returned, and the
+response ends as the client left; in the writer task, the sender calls the
+response's ``stop`` callback, which cancels the generator's task as a
+disconnect does. :meth:`~BodySender.finish` waits until everything
 was sent; :meth:`~BodySender.aclose` stops the timer and the writer, so no
 task outlives the response.
 """
@@ -78,9 +78,8 @@ task outlives the response.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-from .exceptions import ClientDisconnect
 from .types import Send
 
 __all__ = ["HEARTBEAT"]
@@ -175,26 +174,23 @@ class BodySender:
         if self._joining:
             self._start_writer()
 
-    async def send(self, chunk: bytes) -> None:
-        """Send ``chunk`` now, or hand it to the writer; see the module's docstring."""
+    def send(self, chunk: bytes) -> Awaitable[None] | None:
+        """Send ``chunk`` now, or hand it to the writer. Returns what to await,
+        or ``None`` when there is nothing to wait for.
+
+        A plain method, not a coroutine: this is the per-chunk cost of every
+        stream. Sending directly, it returns the server's own ``send()`` (an
+        :class:`OSError` from it comes out as it is); joining, it appends the
+        chunk and, most of the time, returns ``None``.
+        """
+        self._budget -= len(chunk) + _CHUNK_COST
         if self._writer is None:  # sending directly
-            if chunk:
-                self._sending = True
-                try:
-                    await self._send(
-                        {"type": "http.response.body", "body": chunk, "more_body": True}
-                    )
-                except OSError as exc:
-                    raise ClientDisconnect from exc
-                finally:
-                    self._sending = False
-                if self._ping is not None:
-                    self._last_sent = self._loop.time()
-            self._budget -= len(chunk) + _CHUNK_COST
-            if self._budget <= 0:
-                await self._check_fairness()
-            return
-        # The writer sends it (we are joining, or a heartbeat is going out).
+            if self._budget <= 0 or self._ping is not None:
+                return self._send_with_care(chunk)
+            if not chunk:
+                return None
+            return self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+        # Joining, or a heartbeat is going out: the writer sends it.
         if chunk:
             self._pending.append(chunk)
             self._pending_size += len(chunk)
@@ -202,7 +198,21 @@ class BodySender:
                 self._wake_writer()
         self._pending_items += 1
         if self._pending_items >= BATCH_ITEMS or self._pending_size >= BATCH_BYTES:
-            await self._wait_for_writer()
+            return self._wait_for_writer()
+        return None
+
+    async def _send_with_care(self, chunk: bytes) -> None:
+        """Send directly, telling the heartbeat that a send is under way, then
+        look at fairness when the budget is spent."""
+        if chunk:
+            self._sending = True
+            try:
+                await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+            finally:
+                self._sending = False
+            self._last_sent = self._loop.time()
+        if self._budget <= 0:
+            await self._check_fairness()
 
     async def finish(self) -> None:
         """Wait until every chunk given to :meth:`send` has been sent."""
@@ -254,8 +264,9 @@ class BodySender:
         self._writer = self._loop.create_task(self._write())
 
     def _wake_writer(self) -> None:
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
+        wake, self._wake = self._wake, None  # once is enough
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
     async def _write(self) -> None:
         """Send what is pending, joined; wait for more while joining; end when told."""

@@ -438,15 +438,17 @@ class StreamingResponse(Response):
             await _send(send, END_OF_BODY)
             return
         # The server's stop signal ends the stream cleanly (asgi_stream.serverstop).
-        async with end_at_server_stop(scope, receive, send) as (receive, send):
-            await self.stream(receive, send)
+        # Its send notes the headers and the end; the chunks in between, where
+        # it has nothing to note, go straight to the server's send.
+        async with end_at_server_stop(scope, receive, send) as (receive, noted_send):
+            await self.stream(receive, noted_send, chunk_send=send)
 
-    async def stream(self, receive: Receive, send: Send) -> None:
+    async def stream(self, receive: Receive, send: Send, chunk_send: Send | None = None) -> None:
         """Send the body from the body task while this task, the server's, watches
-        for the client leaving."""
+        for the client leaving. ``chunk_send`` sends the chunks (default: ``send``)."""
         ending = _Ending()
         body_task = ending.task = asyncio.get_running_loop().create_task(
-            self.send_body(send, ending)
+            self.send_body(send, chunk_send or send, ending)
         )
         try:
             await ending.watch(receive)
@@ -463,28 +465,41 @@ class StreamingResponse(Response):
         if ending.started:
             body_task.result()  # what the generator raised, if anything
 
-    async def send_body(self, send: Send, ending: _Ending) -> None:
+    async def send_body(self, send: Send, chunk_send: Send, ending: _Ending) -> None:
         """The body task: the headers, each chunk, the end. The only task that
         ever steps the generator."""
         ending.started = True
         body = aiterate(self.content)
-        timed_send = send if self.send_timeout is None else _timed(send, self.send_timeout)
-        sender = BodySender(timed_send, self.coalesce, ending.stop, self.ping, self._make_ping)
+        timeout = self.send_timeout
+        sender = BodySender(
+            chunk_send if timeout is None else _timed(chunk_send, timeout),
+            self.coalesce,
+            ending.stop,
+            self.ping,
+            self._make_ping,
+        )
         try:
             await _send(send, self.start_message())
             sender.start()
+            as_is = self.content_encoder is None  # bytes go to the wire untouched
             async for chunk in body:
                 if ending.stopped:
                     raise asyncio.CancelledError  # the generator swallowed ours: stop anyway
                 try:
-                    await sender.send(self.wire_bytes(chunk))
+                    waiting = sender.send(
+                        chunk if as_is and type(chunk) is bytes else self.wire_bytes(chunk)
+                    )
+                    if waiting is not None:
+                        await waiting
                 except asyncio.CancelledError as cancel:
                     await ending.throw_into(body, cancel, sender, self.wire_bytes)
+                except OSError as exc:  # from send(): the client is gone, or frozen
+                    raise ClientDisconnect from exc
             await sender.finish()
             ending.unwatch()  # before the last message: see "It is complete" above
             encoder = self.content_encoder
             end = END_OF_BODY if encoder is None else {**END_OF_BODY, "body": encoder.finish()}
-            await _send(timed_send, end)
+            await _send(send if timeout is None else _timed(send, timeout), end)
         except asyncio.CancelledError:
             if not ending.stopped_us():
                 raise
@@ -585,10 +600,14 @@ class _Ending:
             except StopAsyncIteration:
                 return  # it ended: the next step finds it exhausted
             try:
-                await sender.send(wire_bytes(chunk))
+                waiting = sender.send(wire_bytes(chunk))
+                if waiting is not None:
+                    await waiting
                 return
             except asyncio.CancelledError as again:
                 cancel = again
+            except OSError as exc:
+                raise ClientDisconnect from exc
 
     def stopped_us(self) -> bool:
         """In the body task, handling a :class:`asyncio.CancelledError`: whether

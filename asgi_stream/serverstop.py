@@ -117,10 +117,11 @@ class Tracked:
     def send(self, message: Message) -> Awaitable[None]:
         # A plain function that hands back the server's own awaitable: a stream
         # calls it for every chunk, and this way adds no coroutine of its own.
-        if message["type"] == "http.response.start":
-            self.start = message
-        elif not message.get("more_body", False):
-            self.complete = True
+        if not message.get("more_body"):  # a body chunk has nothing to note: it goes first
+            if message["type"] == "http.response.start":
+                self.start = message
+            else:
+                self.complete = True
         return self._send(message)
 
     def cut_short(self) -> None:
