@@ -7,6 +7,7 @@ runs it, ``tests/test_docs.py``).
 
 from __future__ import annotations
 
+import importlib
 import re
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 # Autodoc imports the package from this checkout, installed or not.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import asgi_stream  # noqa: E402 - after the path is set
+import asgi_stream
 
 project = "asgi-stream"
 author = "the asgi-stream authors"
@@ -44,7 +45,7 @@ highlight_language = "none"
 # The API reference lists each class's members by hand (``:members: a, b``), so
 # that only what a user writes is documented; nothing is added by default.
 autodoc_member_order = "bysource"
-autodoc_default_options: dict[str, Any] = {}
+autodoc_default_options = {"show-inheritance": True}
 autodoc_typehints = "description"
 autodoc_preserve_defaults = True
 # Signatures name the ASGI aliases instead of spelling out what they stand for:
@@ -112,5 +113,51 @@ def _public_name(app: Any, env: Any, node: Any, contnode: Any) -> Any:
     return None
 
 
+# The catalogue and the tools are shown by their modules' introductions only
+# (api-catalogue-tools.rst), which name the functions and classes they describe.
+# Such a name is shown as code, not linked, once it is found in its module: a
+# name that does not exist still fails the build.
+_PROJECT_MODULES = ("asgi_stream.catalogue", "asgi_stream.tools")
+
+
+def _project_name(app: Any, env: Any, node: Any, contnode: Any) -> Any:
+    module_name = node.get("py:module") or ""
+    if node.get("refdomain") != "py" or not module_name.startswith(_PROJECT_MODULES):
+        return None
+    target = node["reftarget"].lstrip("~.")
+    for start, path in ((module_name, target), *_absolute(target)):
+        found: Any = importlib.import_module(start)
+        for part in path.split("."):
+            found = getattr(found, part, _MISSING)
+        if found is not _MISSING:
+            return contnode
+    return None
+
+
+_MISSING: Any = object()
+
+
+def _absolute(target: str) -> list[tuple[str, str]]:
+    """``a.b.c.name`` as (module, attribute path) pairs, longest module first."""
+    parts = target.split(".")
+    pairs = []
+    for cut in range(len(parts) - 1, 0, -1):
+        module = ".".join(parts[:cut])
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            continue
+        pairs.append((module, ".".join(parts[cut:])))
+    return pairs
+
+
+def _no_object_base(app: Any, name: str, obj: Any, options: Any, bases: list[type]) -> None:
+    # "Bases: object" says nothing: show a class's bases only when it has some.
+    if object in bases:
+        bases.remove(object)
+
+
 def setup(app: Any) -> None:
+    app.connect("autodoc-process-bases", _no_object_base)
     app.connect("missing-reference", _public_name)
+    app.connect("missing-reference", _project_name)
