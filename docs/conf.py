@@ -45,13 +45,13 @@ highlight_language = "none"
 # The API reference lists each class's members by hand (``:members: a, b``), so
 # that only what a user writes is documented; nothing is added by default.
 autodoc_member_order = "bysource"
-autodoc_default_options = {"show-inheritance": True}
+autodoc_default_options: dict[str, Any] = {}
 autodoc_typehints = "description"
 autodoc_preserve_defaults = True
 # Signatures name the ASGI aliases instead of spelling out what they stand for:
 # ``send (Send)``, not ``send (Callable[[MutableMapping[str, Any]], ...])``.
 _ALIASES = ["ASGIApp", "Scope", "Receive", "Send", "Message", "HeadersInput", "Content"]
-autodoc_type_aliases = {name: f"asgi_stream.{name}" for name in _ALIASES}
+autodoc_type_aliases = {name: name for name in _ALIASES}
 
 # Every cross-reference must resolve (``-n``), except to the standard library:
 # with no network there is no inventory of Python's own documentation to link to.
@@ -151,13 +151,6 @@ def _absolute(target: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _no_object_base(app: Any, name: str, obj: Any, options: Any, bases: list[type]) -> None:
-    # "Bases: object" says nothing: show a class's bases only when it has some.
-    if object in bases:
-        bases.remove(object)
-
-
 def setup(app: Any) -> None:
-    app.connect("autodoc-process-bases", _no_object_base)
     app.connect("missing-reference", _public_name)
     app.connect("missing-reference", _project_name)
