@@ -1,7 +1,7 @@
 """How a stream's chunks become ``http.response.body`` messages.
 
 A :class:`~asgi_stream.response.StreamingResponse` hands every chunk its
-generator makes to one :class:`BodySender`, from the one task that steps the
+generator makes to one ``BodySender``, from the one task that steps the
 generator. This module decides what happens next; the response's loop stays a
 plain ``for chunk in body: await sender.send(chunk)``.
 
@@ -10,7 +10,7 @@ The rule this module keeps
 
 **The generator never moves.** Everything here that runs beside the
 generator (a writer task, a heartbeat timer) moves around it. The task that
-calls :meth:`BodySender.send` is the task that steps the generator, from its
+calls ``BodySender.send()`` is the task that steps the generator, from its
 first step to its last, so what a generator does with its own task (an
 ``asyncio.timeout()`` or an anyio cancel scope spanning its ``yield``, a
 contextvar it sets and later resets) means what its author meant.
@@ -24,11 +24,11 @@ response does. Joining chunks into one message saves those calls, but a join
 must never *delay* a chunk: one that could go out now must go out now.
 
 * **Direct.** While the generator awaits between chunks (a sleep, a queue, a
-  socket), :meth:`BodySender.send` calls the server's ``send()`` itself: one
+  socket), ``BodySender.send()`` calls the server's ``send()`` itself: one
   message per chunk, no task, no buffer, just as FastAPI sends it.
 * **Joined.** A generator that makes chunks without ever letting the event
   loop run (a backlog replayed, rows computed in a loop) switches the sender to
-  joining (``coalesce=True`` starts there). :meth:`~BodySender.send` then only
+  joining (``coalesce=True`` starts there). ``send()`` then only
   appends the chunk to a buffer, and a *writer* task sends everything the
   buffer holds as one message whenever it gets to run. The generator stays
   where it was; the sending moved.
@@ -40,8 +40,8 @@ A server's ``send()`` does not yield to the event loop while the socket takes
 the data, so a generator that never awaits would hold the loop: no other
 connection would be served, and not even the response's disconnect watch could
 run. So the sender counts every chunk, empty ones too, and every 16 chunks or
-64 KiB (:data:`YIELD_BUDGET`) it looks whether the loop has had a turn since it
-last looked (:class:`_LoopTurns`: a callback scheduled then has run, or not).
+64 KiB (``YIELD_BUDGET``) it looks whether the loop has had a turn since it
+last looked (``_LoopTurns``: a callback scheduled then has run, or not).
 
 * If it has, the generator awaits by itself and nothing is done: a yield would
   be pure overhead.
@@ -50,7 +50,7 @@ last looked (:class:`_LoopTurns`: a callback scheduled then has run, or not).
   once (``await asyncio.sleep(0)``) and goes on sending directly.
 
 While joining, the generator waits for the writer whenever the buffer holds
-:data:`BATCH_ITEMS` chunks (empty ones count) or :data:`BATCH_BYTES` bytes: one
+``BATCH_ITEMS`` chunks (empty ones count) or ``BATCH_BYTES`` bytes: one
 message stays small, and the two tasks take turns with the event loop, which
 keeps serving everyone else.
 
@@ -67,11 +67,11 @@ Endings
 
 A ``send()`` that raises :class:`OSError` (the client is gone, ASGI 2.4; or
 frozen, the ``TimeoutError`` of ``send_timeout``) ends the stream: sending
-directly, it comes out of what :meth:`~BodySender.send` returned, and the
+directly, it comes out of what ``BodySender.send()`` returned, and the
 response ends as the client left; in the writer task, the sender calls the
 response's ``stop`` callback, which cancels the generator's task as a
-disconnect does. :meth:`~BodySender.finish` waits until everything
-was sent; :meth:`~BodySender.aclose` stops the timer and the writer, so no
+disconnect does. ``finish()`` waits until everything
+was sent; ``aclose()`` stops the timer and the writer, so no
 task outlives the response.
 """
 

@@ -23,7 +23,7 @@ Content negotiation
 The server may send gzip only to a client that accepts it (RFC 9110 §12.5.3).
 ``Accept-Encoding: gzip, br;q=0.5`` lists codings with an optional *q-value*
 from 0 to 1; ``q=0`` means "never", and ``*`` stands for every coding not
-listed. :func:`accepts_gzip` answers for one header value.
+listed. ``accepts_gzip()`` answers for one header value.
 
 Whether or not we compress, the response depends on ``Accept-Encoding``, so it
 carries ``Vary: Accept-Encoding``: otherwise a cache could hand the gzip body
@@ -114,7 +114,7 @@ def gzip_response(
 
     Works on any :class:`StreamingResponse` (an ``EventSourceResponse`` too):
     its chunks are encoded as the response would encode them, then compressed
-    by a :class:`GzipEncoder`. ``Vary: Accept-Encoding`` is added either way;
+    by a ``GzipEncoder``. ``Vary: Accept-Encoding`` is added either way;
     ``Content-Encoding: gzip`` only when compressing. A response that already
     has a ``Content-Encoding`` is left alone. Returns ``response``, changed in
     place::

@@ -14,7 +14,7 @@ Four details make this correct rather than merely working:
   objects created in a thread can only be used in that same thread"), and so
   do some drivers and thread-local state. A generator that opens one and then
   has each ``next()`` run on whichever pool thread is free fails as soon as a
-  few streams run at once. So :func:`iterate_in_threadpool` gives each
+  few streams run at once. So ``iterate_in_threadpool()`` gives each
   iterator a thread of its own, which runs every ``next()`` and the final
   ``close()``, and ends with it. It costs one thread start per stream and a
   few microseconds per item (``python3 -m benchmarks.sync_thread``), and the
@@ -30,7 +30,7 @@ Four details make this correct rather than merely working:
   and not at some later garbage collection. Then the thread ends.
 * Plain blocking calls (:func:`run_in_threadpool`: sync endpoints, sync
   background tasks) share one bounded pool owned by this module (at most
-  :data:`MAX_THREADS`), whose idle threads are reused, never leaked.
+  ``MAX_THREADS``), whose idle threads are reused, never leaked.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 An endpoint (or :class:`~asgi_stream.request.Request`) raises
 :class:`HTTPException` to answer with a 4xx; the router turns it into a JSON
 body of the shape FastAPI uses, ``{"detail": ...}``, so clients written for a
-FastAPI service read our errors unchanged. :func:`validation_error` builds
+FastAPI service read our errors unchanged. ``validation_error()`` builds
 FastAPI's 422 for a bad or missing parameter.
 """
 
@@ -22,7 +22,7 @@ class HTTPException(Exception):
     """Answer the request with ``status_code`` and ``{"detail": detail}``.
 
     ``headers`` go with the answer (``{"Retry-After": "1"}``). They are
-    validated here, by :func:`~asgi_stream.headers.encode_header`, so a bad
+    validated here, by ``encode_header()`` (:mod:`asgi_stream.headers`), so a bad
     one is a :class:`ValueError` at the line that raises the exception, never
     a header on the wire.
     """

@@ -8,7 +8,7 @@ more or less as given. That makes two things our job, not the server's:
   and whatever follows would become a header (or a body) of the attacker's
   choosing. Servers differ in what they check (uvicorn refuses every control
   character but the tab, h11 a few fewer, and a refusal there is a 500 with a
-  traceback in the log). So :func:`encode_response_headers` refuses every
+  traceback in the log). So ``encode_response_headers()`` refuses every
   control character but the tab (RFC 9110 §5.5: CR, LF and NUL are dangerous,
   the rest invalid) with :class:`ValueError` *when the response is built*,
   long before any byte reaches the wire, and names must be RFC 9110 tokens.
@@ -19,7 +19,7 @@ more or less as given. That makes two things our job, not the server's:
   HTTP/1.1 uvicorn's httptools path sends the app's ``connection: keep-alive``
   *and* its own ``connection: close``. We drop them, with a warning.
 
-Both checks live in one function, :func:`encode_header`, and every way into a
+Both checks live in one function, ``encode_header()``, and every way into a
 response's headers goes through it: ``headers=``, the ``Content-Type`` made
 from ``media_type`` and ``charset``, writes to ``response.headers`` and the
 headers of an :class:`~asgi_stream.exceptions.HTTPException`.
@@ -204,7 +204,7 @@ class MutableHeaders(Headers, MutableMapping[str, str]):
 
     It works on the response's ``raw_headers`` list itself (no copy), so what
     you write is what is sent. Every write is validated by
-    :func:`encode_header` (a :class:`ValueError` at the line that wrote it);
+    ``encode_header()`` (a :class:`ValueError` at the line that wrote it);
     a connection-specific header is dropped with a warning, as in ``headers=``.
 
     * ``headers[name] = value`` replaces *every* value of ``name``;

@@ -4,9 +4,9 @@ Everything except the body is already in the ASGI ``scope``: the method, the
 path (percent-decoded by the server), the raw query string and the headers.
 :class:`Request` gives them convenient shapes. The body is different: it
 arrives in ``http.request`` messages from ``receive()``, possibly in many
-pieces, and possibly far bigger than we are willing to hold. :meth:`body`
+pieces, and possibly far bigger than we are willing to hold. :meth:`Request.body`
 collects it up to a limit and answers 413 beyond it, before reading more;
-:meth:`stream` hands it over chunk by chunk, under the same limit.
+:meth:`Request.stream` hands it over chunk by chunk, under the same limit.
 
 The names and their meanings are Starlette's (``url``, ``base_url``,
 ``cookies``, ``state``, ``is_disconnected()``, ``stream()``), so endpoints move

@@ -24,7 +24,7 @@ silently never matches.
 ``scope["root_path"]``. uvicorn also puts it in front of ``scope["path"]``
 (the proxy is expected to strip it); hypercorn leaves the path as the client
 sent it. Like Starlette, we route on the path with the root path taken off
-when it is there (:func:`~asgi_stream.request.route_path`), so one app works
+when it is there (``route_path()`` in :mod:`asgi_stream.request`), so one app works
 under both. :meth:`Router.mount` uses the same mechanism to hand a prefix to
 another ASGI app.
 

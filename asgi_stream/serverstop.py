@@ -16,7 +16,7 @@ per signal. A server that wants to stop gracefully installs its own
 (uvicorn with :func:`signal.signal`, hypercorn through
 :meth:`asyncio.loop.add_signal_handler`, which installs a do-nothing Python
 handler and is woken through a file descriptor). So when a stream starts,
-:func:`end_at_server_stop` looks at the handler of SIGTERM and SIGINT and, if
+``end_at_server_stop()`` looks at the handler of SIGTERM and SIGINT and, if
 it is a server's (a Python function other than Python's own default), puts a
 handler of ours in front of it that calls it first, then ends the streams.
 The server's code is not touched, and nothing changes for it: its handler runs

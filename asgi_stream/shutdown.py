@@ -18,7 +18,7 @@ the client leaves, ``receive()`` returns ``http.disconnect``, and
 :class:`~asgi_stream.response.StreamingResponse` closes its generator at once,
 so the generator's ``finally`` runs. :class:`GracefulShutdown` makes a
 shutdown look like that to the application. It wraps the app, keeps a record
-of every HTTP request in flight, and when the server calls :meth:`shut_down`:
+of every HTTP request in flight, and when the server calls :meth:`GracefulShutdown.shut_down`:
 
 1. Every request's ``receive()`` returns ``http.disconnect``. A request that is
    waiting in ``receive()`` (a streaming response always is: it watches for
@@ -35,7 +35,7 @@ of every HTTP request in flight, and when the server calls :meth:`shut_down`:
    started is answered 503.
 3. A new request, or the next request on a kept-alive connection, is answered
    503 at once.
-4. A request still running ``grace`` seconds after :meth:`shut_down` (an app
+4. A request still running ``grace`` seconds after :meth:`GracefulShutdown.shut_down` (an app
    that never calls ``receive()``, a ``finally`` that hangs) is cancelled, and
    its response finished as in 2.
 

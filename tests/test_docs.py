@@ -26,6 +26,7 @@ import docutils.core
 import pytest
 from asgiref.testing import ApplicationCommunicator
 
+import asgi_stream
 from asgi_stream import Route, Router
 from tests.asgi import SERVER_ASGI, http_scope
 
@@ -165,9 +166,40 @@ def test_every_code_block_names_a_known_language_and_none_is_bare(page: Path) ->
             pytest.fail(f"{page.name}:{number}: a bare '::' block; use .. code-block:: LANG")
 
 
-def automodules(page: str) -> set[str]:
-    text = (DOCS / page).read_text(encoding="utf-8")
-    return set(re.findall(r"^\.\. automodule:: (\S+)$", text, re.MULTILINE))
+#: What a user writes: the names the API reference documents, each on its concept's page.
+PUBLIC = {
+    # Responses and Server-Sent Events
+    *("Response", "JSONResponse", "StreamingResponse", "EventSourceResponse", "ServerSentEvent"),
+    # The request and routing
+    *("Request", "Router", "Route", "Mount", "HTTPException", "ClientDisconnect"),
+    *("URLPath", "NoMatchFound"),
+    *("Headers", "MutableHeaders", "QueryParams", "URL", "Address", "State"),
+    # Around a stream
+    *("BackgroundTask", "BackgroundTasks", "run_in_threadpool"),
+    *("timeout_each", "batched", "gzip_response"),
+    # Resumable streams and fan-out
+    *("EventLog", "MemoryEventLog", "RedisEventLog", "open_event_log", "Event"),
+    *("EventIDNotFound", "ResumableEventSourceResponse", "last_event_id"),
+    *("Broadcast", "Subscription"),
+    # Shutdown, tracing, warnings and types
+    *("GracefulShutdown", "stop_streams", "Tracer", "ConnectionHeaderWarning"),
+    *("ASGIApp", "Scope", "Receive", "Send", "Message", "HeadersInput", "Content"),
+}
+#: The library's reference: the index page and one page per concept.
+REFERENCE = [
+    DOCS / "api.rst",
+    *sorted(set(DOCS.glob("api-*.rst")) - {DOCS / "api-catalogue-tools.rst"}),
+]
+_AUTOMODULE = re.compile(r"^( *)\.\. automodule:: (\S+)\n((?:\1   :[\w-]+:.*\n)*)", re.MULTILINE)
+_DOCUMENTED = re.compile(
+    r"^\.\. (?:auto(?:class|exception|function|data)|py:type):: (\w+)$", re.MULTILINE
+)
+
+
+def automodules(page: Path) -> list[tuple[str, str]]:
+    """Each ``automodule`` of a page: the module, and the directive's options."""
+    text = page.read_text(encoding="utf-8")
+    return [(found[2], found[3]) for found in _AUTOMODULE.finditer(text)]
 
 
 def modules_in(package: Path, prefix: str) -> set[str]:
@@ -176,13 +208,36 @@ def modules_in(package: Path, prefix: str) -> set[str]:
     return names
 
 
-def test_the_api_reference_covers_every_module() -> None:
+def test_every_library_module_opens_a_guide_page_once() -> None:
+    # The modules' essays are the theory of each concept: they belong to the guide, once
+    # each, and the reference holds what a user calls.
     package = ROOT / "asgi_stream"
     library = modules_in(package, "asgi_stream") - {"asgi_stream.__main__"}
-    assert automodules("api.rst") == library
+    shown = []
+    for page in sorted(set(DOCS.glob("*.rst")) - {DOCS / "api-catalogue-tools.rst"}):
+        for module, options in automodules(page):
+            assert page not in REFERENCE, f"{page.name}: the essay of {module} in the reference"
+            assert ":no-members:" in options, f"{page.name}: {module} with its members"
+            shown.append(module)
+    assert sorted(shown) == sorted(library)
+
+
+def test_the_catalogue_and_tools_reference_covers_every_module() -> None:
+    package = ROOT / "asgi_stream"
     upper = modules_in(package / "catalogue", "asgi_stream.catalogue")
     upper |= modules_in(package / "tools", "asgi_stream.tools")
-    assert automodules("api-catalogue-tools.rst") == upper
+    assert {module for module, _ in automodules(DOCS / "api-catalogue-tools.rst")} == upper
+
+
+def test_the_api_reference_documents_the_public_names_once_each() -> None:
+    documented = [
+        name for page in REFERENCE for name in _DOCUMENTED.findall(page.read_text("utf-8"))
+    ]
+    assert sorted(documented) == sorted(PUBLIC)
+    not_exported = PUBLIC - set(asgi_stream.__all__)
+    assert not not_exported, not_exported
+    for page in REFERENCE:  # every member listed by hand: no page shows a module's internals
+        assert ".. automodule::" not in page.read_text("utf-8"), page.name
 
 
 def test_readme_is_a_front_page_that_renders_anywhere() -> None:
@@ -191,7 +246,8 @@ def test_readme_is_a_front_page_that_renders_anywhere() -> None:
     # It is also the package's long description: an image must be a full URL.
     for target in re.findall(r"^\s*\.\. (?:image|figure):: (\S+)", text, re.MULTILINE):
         assert re.match(r"https?://", target), target
-    assert "python3 -m pip install '.[serve]' && python3 -m asgi_stream serve" in text
+    # The first command gives the whole demo: FastAPI too, for the side-by-side column.
+    assert "python3 -m pip install '.[serve,compare]' && python3 -m asgi_stream serve" in text
     assert "bash scripts/test.sh" in text
     for target in re.findall(r"<(docs/[^>]+)>`_", text):
         assert (ROOT / target).is_file(), target
@@ -202,7 +258,8 @@ def test_readme_is_a_front_page_that_renders_anywhere() -> None:
 
 @pytest.mark.slow
 def test_sphinx_build_passes_with_warnings_as_errors(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-E"]
+    # -n: every cross-reference must lead somewhere (docs/conf.py says what may not).
+    command = [sys.executable, "-m", "sphinx", "-n", "-W", "--keep-going", "-q", "-E"]
     command += ["-b", "html", "-d", str(tmp_path / "doctrees"), str(DOCS), str(tmp_path / "html")]
     done = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=SPHINX_TIMEOUT, check=False
