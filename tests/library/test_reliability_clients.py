@@ -111,7 +111,9 @@ def test_send_timeout_is_per_send_so_a_slow_client_is_not_cut() -> None:
     assert len(sent) == 22 and sent[-1]["more_body"] is False
 
 
-@pytest.mark.parametrize(("send_timeout", "caller"), [(None, "send_body"), (1.0, "send_or_time_out")])
+@pytest.mark.parametrize(
+    ("send_timeout", "caller"), [(None, "send_body"), (1.0, "send_or_time_out")]
+)
 def test_the_servers_send_is_wrapped_only_when_send_timeout_is_set(
     send_timeout: float | None, caller: str
 ) -> None:
