@@ -109,6 +109,10 @@ class BodySender:
     when the writer task cannot send (``error`` is ``None`` when the client
     has gone); it must stop the task that steps the generator. With
     ``ping`` seconds, ``make_ping()`` gives the bytes of a heartbeat.
+
+    Its life: :meth:`start` once the headers are sent, :meth:`send` for each
+    chunk, :meth:`finish` when the generator is exhausted, and :meth:`aclose`
+    at every ending.
     """
 
     __slots__ = (
@@ -160,8 +164,14 @@ class BodySender:
         self._sending = False
         self._ping = ping
         self._make_ping = make_ping
+        self._last_sent = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        """The headers are out: from now on, the heartbeat and the writer may send."""
         self._last_sent = self._loop.time()
-        self._timer = None if ping is None else self._loop.call_later(ping, self._ping_due)
+        if self._ping is not None:
+            self._timer = self._loop.call_later(self._ping, self._ping_due)
         if self._joining:
             self._start_writer()
 

@@ -445,6 +445,7 @@ class StreamingResponse(Response):
         )
         try:
             await ending.watch(receive)
+            await asyncio.wait((body_task,))  # it ends by itself, or the watch stopped it
         finally:
             if not body_task.done():
                 # The client left, the server is cancelling us (a shutdown), or
@@ -467,6 +468,7 @@ class StreamingResponse(Response):
         encoder = self.content_encoder
         try:
             await _send(send, self.start_message())
+            sender.start()
             step = body.__anext__
             while True:
                 try:
@@ -486,13 +488,8 @@ class StreamingResponse(Response):
                     step = ending.redirect(cancel, body)
             await sender.finish()
             ending.unwatch()  # before the last message: see "It is complete" above
-            if encoder is None:
-                await _send(timed_send, END_OF_BODY)
-            else:
-                trailer = encoder.finish()
-                await _send(
-                    timed_send, {"type": END_OF_BODY["type"], "body": trailer, "more_body": False}
-                )
+            end = END_OF_BODY if encoder is None else {**END_OF_BODY, "body": encoder.finish()}
+            await _send(timed_send, end)
         except asyncio.CancelledError:
             if not ending.stopped_us():
                 raise
