@@ -177,22 +177,32 @@ class BodySender:
 
     async def send(self, chunk: bytes) -> None:
         """Send ``chunk`` now, or hand it to the writer; see the module's docstring."""
-        if self._writer is not None:
-            await self._append(chunk)
+        if self._writer is None:  # sending directly
+            if chunk:
+                self._sending = True
+                try:
+                    await self._send(
+                        {"type": "http.response.body", "body": chunk, "more_body": True}
+                    )
+                except OSError as exc:
+                    raise ClientDisconnect from exc
+                finally:
+                    self._sending = False
+                if self._ping is not None:
+                    self._last_sent = self._loop.time()
+            self._budget -= len(chunk) + _CHUNK_COST
+            if self._budget <= 0:
+                await self._check_fairness()
             return
+        # The writer sends it (we are joining, or a heartbeat is going out).
         if chunk:
-            self._sending = True
-            try:
-                await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except OSError as exc:
-                raise ClientDisconnect from exc
-            finally:
-                self._sending = False
-            if self._ping is not None:
-                self._last_sent = self._loop.time()
-        self._budget -= len(chunk) + _CHUNK_COST
-        if self._budget <= 0:
-            await self._check_fairness()
+            self._pending.append(chunk)
+            self._pending_size += len(chunk)
+            if self._wake is not None:
+                self._wake_writer()
+        self._pending_items += 1
+        if self._pending_items >= BATCH_ITEMS or self._pending_size >= BATCH_BYTES:
+            await self._wait_for_writer()
 
     async def finish(self) -> None:
         """Wait until every chunk given to :meth:`send` has been sent."""
@@ -226,22 +236,17 @@ class BodySender:
                 await asyncio.sleep(0)
         self._turns.arm()
 
-    async def _append(self, chunk: bytes) -> None:
-        if chunk:
-            self._pending.append(chunk)
-            self._pending_size += len(chunk)
-            self._wake_writer()
-        self._pending_items += 1
-        if self._pending_items >= BATCH_ITEMS or self._pending_size >= BATCH_BYTES:
-            if not self._pending:
-                self._pending_items = 0
-                await asyncio.sleep(0)  # empty chunks only: nothing to send, but take a turn
-                return
-            self._drained = self._loop.create_future()
-            try:
-                await self._drained
-            finally:
-                self._drained = None
+    async def _wait_for_writer(self) -> None:
+        """Wait until the writer has taken what is pending (a turn of the loop, at least)."""
+        if not self._pending:
+            self._pending_items = 0
+            await asyncio.sleep(0)  # empty chunks only: nothing to send, but take a turn
+            return
+        self._drained = self._loop.create_future()
+        try:
+            await self._drained
+        finally:
+            self._drained = None
 
     # -- the writer task -----------------------------------------------------------------------
 

@@ -143,10 +143,9 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import functools
 import json
 import math
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any, Protocol
 
 from .background import BackgroundTask, BackgroundTasks
@@ -465,29 +464,19 @@ class StreamingResponse(Response):
         body = aiterate(self.content)
         timed_send = send if self.send_timeout is None else _timed(send, self.send_timeout)
         sender = BodySender(timed_send, self.coalesce, ending.stop, self.ping, self._make_ping)
-        encoder = self.content_encoder
         try:
             await _send(send, self.start_message())
             sender.start()
-            step = body.__anext__
-            while True:
-                try:
-                    chunk = await step()
-                except StopAsyncIteration:
-                    break
-                step = body.__anext__
+            async for chunk in body:
                 if ending.stopped:
                     raise asyncio.CancelledError  # the generator swallowed ours: stop anyway
-                if type(chunk) is not bytes:
-                    chunk = self.encode_chunk(chunk)
-                if encoder is not None:
-                    chunk = encoder.encode(chunk)
                 try:
-                    await sender.send(chunk)
+                    await sender.send(self.wire_bytes(chunk))
                 except asyncio.CancelledError as cancel:
-                    step = ending.redirect(cancel, body)
+                    await ending.throw_into(body, cancel, sender, self.wire_bytes)
             await sender.finish()
             ending.unwatch()  # before the last message: see "It is complete" above
+            encoder = self.content_encoder
             end = END_OF_BODY if encoder is None else {**END_OF_BODY, "body": encoder.finish()}
             await _send(timed_send, end)
         except asyncio.CancelledError:
@@ -504,11 +493,17 @@ class StreamingResponse(Response):
             await sender.aclose()
             await close_iterator(body)
 
-    def _make_ping(self) -> bytes:
-        """The bytes of one heartbeat, as the generator's chunks are made."""
-        message = self.ping_message() if callable(self.ping_message) else self.ping_message
-        chunk = message if type(message) is bytes else self.encode_chunk(message)
+    def wire_bytes(self, chunk: Any) -> bytes:
+        """The bytes that go on the wire for ``chunk``: encoded if it is not
+        ``bytes`` already, then through the :attr:`content_encoder`, if any."""
+        if type(chunk) is not bytes:
+            chunk = self.encode_chunk(chunk)
         return chunk if self.content_encoder is None else self.content_encoder.encode(chunk)
+
+    def _make_ping(self) -> bytes:
+        """The bytes of one heartbeat, made as the generator's chunks are."""
+        message = self.ping_message
+        return self.wire_bytes(message() if callable(message) else message)
 
 
 class _Ending:
@@ -560,18 +555,34 @@ class _Ending:
         if watcher is not None:
             watcher.cancel()
 
-    def redirect(self, cancel: asyncio.CancelledError, body: Any) -> Any:
-        """Where a cancellation that reached the body task outside the generator goes.
+    async def throw_into(
+        self,
+        body: Any,
+        cancel: asyncio.CancelledError,
+        sender: BodySender,
+        wire_bytes: Callable[[Any], bytes],
+    ) -> None:
+        """Deliver a cancellation that reached the body task outside the generator.
 
         Ours (:meth:`stop`): it ends the stream, so it is raised. Anyone
         else's was meant for the generator, suspended at its ``yield`` while we
-        sent its chunk (an ``asyncio.timeout()`` spanning the ``yield``): the
-        next step throws it in there.
+        sent its chunk (an ``asyncio.timeout()`` spanning the ``yield`` has
+        fired): it is thrown in there, and what the generator yields instead
+        (its error event, say) is sent.
         """
         athrow = getattr(body, "athrow", None)
-        if self.stopped or athrow is None:
-            raise cancel
-        return functools.partial(athrow, cancel)
+        while True:
+            if self.stopped or athrow is None:
+                raise cancel
+            try:
+                chunk = await athrow(cancel)
+            except StopAsyncIteration:
+                return  # it ended: the next step finds it exhausted
+            try:
+                await sender.send(wire_bytes(chunk))
+                return
+            except asyncio.CancelledError as again:
+                cancel = again
 
     def stopped_us(self) -> bool:
         """In the body task, handling a :class:`asyncio.CancelledError`: whether

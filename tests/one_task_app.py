@@ -29,6 +29,8 @@ from asgi_stream import (
     Router,
     ServerSentEvent,
     StreamingResponse,
+    gzip_response,
+    timeout_each,
 )
 
 #: Chunks made at once, before the long await: more than the 16 that switch
@@ -166,11 +168,24 @@ def response(kind: str, guard: str) -> StreamingResponse:
     if kind.startswith("sse"):
         ping = 0.02 if kind == "sse-ping" else None
         return EventSourceResponse(generate(as_event), ping=ping)
+    if kind == "timeout_each":  # a stream helper around the generator, with a longer bound
+        return EventSourceResponse(timeout_each(generate(as_event), 10 * TIMEOUT))
+    if kind == "gzip":  # compressed, and pinged, through the one compressor
+        return gzip_response(EventSourceResponse(generate(as_event), ping=0.02), "gzip")
     coalesce = {"streaming": None, "streaming-joined": True, "streaming-direct": False}[kind]
     return StreamingResponse(generate(encoded), media_type="text/event-stream", coalesce=coalesce)
 
 
-KINDS = ["streaming", "streaming-joined", "streaming-direct", "sse", "sse-ping", "resumable"]
+KINDS = [
+    "streaming",
+    "streaming-joined",
+    "streaming-direct",
+    "sse",
+    "sse-ping",
+    "resumable",
+    "timeout_each",
+    "gzip",
+]
 
 app = Router()
 

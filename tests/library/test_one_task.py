@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,11 @@ def test_in_process_the_generators_timeout_and_contextvar_stay_its_own(
     kind: str, guard: str
 ) -> None:
     messages = asyncio.run(request(one_task_app.response(kind, guard), http_scope(), timeout=10))
-    assert messages[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
-    assert ending_of(body_of(messages)) == EXPECTED_ENDING
+    assert messages[-1]["more_body"] is False
+    body = body_of(messages)
+    if (b"content-encoding", b"gzip") in messages[0]["headers"]:
+        body = zlib.decompress(body, 31)
+    assert ending_of(body) == EXPECTED_ENDING
 
 
 @pytest.fixture(scope="module", params=["uvicorn", "hypercorn"])
