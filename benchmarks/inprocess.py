@@ -3,10 +3,11 @@
 On a server, a stream's CPU time per event is the server's write plus the
 response's own loop, and the write is most of it. To see the loop alone, this
 runs each way of sending a stream against a ``send()`` that does nothing, on
-uvloop, and divides the process's CPU time by the number of events. The
-generator awaits (``asyncio.sleep(0)``) before every event, as real ones await
-a queue or a socket, so every suspension travels from the generator up to its
-task and back; that is where the frames between them cost.
+the event loop uvicorn would choose (uvloop), and divides the process's CPU
+time by the number of events. The generator awaits (``asyncio.sleep(0)``)
+before every event, as real ones await a queue or a socket, so every
+suspension travels from the generator up to its task and back; that is where
+the frames between them cost.
 
 A server calls an application through a few coroutines of its own, its
 middleware's and the router's, so every candidate here runs under
@@ -36,7 +37,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import starlette.responses
-import uvloop
+from uvicorn.loops.auto import auto_loop_factory
 
 from asgi_stream import StreamingResponse
 from asgi_stream.types import Message
@@ -133,10 +134,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
-    medians = uvloop.run(measure(args.events, args.rounds))
+    # The event loop uvicorn would run: uvloop where it is installed (the bench extra).
+    with asyncio.Runner(loop_factory=auto_loop_factory()) as runner:
+        loop = type(runner.get_loop())
+        medians = runner.run(measure(args.events, args.rounds))
     print(
         f"{args.events:,} events from a generator that awaits, a send() that does nothing, "
-        f"{FRAMES} frames above the app, uvloop; median of {args.rounds} rounds:"
+        f"{FRAMES} frames above the app, {loop.__module__}.{loop.__qualname__}; "
+        f"median of {args.rounds} rounds:"
     )
     floor = medians["bare loop"]
     for name, value in medians.items():
