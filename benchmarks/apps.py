@@ -18,6 +18,14 @@ Every candidate is one ASGI application, served alone by one server process:
     The same events from a generator that awaits (``asyncio.sleep(0)``) before
     each one, as a real generator awaits a queue or a socket: every per-event
     cost of the response is paid here, and a fairness yield is pure overhead.
+``/stream?n=N&empty=K``
+    N chunks from a generator that never awaits, all of them empty (``b""``)
+    but one event in every K (``K=0``: no event at all): a generator that
+    polls something and yields ``b""`` while it has nothing to say. An empty
+    chunk writes nothing, so a response that counts only what it sends never
+    finds it owes the event loop a turn, and starves every other connection
+    (measurement (c), again). Only the candidates that yield bytes to a
+    ``StreamingResponse`` serve this shape; the others ignore ``empty``.
 ``/subscribe`` and ``/publish?seconds=S&rate=R``
     Fan-out, the shape real SSE servers live in: each ``/subscribe`` is a
     subscriber; ``/publish`` runs one producer for ``S`` seconds that
@@ -51,7 +59,6 @@ import sse_starlette
 import starlette.responses
 
 from asgi_stream import Broadcast, EventSourceResponse, ServerSentEvent, StreamingResponse
-from asgi_stream.streams import heartbeat
 from asgi_stream.types import Receive, Scope, Send
 
 #: Seconds between heartbeat comments on an idle stream.
@@ -78,6 +85,12 @@ def awaits(scope: Scope) -> bool:
     return query(scope, "wait", "0") == "1"
 
 
+def empty_every(scope: Scope) -> int | None:
+    """The ``K`` of ``/stream?empty=K`` (one event in every K chunks), or None."""
+    value = query(scope, "empty", "")
+    return int(value) if value else None
+
+
 async def event_bytes(n: int) -> AsyncIterator[bytes]:
     """The events already encoded, as a user with bytes in hand would yield them."""
     for i in range(n):
@@ -89,6 +102,12 @@ async def event_bytes_awaiting(n: int) -> AsyncIterator[bytes]:
     for i in range(n):
         await asyncio.sleep(0)
         yield b"data: %d\n\n" % i
+
+
+async def mostly_empty(n: int, every: int) -> AsyncIterator[bytes]:
+    """N chunks that never await: ``b""``, but for one event in every ``every`` (0: none)."""
+    for i in range(n):
+        yield b"data: %d\n\n" % i if every and i % every == every - 1 else b""
 
 
 async def event_texts(n: int) -> AsyncIterator[str]:
@@ -120,6 +139,9 @@ async def event_objects_awaiting(n: int) -> AsyncIterator[ServerSentEvent]:
 def byte_events(scope: Scope) -> AsyncIterator[bytes]:
     """The ``/stream`` generator of pre-encoded events that ``scope`` asks for."""
     n = event_count(scope)
+    every = empty_every(scope)
+    if every is not None:
+        return mostly_empty(n, every)
     return event_bytes_awaiting(n) if awaits(scope) else event_bytes(n)
 
 
@@ -317,7 +339,7 @@ async def asgi_stream_sse_objects_stream(scope: Scope, receive: Receive, send: S
 
 
 async def asgi_stream_idle(scope: Scope, receive: Receive, send: Send) -> None:
-    await EventSourceResponse(heartbeat(quiet_source(), HEARTBEAT))(scope, receive, send)
+    await EventSourceResponse(quiet_source(), ping=HEARTBEAT)(scope, receive, send)
 
 
 ASGI_STREAM_HUB = Hub()

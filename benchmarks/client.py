@@ -43,8 +43,11 @@ def request(path: str) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode("ascii")
 
 
-def stream_path(n: int, awaiting: bool = False) -> str:
-    """``/stream`` of ``n`` events, from a generator that awaits before each if ``awaiting``."""
+def stream_path(n: int, awaiting: bool = False, empty: int | None = None) -> str:
+    """``/stream`` of ``n`` events, from a generator that awaits before each if ``awaiting``;
+    with ``empty=K``, ``n`` chunks that are empty but for one event in every K."""
+    if empty is not None:
+        return f"/stream?n={n}&empty={empty}"
     return f"/stream?n={n}&wait=1" if awaiting else f"/stream?n={n}"
 
 
@@ -185,12 +188,12 @@ def _probe(port: int, start: float, stop: float, least: int, gap: float, results
 
 
 def fairness(
-    port: int, streams: int, n: int, duration: float, least: int = 2, gap: float = 0.02
+    port: int, streams: int, path: str, duration: float, least: int = 2, gap: float = 0.02
 ) -> list[float]:
     """Time to first byte of new connections while ``streams`` streams saturate the server.
 
-    Each saturating stream asks for ``n`` events and is replaced when it ends,
-    so the server stays busy. After a warm-up of half a second, a probe makes
+    Each saturating stream asks for ``path`` (:func:`stream_path`) and is
+    replaced when it ends, so the server stays busy. After a warm-up of half a second, a probe makes
     one new connection at a time, ``gap`` seconds apart, for ``duration``
     seconds (and at least ``least`` of them), and records the time from its
     ``connect()`` to its first byte. The probe runs in a process of its own,
@@ -211,11 +214,11 @@ def fairness(
 
     def replace() -> None:
         if prober.is_alive():
-            streamset.start(port, stream_path(n))
+            streamset.start(port, path)
 
     try:
         for _ in range(streams):
-            streamset.start(port, stream_path(n))
+            streamset.start(port, path)
         while not receiver.poll():
             if time.monotonic() > deadline or not (prober.is_alive() or receiver.poll()):
                 raise TimeoutError("the fairness probe did not finish")

@@ -18,7 +18,10 @@ The measurements, as the issue names them:
     (:mod:`benchmarks.client`), and the server's CPU time per event;
 (b) time to the first event on fresh connections, p50 and p99;
 (c) time to first byte of a new connection while 50 streams saturate the
-    server (the generators never await), p50 and p99;
+    server (the generators never await), p50 and p99; then again, for the
+    ``StreamingResponse`` candidates, with generators whose chunks are
+    almost all, or all, empty (``b""``), which write nothing but must still
+    let the event loop serve the others;
 (d) idle SSE streams with a 15 s heartbeat, on fresh servers: resident
     memory per stream at 1,000, 5,000 and 10,000 streams (the slope from a
     warm base of 100 streams) and the server's CPU over one heartbeat period;
@@ -94,6 +97,15 @@ class Settings:
     fairness_streams: int = 50
     fairness_seconds: float = 3.0
     fairness_events: int = 10_000
+    #: The candidates that yield bytes to a StreamingResponse, for the empty-chunk shapes.
+    fairness_empty_candidates: tuple[str, ...] = (
+        "asgi-stream",
+        "asgi-stream coalesce",
+        "asgi-stream one per chunk",
+    )
+    fairness_empty_chunks: int = 100_000
+    #: The empty-chunk shapes: (name, one event in every K chunks; 0: none).
+    fairness_empty_shapes: tuple[tuple[str, int], ...] = (("mostly empty", 100), ("only empty", 0))
     idle_candidates: tuple[str, ...] = (
         "bare",
         "asgi-stream SSE",
@@ -133,6 +145,7 @@ QUICK = Settings(
     fairness_streams=5,
     fairness_seconds=0.3,
     fairness_events=1_000,
+    fairness_empty_chunks=2_000,
     idle_base=10,
     idle_levels=(20, 50),
     idle_window=0.5,
@@ -246,12 +259,13 @@ def first_event(running: dict[str, ServerProcess], samples: int) -> dict[str, An
 
 
 def fairness(
-    running: dict[str, ServerProcess], streams: int, events: int, seconds: float
+    running: dict[str, ServerProcess], streams: int, path: str, seconds: float
 ) -> dict[str, Any]:
+    """Each candidate's probes while ``streams`` streams of ``path`` keep it busy."""
     result = {}
     pids = [server.process.pid for server in running.values()]
     for name, server in running.items():
-        latencies = client.fairness(server.port, streams, events, seconds)
+        latencies = client.fairness(server.port, streams, path, seconds)
         result[name] = {
             "p50_ms": percentile(latencies, 50) * 1e3,
             "p99_ms": percentile(latencies, 99) * 1e3,
@@ -464,12 +478,13 @@ def measure(settings: Settings, sections: Sequence[str], tmp: Path) -> dict[str,
     candidates = [name for name in settings.candidates if name not in FANOUT_ONLY]
     timed: dict[str, float] = {}
 
-    def section(key: str, label: str, run: Callable[[], Any]) -> None:
+    def section(key: str, label: str, run: Callable[[], Any], into: str | None = None) -> None:
+        """Run section ``key`` if it was asked for; its results go in ``results[into or key]``."""
         if key in sections:
             log(label)
             started = time.monotonic()
-            results[key] = run()
-            timed[key] = round(time.monotonic() - started, 1)
+            results[into or key] = run()
+            timed[into or key] = round(time.monotonic() - started, 1)
 
     primary_sections = {"a", "b", "c", "e"} & set(sections)
     if primary_sections:
@@ -505,9 +520,24 @@ def measure(settings: Settings, sections: Sequence[str], tmp: Path) -> dict[str,
                 lambda: fairness(
                     running,
                     settings.fairness_streams,
-                    settings.fairness_events,
+                    client.stream_path(settings.fairness_events),
                     settings.fairness_seconds,
                 ),
+            )
+            emptying = {c: s for c, s in running.items() if c in settings.fairness_empty_candidates}
+            section(
+                "c",
+                "(c) fairness, empty chunks",
+                lambda: {
+                    shape: fairness(
+                        emptying,
+                        settings.fairness_streams,
+                        client.stream_path(settings.fairness_empty_chunks, empty=every),
+                        settings.fairness_seconds,
+                    )
+                    for shape, every in settings.fairness_empty_shapes
+                },
+                into="c_empty",
             )
     section("d", "(d) idle streams", lambda: idle_streams(settings, tmp))
     section("f", "(f) fan-out", lambda: fanout(settings, tmp))

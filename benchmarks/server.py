@@ -1,7 +1,8 @@
 """Serve one candidate on one server, pinned to CPU 0: ``python -m benchmarks.server SERVER APP``.
 
 ``SERVER`` is one of :data:`SERVERS`; ``APP`` is an attribute of
-:mod:`benchmarks.apps`; ``--port`` is given last (as
+:mod:`benchmarks.apps`, or ``MODULE:ATTRIBUTE`` for an app in another module
+of this package (``frozen_client:app``); ``--port`` is given last (as
 :func:`asgi_stream.tools.process.serve` does); ``--cpus 0,1`` lets the server
 use both cores (the idle-stream measurement does, to open 50,000 connections
 faster).
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 
 from asgi_stream.tools.process import raise_open_files_limit
@@ -36,9 +38,8 @@ def main() -> None:
         os.sched_setaffinity(0, {int(cpu) for cpu in args.cpus.split(",")})
     raise_open_files_limit()
 
-    from . import apps
-
-    app = getattr(apps, args.app)
+    module, _, name = args.app.rpartition(":")
+    app = getattr(importlib.import_module(f".{module or 'apps'}", __package__), name)
     if args.server == "hypercorn":
         from hypercorn.asyncio import serve
         from hypercorn.config import Config

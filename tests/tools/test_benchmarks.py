@@ -16,7 +16,7 @@ from tests.serving import ROOT
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
-CANDIDATES = ["bare", "asgi-stream SSE"]
+CANDIDATES = ["bare", "asgi-stream", "asgi-stream SSE"]
 
 
 def test_quick_run_writes_json_table_and_chart(tmp_path):
@@ -39,6 +39,9 @@ def test_quick_run_writes_json_table_and_chart(tmp_path):
     for section in ("b", "c"):
         for entry in results[section].values():
             assert 0 < entry["p50_ms"] <= entry["p99_ms"]
+    for shape in ("mostly empty", "only empty"):  # only StreamingResponse yields b""
+        assert set(results["c_empty"][shape]) == {"asgi-stream"}
+        assert results["c_empty"][shape]["asgi-stream"]["p50_ms"] > 0
     idle = results["d"]["asgi-stream SSE"]
     assert set(idle["kb_per_stream"]) == {"20", "50"}
     assert idle["idle_cpu_percent"] >= 0
@@ -56,4 +59,5 @@ def test_quick_run_writes_json_table_and_chart(tmp_path):
 
     table = (tmp_path / "results.md").read_text()
     assert "| bare |" in table and "## Targets" in table and "## (f) Fan-out" in table
+    assert "with empty chunks" in table
     assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
