@@ -17,9 +17,11 @@ The first message is the status line and the headers. Each body message is
 written to the socket as it is sent; without a ``Content-Length``, HTTP/1.1
 frames each one as a chunk. The final ``more_body: False`` is not decoration:
 it becomes the zero-length chunk (on HTTP/2, the END_STREAM flag) that tells
-the client the body is *complete*. A response that stops without it makes the
-server abort the connection, and the client reports an error instead of
-quietly accepting half a body.
+the client the body is *complete*. A response that stops without it leaves the
+body unfinished: the server closes the connection without the zero-length
+chunk (uvicorn and hypercorn send what they hold, then a FIN), and the client
+reports an incomplete body instead of quietly accepting half a body as
+whole.
 
 A streaming response takes those body messages from an iterator, usually a
 generator. Sending them is the easy part::
@@ -90,7 +92,8 @@ How a stream ends
    <asgi_stream.request.Request.receive>`, which never hands out the body.)
 3. **The generator raises** after the headers are out. The status line can no
    longer change, so we do the one honest thing left: stop *without* the final
-   message and re-raise. The server logs the error and aborts the connection.
+   message and re-raise. The server logs the error and closes the connection
+   with the body unfinished, which the client reports as an error.
 4. **HEAD** wants the headers only. We never start the generator (an endless
    stream would otherwise run for nobody) and close it unstarted.
 5. **The client stops reading** but stays connected. A server's ``send()``

@@ -9,7 +9,7 @@ for the requests in flight to finish. A stream of live events never finishes
 by itself, and the ASGI protocol has no message that says "the server is
 stopping": uvicorn waits for ever, hypercorn cancels the stream after its
 ``graceful_timeout``. Either way the generator's ``finally`` runs late or not
-at all, and the client sees an aborted body.
+at all, and the client sees an unfinished body.
 
 The signal itself reaches the process, though, and a process has one handler
 per signal. A server that wants to stop gracefully installs its own
@@ -148,7 +148,7 @@ class Tracked:
             with contextlib.suppress(OSError):  # the client may be gone too (ASGI 2.4)
                 await self._send(END_OF_BODY)
         # A body shorter than its Content-Length cannot be ended cleanly: the
-        # server aborts the connection and says so in its log, as it should.
+        # server closes the connection short and says so in its log, as it should.
 
 
 def _has_content_length(start: Message) -> bool:

@@ -28,8 +28,8 @@ of every HTTP request in flight, and when the server calls :meth:`GracefulShutdo
 2. The application then returns without finishing its response: it believes
    nobody is listening. The client is still there, though, and to the server
    an unfinished response is an application bug (uvicorn logs "ASGI callable
-   returned without completing response" as an error and aborts the
-   connection). So the middleware finishes it: an empty final body message,
+   returned without completing response" as an error and closes the
+   connection with the body unfinished). So the middleware finishes it: an empty final body message,
    which is the zero-length chunk on HTTP/1.1 and END_STREAM on HTTP/2. The
    client sees a stream that ended cleanly. A request whose response had not
    started is answered 503.

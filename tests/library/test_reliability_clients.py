@@ -90,7 +90,7 @@ def test_send_timeout_ends_a_frozen_stream_and_runs_its_cleanup() -> None:
     sent = asyncio.run(run_with_stuck_send(response, 3))
     took = time.monotonic() - began
     assert [m["type"] for m in sent] == ["http.response.start"] + ["http.response.body"] * 2
-    # No final message: the server aborts the connection, the client sees an incomplete body.
+    # No final message: the server closes the connection short; the client sees an incomplete body.
     assert all(m["more_body"] for m in sent[1:])
     assert events == ["finally", "background"]
     assert 0.1 <= took < 2
@@ -230,7 +230,7 @@ def test_a_frozen_client_costs_bounded_memory_and_send_timeout_closes_it(
         output = server.output()
     assert f"flood finally ran, produced {FLOOD * MIB}" in output
     assert output.count("flood finally ran") == 2
-    # uvicorn reports the connection it aborted for the timed-out stream, at
+    # uvicorn reports the response left unfinished for the timed-out stream, at
     # error level; that line is the only one allowed.
     assert all("without completing response" in line for line in errors_logged(output))
 
