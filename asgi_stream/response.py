@@ -103,8 +103,10 @@ How a stream ends
    ``send_timeout=N``, a body ``send()`` that waits longer than N seconds ends
    the stream as if the client had left: the generator is closed at once and
    the final message is never sent. (The headers are not timed: they are the
-   first bytes on a fresh connection, and never wait.) What the server then
-   does with the socket is its business; see the reliability page.
+   first bytes on a fresh connection, and never wait.) The generator and the
+   body task are freed at once; the socket is the server's, and uvicorn and
+   hypercorn keep it, with what it holds unsent, until the client leaves
+   (measured on the reliability page).
 6. **The server shuts down** and cancels the server's task: the body task is
    stopped, the generator closed, and the cancellation goes on up.
 
