@@ -8,79 +8,38 @@ catalogue app (:mod:`asgi_stream.catalogue`) or the tools
 (:mod:`asgi_stream.tools`), which are built on it. ``tests/test_layers.py``
 holds it to that.
 
-**The public API** is every name in a library module's ``__all__``, and each one
-is importable from here: ``from asgi_stream import StreamingResponse``.
+**The public API** is declared here, in ``__all__``: the names a user writes,
+each importable from the package itself (``from asgi_stream import
+StreamingResponse``). Every other name, in any module, is the library's own
+plumbing and may change; ``tests/test_exported_members.py`` lists the public
+names, so that adding one is a decision. (The twins of the responses for
+FastAPI and Starlette are :mod:`asgi_stream.starlette`'s.)
 
 Start reading at :mod:`asgi_stream.response`.
 """
 
 from .background import BackgroundTask, BackgroundTasks
 from .broadcast import Broadcast, Subscription
-from .coalesce import HEARTBEAT
-from .compression import GzipEncoder, accepts_gzip, gzip_response, parse_accept_encoding
-from .concurrency import (
-    MAX_THREADS,
-    aiterate,
-    close_iterator,
-    is_async_callable,
-    iterate_in_threadpool,
-    run_in_threadpool,
-)
-from .datastructures import URL, Address, FormData, QueryParams, State, URLPath
+from .compression import gzip_response
+from .concurrency import run_in_threadpool
+from .datastructures import URL, Address, QueryParams, State, URLPath
 from .eventlog import MemoryEventLog, open_event_log
-from .eventlog_base import DEFAULT_MAXLEN, Event, EventIDNotFound, EventLog
-from .exceptions import ClientDisconnect, HTTPException, validation_error
-from .headers import (
-    CONNECTION_SPECIFIC,
-    ConnectionHeaderWarning,
-    Headers,
-    HeadersInput,
-    MutableHeaders,
-    encode_header,
-    encode_response_headers,
-    is_token,
-)
-from .importing import import_object
+from .eventlog_base import Event, EventIDNotFound, EventLog
+from .exceptions import ClientDisconnect, HTTPException
+from .headers import ConnectionHeaderWarning, Headers, HeadersInput, MutableHeaders
 from .redis_eventlog import RedisEventLog  # redis itself is imported when a RedisEventLog is made
-from .request import MAX_BODY_SIZE, MAX_QUERY_SIZE, Request, route_path
-from .response import (
-    END_OF_BODY,
-    Content,
-    ContentEncoder,
-    JSONResponse,
-    Response,
-    StreamingResponse,
-)
-from .resumable import MAX_EVENT_ID_LENGTH, ResumableEventSourceResponse, last_event_id
-from .routing import (
-    CONVERTERS,
-    Endpoint,
-    Hook,
-    Lifespan,
-    Mount,
-    NoMatchFound,
-    Route,
-    Router,
-    compile_pattern,
-)
-from .serverstop import end_at_server_stop, stop_streams
+from .request import Request
+from .response import Content, JSONResponse, Response, StreamingResponse
+from .resumable import ResumableEventSourceResponse, last_event_id
+from .routing import Mount, NoMatchFound, Route, Router
+from .serverstop import stop_streams
 from .shutdown import GracefulShutdown
 from .sse import EventSourceResponse, ServerSentEvent
-from .starlette import starlette_compatible
 from .streams import batched, timeout_each
-from .tracer import Tracer, escape_control, format_record
+from .tracer import Tracer
 from .types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
-    "CONNECTION_SPECIFIC",
-    "CONVERTERS",
-    "DEFAULT_MAXLEN",
-    "END_OF_BODY",
-    "HEARTBEAT",
-    "MAX_BODY_SIZE",
-    "MAX_EVENT_ID_LENGTH",
-    "MAX_QUERY_SIZE",
-    "MAX_THREADS",
     "URL",
     "ASGIApp",
     "Address",
@@ -90,21 +49,15 @@ __all__ = [
     "ClientDisconnect",
     "ConnectionHeaderWarning",
     "Content",
-    "ContentEncoder",
-    "Endpoint",
     "Event",
     "EventIDNotFound",
     "EventLog",
     "EventSourceResponse",
-    "FormData",
     "GracefulShutdown",
-    "GzipEncoder",
     "HTTPException",
     "Headers",
     "HeadersInput",
-    "Hook",
     "JSONResponse",
-    "Lifespan",
     "MemoryEventLog",
     "Message",
     "Mount",
@@ -126,30 +79,13 @@ __all__ = [
     "Subscription",
     "Tracer",
     "URLPath",
-    "accepts_gzip",
-    "aiterate",
     "batched",
-    "close_iterator",
-    "compile_pattern",
-    "encode_header",
-    "encode_response_headers",
-    "end_at_server_stop",
-    "escape_control",
-    "format_record",
     "gzip_response",
-    "import_object",
-    "is_async_callable",
-    "is_token",
-    "iterate_in_threadpool",
     "last_event_id",
     "open_event_log",
-    "parse_accept_encoding",
-    "route_path",
     "run_in_threadpool",
-    "starlette_compatible",
     "stop_streams",
     "timeout_each",
-    "validation_error",
 ]
 
 __version__ = "0.1.0"

@@ -82,7 +82,7 @@ from collections.abc import Awaitable, Callable
 
 from .types import Send
 
-__all__ = ["HEARTBEAT"]
+__all__ = []
 
 #: While joining, the generator waits for the writer at this many chunks, or bytes.
 BATCH_ITEMS = 64

@@ -38,7 +38,7 @@ import zlib
 
 from .response import StreamingResponse
 
-__all__ = ["GzipEncoder", "accepts_gzip", "gzip_response", "parse_accept_encoding"]
+__all__ = ["gzip_response"]
 
 # RFC 9110 §12.4.2: a q-value is 0 to 1 with at most three decimals.
 _QVALUE = re.compile(r"0(\.\d{0,3})?|1(\.0{0,3})?")

@@ -49,14 +49,7 @@ from collections.abc import (
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
-__all__ = [
-    "MAX_THREADS",
-    "aiterate",
-    "close_iterator",
-    "is_async_callable",
-    "iterate_in_threadpool",
-    "run_in_threadpool",
-]
+__all__ = ["run_in_threadpool"]
 
 T = TypeVar("T")
 

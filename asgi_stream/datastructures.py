@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import SplitResult, urlencode, urlsplit
 
-__all__ = ["URL", "Address", "FormData", "QueryParams", "State", "URLPath"]
+__all__ = ["URL", "Address", "QueryParams", "State", "URLPath"]
 
 
 class URL(str):

@@ -75,7 +75,7 @@ from itertools import islice
 # users import every event-log name from this module.
 from .eventlog_base import DEFAULT_MAXLEN, Event, EventIDNotFound, EventLog
 
-__all__ = ["Event", "EventIDNotFound", "EventLog", "MemoryEventLog", "open_event_log"]
+__all__ = ["MemoryEventLog", "open_event_log"]
 
 
 class _MemoryStream:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from .sse import ServerSentEvent
 
-__all__ = ["DEFAULT_MAXLEN", "Event", "EventIDNotFound", "EventLog"]
+__all__ = ["Event", "EventIDNotFound", "EventLog"]
 
 #: How many events each stream keeps, unless told otherwise.
 DEFAULT_MAXLEN = 10_000

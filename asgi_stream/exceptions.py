@@ -3,8 +3,7 @@
 An endpoint (or :class:`~asgi_stream.request.Request`) raises
 :class:`HTTPException` to answer with a 4xx; the router turns it into a JSON
 body of the shape FastAPI uses, ``{"detail": ...}``, so clients written for a
-FastAPI service read our errors unchanged. ``validation_error()`` builds
-FastAPI's 422 for a bad or missing parameter.
+FastAPI service read our errors unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from typing import Any
 
 from .headers import encode_header
 
-__all__ = ["ClientDisconnect", "HTTPException", "validation_error"]
+__all__ = ["ClientDisconnect", "HTTPException"]
 
 
 class HTTPException(Exception):
@@ -40,12 +39,3 @@ class HTTPException(Exception):
 
 class ClientDisconnect(Exception):
     """The client went away while we were still reading its request body."""
-
-
-def validation_error(
-    location: str, name: str, kind: str, message: str, value: Any
-) -> HTTPException:
-    """FastAPI's 422 for one bad parameter, e.g. ``("query", "stream", ...)``."""
-    return HTTPException(
-        422, [{"type": kind, "loc": [location, name], "msg": message, "input": value}]
-    )

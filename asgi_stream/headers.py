@@ -38,16 +38,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from types import FrameType
 
-__all__ = [
-    "CONNECTION_SPECIFIC",
-    "ConnectionHeaderWarning",
-    "Headers",
-    "HeadersInput",
-    "MutableHeaders",
-    "encode_header",
-    "encode_response_headers",
-    "is_token",
-]
+__all__ = ["ConnectionHeaderWarning", "Headers", "HeadersInput", "MutableHeaders"]
 
 #: What a response may pass as ``headers=``: a mapping, or pairs (to repeat a name).
 HeadersInput = Mapping[str, str] | Iterable[tuple[str, str]]

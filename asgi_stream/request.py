@@ -29,11 +29,11 @@ from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from .datastructures import URL, Address, FormData, QueryParams, State
-from .exceptions import ClientDisconnect, HTTPException, validation_error
+from .exceptions import ClientDisconnect, HTTPException
 from .headers import Headers
 from .types import Message, Receive, Scope
 
-__all__ = ["MAX_BODY_SIZE", "MAX_QUERY_SIZE", "Request", "route_path"]
+__all__ = ["Request"]
 
 #: The default limit on a request body, in bytes (413 beyond it).
 MAX_BODY_SIZE = 1024 * 1024
@@ -41,8 +41,6 @@ MAX_BODY_SIZE = 1024 * 1024
 MAX_QUERY_SIZE = 8 * 1024
 
 # How FastAPI (pydantic) reads a bool from a query string.
-_TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
-_FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 # What a URL path may hold unescaped (RFC 3986 "pchar" and "/").
@@ -177,31 +175,6 @@ class Request:
                 raise HTTPException(400, "Invalid query string") from None
             self._query = QueryParams(pairs)
         return self._query
-
-    def query_bool(self, name: str, default: bool) -> bool:
-        """A bool query parameter, read the way FastAPI reads one (422 otherwise)."""
-        value = self.query_params.get(name)
-        if value is None:
-            return default
-        lowered = value.lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        raise validation_error(
-            "query",
-            name,
-            "bool_parsing",
-            "Input should be a valid boolean, unable to interpret input",
-            value,
-        )
-
-    def query_str(self, name: str) -> str:
-        """A required string query parameter (FastAPI's 422 when missing)."""
-        value = self.query_params.get(name)
-        if value is None:
-            raise validation_error("query", name, "missing", "Field required", None)
-        return value
 
     async def receive(self) -> Message:
         """The ``receive`` to hand the response: it returns ``http.disconnect``

@@ -161,14 +161,7 @@ from .headers import HeadersInput, MutableHeaders, encode_header, encode_respons
 from .serverstop import end_at_server_stop
 from .types import Message, Receive, Scope, Send
 
-__all__ = [
-    "END_OF_BODY",
-    "Content",
-    "ContentEncoder",
-    "JSONResponse",
-    "Response",
-    "StreamingResponse",
-]
+__all__ = ["Content", "JSONResponse", "Response", "StreamingResponse"]
 
 #: What a streaming response may iterate over: chunks of str, bytes or memoryview.
 Content = AsyncIterable[Any] | Iterable[Any]

@@ -55,14 +55,14 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Literal
 
 from .background import BackgroundTask, BackgroundTasks
-from .eventlog import EventIDNotFound, EventLog
+from .eventlog_base import EventIDNotFound, EventLog
 from .headers import HeadersInput
 from .request import Request
 from .response import Response
 from .sse import EventSourceResponse, ServerSentEvent
 from .types import Receive, Scope, Send
 
-__all__ = ["MAX_EVENT_ID_LENGTH", "ResumableEventSourceResponse", "last_event_id"]
+__all__ = ["ResumableEventSourceResponse", "last_event_id"]
 
 #: A longer ``Last-Event-ID`` cannot be one of ours; it is treated as unknown.
 MAX_EVENT_ID_LENGTH = 128

@@ -80,17 +80,7 @@ from .request import MAX_BODY_SIZE, Request, route_path
 from .response import JSONResponse, Response
 from .types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = [
-    "CONVERTERS",
-    "Endpoint",
-    "Hook",
-    "Lifespan",
-    "Mount",
-    "NoMatchFound",
-    "Route",
-    "Router",
-    "compile_pattern",
-]
+__all__ = ["Mount", "NoMatchFound", "Route", "Router"]
 
 logger = logging.getLogger("asgi_stream")
 

@@ -64,7 +64,7 @@ from typing import Any
 
 from .types import Message, Receive, Scope, Send
 
-__all__ = ["end_at_server_stop", "stop_streams"]
+__all__ = ["stop_streams"]
 
 #: The signals a server takes as "stop gracefully".
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)

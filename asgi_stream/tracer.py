@@ -75,7 +75,7 @@ from typing import Any, TextIO
 
 from .types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["Tracer", "escape_control", "format_record"]
+__all__ = ["Tracer"]
 
 _STDERR: Any = object()  # "sys.stderr as it is when a line is written" (pytest swaps it)
 _INDENT = " " * 26

@@ -29,6 +29,7 @@ from asgiref.testing import ApplicationCommunicator
 import asgi_stream
 from asgi_stream import Route, Router
 from tests.asgi import SERVER_ASGI, http_scope
+from tests.test_exported_members import PUBLIC
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -167,24 +168,6 @@ def test_every_code_block_names_a_known_language_and_none_is_bare(page: Path) ->
 
 
 #: What a user writes: the names the API reference documents, each on its concept's page.
-PUBLIC = {
-    # Responses and Server-Sent Events
-    *("Response", "JSONResponse", "StreamingResponse", "EventSourceResponse", "ServerSentEvent"),
-    # The request and routing
-    *("Request", "Router", "Route", "Mount", "HTTPException", "ClientDisconnect"),
-    *("URLPath", "NoMatchFound"),
-    *("Headers", "MutableHeaders", "QueryParams", "URL", "Address", "State"),
-    # Around a stream
-    *("BackgroundTask", "BackgroundTasks", "run_in_threadpool"),
-    *("timeout_each", "batched", "gzip_response"),
-    # Resumable streams and fan-out
-    *("EventLog", "MemoryEventLog", "RedisEventLog", "open_event_log", "Event"),
-    *("EventIDNotFound", "ResumableEventSourceResponse", "last_event_id"),
-    *("Broadcast", "Subscription"),
-    # Shutdown, tracing, warnings and types
-    *("GracefulShutdown", "stop_streams", "Tracer", "ConnectionHeaderWarning"),
-    *("ASGIApp", "Scope", "Receive", "Send", "Message", "HeadersInput", "Content"),
-}
 #: The library's reference: the index page and one page per concept.
 REFERENCE = [
     DOCS / "api.rst",

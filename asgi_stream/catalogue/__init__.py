@@ -22,7 +22,8 @@ an import string (``"asgi_stream.catalogue:app"``), and import only its data
   :mod:`~asgi_stream.catalogue.differences`: where the two differ on purpose.
 * :mod:`~asgi_stream.catalogue.accesslog` and
   :mod:`~asgi_stream.catalogue.logfollow`: the log that ``/logs`` follows, and
-  the follower.
+  the follower; :mod:`~asgi_stream.catalogue.params`: query parameters read
+  as FastAPI reads them, with its 422.
 """
 
 from .endpoints import MAX_TICK, MIN_TICK, Catalogue, Settings, app, create_app

@@ -21,12 +21,11 @@ LangChain; it only speaks its interface.
 from __future__ import annotations
 
 import asyncio
+import pkgutil
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
-
-from ..importing import import_object
 
 __all__ = ["ChatChunk", "LocalChatModel", "chunk_text", "load_chat_model"]
 
@@ -97,7 +96,7 @@ def load_chat_model(spec: str) -> Any:
     The attribute may be a model (anything with ``astream``) or a callable
     that returns one when called without arguments.
     """
-    found = import_object(spec)
+    found = pkgutil.resolve_name(spec)
     if not hasattr(found, "astream") and callable(found):
         found = found()
     if not hasattr(found, "astream"):

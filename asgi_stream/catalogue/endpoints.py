@@ -39,7 +39,6 @@ from typing import Any
 
 from ..compression import gzip_response
 from ..concurrency import close_iterator
-from ..exceptions import validation_error
 from ..request import Request
 from ..response import JSONResponse, StreamingResponse
 from ..routing import Router
@@ -50,6 +49,7 @@ from . import demo, jobs
 from .accesslog import AccessLog
 from .chat import LocalChatModel, chunk_text, load_chat_model
 from .logfollow import follow
+from .params import query_bool, query_str, validation_error
 from .tutorial import Tutorial
 from .wire import Wire, background, watch_generator
 
@@ -269,7 +269,7 @@ class Catalogue:
 
     async def conditional_stream(self, request: Request) -> Any:
         tick = self.tick(request)
-        stream = request.query_bool("stream", False)
+        stream = query_bool(request, "stream", False)
         data = await self._five_items(tick)
         if not stream:
             return JSONResponse({"data": data})
@@ -391,7 +391,7 @@ class Catalogue:
 
     async def chat_stream(self, request: Request) -> StreamingResponse:
         await request.body()  # unused, but read within the size limit (413 beyond)
-        message = request.query_str("message")
+        message = query_str(request, "message")
         tick = self.tick(request)
         model = self.chat_model or LocalChatModel(delay=0.05 * tick)
         debug = self.settings.debug

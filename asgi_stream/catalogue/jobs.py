@@ -43,7 +43,8 @@ import secrets
 from collections import deque
 from typing import Any, Protocol
 
-from ..eventlog import EventLog, open_event_log
+from ..eventlog import open_event_log
+from ..eventlog_base import EventLog
 from ..exceptions import HTTPException
 from ..request import Request
 from ..response import JSONResponse

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import pkgutil
 import signal
 import socket
 from collections.abc import Iterator
@@ -56,7 +57,6 @@ import hypercorn.config
 import hypercorn.typing
 import uvicorn
 
-from ..importing import import_object
 from ..shutdown import GracefulShutdown
 
 __all__ = [
@@ -115,7 +115,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 def run_worker(options: ServeOptions, sock: socket.socket) -> None:
     """Serve ``options.app`` on ``sock`` in this process until SIGTERM or SIGINT."""
-    app = GracefulShutdown(import_object(options.app), options.grace)
+    app = GracefulShutdown(pkgutil.resolve_name(options.app), options.grace)
     if options.server == "uvicorn":
         _run_uvicorn(app, options, sock)
     elif options.server == "hypercorn":

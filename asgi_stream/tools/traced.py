@@ -19,9 +19,9 @@ nothing.
 from __future__ import annotations
 
 import os
+import pkgutil
 from typing import Any
 
-from ..importing import import_object
 from ..tracer import Tracer
 
 __all__ = ["TRACED_APP", "trace_environment", "traced_app_from_environment"]
@@ -52,7 +52,7 @@ def traced_app_from_environment() -> Tracer:
 
     The catalogue, printing text lines, when none are set.
     """
-    app = import_object(os.environ.get(TRACE_APP_VARIABLE, "asgi_stream.catalogue:app"))
+    app = pkgutil.resolve_name(os.environ.get(TRACE_APP_VARIABLE, "asgi_stream.catalogue:app"))
     json_lines = os.environ.get(TRACE_JSON_VARIABLE) or None
     if os.environ.get(TRACE_TEXT_VARIABLE, "1") == "0":
         return Tracer(app, text=None, json_lines=json_lines)

@@ -23,12 +23,12 @@ from httpx_sse import connect_sse
 from starlette import responses as starlette_responses
 
 import asgi_stream
-from asgi_stream import starlette_compatible
 from asgi_stream.starlette import (
     EventSourceResponse,
     Response,
     ResumableEventSourceResponse,
     StreamingResponse,
+    starlette_compatible,
 )
 from tests.asgi import body_of, headers_of, http_scope, request
 from tests.serving import ServerProcess, serve

@@ -11,14 +11,8 @@ from typing import Any
 
 import pytest
 
-from asgi_stream import (
-    MAX_BODY_SIZE,
-    HTTPException,
-    NoMatchFound,
-    Request,
-    Router,
-    StreamingResponse,
-)
+from asgi_stream import HTTPException, NoMatchFound, Request, Router, StreamingResponse
+from asgi_stream.request import MAX_BODY_SIZE
 from tests.asgi import body_of, http_scope, request
 
 

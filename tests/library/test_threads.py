@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from asgiref.testing import ApplicationCommunicator
 
-from asgi_stream import MAX_THREADS, Request, Router, StreamingResponse
+from asgi_stream import Request, Router, StreamingResponse
+from asgi_stream.concurrency import MAX_THREADS
 from tests.asgi import body_of, http_scope, request
 from tests.library.test_response import Ticker
 
