@@ -163,17 +163,8 @@ class Request:
             raw: bytes = self.scope.get("query_string", b"")
             if len(raw) > MAX_QUERY_SIZE:
                 raise HTTPException(414, "Query string too long")
-            try:
-                pairs = parse_qsl(
-                    raw.decode("utf-8"),  # raw bytes are not allowed in a URI; UTF-8 at most
-                    keep_blank_values=True,
-                    encoding="utf-8",
-                    errors="strict",
-                    max_num_fields=1000,
-                )
-            except (UnicodeDecodeError, ValueError):
-                raise HTTPException(400, "Invalid query string") from None
-            self._query = QueryParams(pairs)
+            # Raw bytes are not allowed in a URI; UTF-8 at most.
+            self._query = QueryParams(_urlencoded(raw, "Invalid query string"))
         return self._query
 
     async def receive(self) -> Message:
@@ -309,17 +300,7 @@ class Request:
                 f"form() reads application/x-www-form-urlencoded, not {media_type or 'no type'}: "
                 "read other bodies with request.stream()",
             )
-        try:
-            fields = parse_qsl(
-                (await self.body()).decode("utf-8"),
-                keep_blank_values=True,
-                encoding="utf-8",
-                errors="strict",
-                max_num_fields=1000,
-            )
-        except (UnicodeDecodeError, ValueError):
-            raise HTTPException(400, "Invalid form body") from None
-        return FormData(fields)
+        return FormData(_urlencoded(await self.body(), "Invalid form body"))
 
     def url_for(self, name: str, /, **path_params: Any) -> URL:
         """The whole URL of the route named ``name``, root path included.
@@ -348,3 +329,17 @@ def _unquote_cookie(value: str) -> str:
     return _COOKIE_ESCAPE.sub(
         lambda escape: chr(int(escape[1], 8)) if escape[1] else escape[2], value[1:-1]
     )
+
+
+def _urlencoded(raw: bytes, error: str) -> list[tuple[str, str]]:
+    """The pairs of ``a=1&b=2`` (UTF-8, at most 1,000); a 400 saying ``error`` if it is not."""
+    try:
+        return parse_qsl(
+            raw.decode("utf-8"),
+            keep_blank_values=True,
+            encoding="utf-8",
+            errors="strict",
+            max_num_fields=1000,
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise HTTPException(400, error) from None

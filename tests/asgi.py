@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from asgiref.testing import ApplicationCommunicator
@@ -54,3 +55,24 @@ def body_of(messages: list[dict[str, Any]]) -> bytes:
 
 def headers_of(messages: list[dict[str, Any]]) -> dict[bytes, bytes]:
     return dict(messages[0]["headers"])
+
+
+class Endless:
+    """An endless stream whose generator records when its ``finally`` ran."""
+
+    def __init__(self) -> None:
+        self.finally_ran = False
+
+    async def generate(self) -> Any:
+        try:
+            while True:
+                yield b"tick\n"
+                await asyncio.sleep(0.01)
+        finally:
+            self.finally_ran = True
+
+
+async def never_disconnects() -> dict[str, Any]:
+    """A ``receive`` whose client stays for as long as a test may take."""
+    await asyncio.sleep(60)
+    return {"type": "http.disconnect"}

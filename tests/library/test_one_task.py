@@ -26,7 +26,7 @@ from asgiref.testing import ApplicationCommunicator
 
 from asgi_stream import EventSourceResponse, StreamingResponse
 from tests import one_task_app
-from tests.asgi import body_of, http_scope, request
+from tests.asgi import body_of, http_scope, never_disconnects, request
 from tests.serving import ServerProcess, serve
 from tests.whatwg_sse import parse
 
@@ -228,17 +228,13 @@ def test_send_timeout_does_not_time_the_headers() -> None:
     async def main() -> list[dict[str, Any]]:
         sent: list[dict[str, Any]] = []
 
-        async def receive() -> dict[str, Any]:
-            await asyncio.sleep(60)
-            return {"type": "http.disconnect"}
-
         async def send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 await asyncio.sleep(0.2)
             sent.append(message)
 
         response = StreamingResponse(generate(), send_timeout=0.05)
-        await asyncio.wait_for(response(http_scope(), receive, send), 5)
+        await asyncio.wait_for(response(http_scope(), never_disconnects, send), 5)
         return sent
 
     sent = asyncio.run(main())
@@ -263,17 +259,13 @@ def test_a_body_send_past_send_timeout_ends_the_stream_and_runs_finally(
     async def main() -> list[dict[str, Any]]:
         sent: list[dict[str, Any]] = []
 
-        async def receive() -> dict[str, Any]:
-            await asyncio.sleep(60)
-            return {"type": "http.disconnect"}
-
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
             if len(sent) > 3:
                 await asyncio.sleep(60)  # the client stopped reading
 
         response = StreamingResponse(generate(), send_timeout=0.05, coalesce=coalesce)
-        await asyncio.wait_for(response(http_scope(), receive, send), 5)
+        await asyncio.wait_for(response(http_scope(), never_disconnects, send), 5)
         return sent
 
     sent = asyncio.run(main())

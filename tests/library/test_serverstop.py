@@ -16,22 +16,9 @@ import pytest
 from asgiref.testing import ApplicationCommunicator
 
 from asgi_stream import StreamingResponse, stop_streams
-from tests.asgi import http_scope
+from tests.asgi import Endless, http_scope
 
 END = {"type": "http.response.body", "body": b"", "more_body": False}
-
-
-class Endless:
-    def __init__(self) -> None:
-        self.finally_ran = False
-
-    async def generate(self) -> Any:
-        try:
-            while True:
-                yield b"tick\n"
-                await asyncio.sleep(0.01)
-        finally:
-            self.finally_ran = True
 
 
 async def open_stream(stream: Endless) -> ApplicationCommunicator:

@@ -10,27 +10,12 @@ from asgiref.testing import ApplicationCommunicator
 
 from asgi_stream import StreamingResponse
 from asgi_stream.shutdown import GracefulShutdown
-from tests.asgi import http_scope, request
+from tests.asgi import Endless, http_scope, request
 
 START = "http.response.start"
 BODY = "http.response.body"
 END = {"type": BODY, "body": b"", "more_body": False}
 UNAVAILABLE = b'{"detail":"Service Unavailable"}'
-
-
-class Endless:
-    """An endless stream whose generator records when its ``finally`` ran."""
-
-    def __init__(self) -> None:
-        self.finally_ran = False
-
-    async def generate(self) -> Any:
-        try:
-            while True:
-                yield b"tick\n"
-                await asyncio.sleep(0.01)
-        finally:
-            self.finally_ran = True
 
 
 async def open_stream(app: Any) -> ApplicationCommunicator:
