@@ -15,7 +15,7 @@ Start reading at :mod:`asgi_stream.response`.
 """
 
 from .background import BackgroundTask, BackgroundTasks
-from .broadcast import Broadcast, Subscription
+from .broadcast import Broadcast, Frame, Subscription
 from .coalesce import BATCH_BYTES, BATCH_ITEMS, coalesce_ready
 from .compression import accepts_gzip, gzip_chunks, gzip_response, parse_accept_encoding
 from .concurrency import (
@@ -28,8 +28,16 @@ from .concurrency import (
 )
 from .datastructures import URL, QueryParams, State
 from .eventlog import MemoryEventLog, open_event_log
-from .eventlog_base import DEFAULT_MAXLEN, Event, EventIDNotFound, EventLog
+from .eventlog_base import (
+    DEFAULT_MAX_PENDING,
+    DEFAULT_MAXLEN,
+    Event,
+    EventIDNotFound,
+    EventLog,
+    EventLogUnavailable,
+)
 from .exceptions import ClientDisconnect, HTTPException, validation_error
+from .fanout import LogSubscription
 from .headers import (
     CONNECTION_SPECIFIC,
     ConnectionHeaderWarning,
@@ -44,7 +52,13 @@ from .importing import import_object
 from .redis_eventlog import RedisEventLog  # redis itself is imported when a RedisEventLog is made
 from .request import MAX_BODY_SIZE, MAX_QUERY_SIZE, Request, route_path
 from .response import END_OF_BODY, Content, JSONResponse, Response, StreamingResponse
-from .resumable import MAX_EVENT_ID_LENGTH, ResumableEventSourceResponse, last_event_id
+from .resumable import (
+    MAX_EVENT_ID_LENGTH,
+    UNAVAILABLE_RETRY_MS,
+    ResumableEventSourceResponse,
+    last_event_id,
+    retry_later,
+)
 from .routing import CONVERTERS, Endpoint, Hook, Lifespan, Mount, Route, Router, compile_pattern
 from .shutdown import GracefulShutdown
 from .sse import EventSourceResponse, ServerSentEvent
@@ -58,12 +72,14 @@ __all__ = [
     "CONNECTION_SPECIFIC",
     "CONVERTERS",
     "DEFAULT_MAXLEN",
+    "DEFAULT_MAX_PENDING",
     "END_OF_BODY",
     "HEARTBEAT",
     "MAX_BODY_SIZE",
     "MAX_EVENT_ID_LENGTH",
     "MAX_QUERY_SIZE",
     "MAX_THREADS",
+    "UNAVAILABLE_RETRY_MS",
     "URL",
     "ASGIApp",
     "BackgroundTask",
@@ -76,7 +92,9 @@ __all__ = [
     "Event",
     "EventIDNotFound",
     "EventLog",
+    "EventLogUnavailable",
     "EventSourceResponse",
+    "Frame",
     "GracefulShutdown",
     "HTTPException",
     "Headers",
@@ -84,6 +102,7 @@ __all__ = [
     "Hook",
     "JSONResponse",
     "Lifespan",
+    "LogSubscription",
     "MemoryEventLog",
     "Message",
     "Mount",
@@ -123,6 +142,7 @@ __all__ = [
     "last_event_id",
     "open_event_log",
     "parse_accept_encoding",
+    "retry_later",
     "route_path",
     "run_in_threadpool",
     "timeout_each",

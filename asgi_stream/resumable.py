@@ -51,21 +51,32 @@ from :class:`~asgi_stream.sse.EventSourceResponse`.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Literal
 
 from .background import BackgroundTask, BackgroundTasks
-from .eventlog import EventIDNotFound, EventLog
+from .eventlog import EventIDNotFound, EventLog, EventLogUnavailable
 from .headers import HeadersInput
 from .request import Request
 from .response import Response
 from .sse import EventSourceResponse, ServerSentEvent
 from .types import Receive, Scope, Send
 
-__all__ = ["MAX_EVENT_ID_LENGTH", "ResumableEventSourceResponse", "last_event_id"]
+__all__ = [
+    "MAX_EVENT_ID_LENGTH",
+    "UNAVAILABLE_RETRY_MS",
+    "ResumableEventSourceResponse",
+    "last_event_id",
+    "retry_later",
+]
+
+logger = logging.getLogger(__name__)
 
 #: A longer ``Last-Event-ID`` cannot be one of ours; it is treated as unknown.
 MAX_EVENT_ID_LENGTH = 128
+#: The ``retry:`` (milliseconds) asked of a client while the log is unavailable, unless set.
+UNAVAILABLE_RETRY_MS = 1000
 
 
 def last_event_id(request: Request) -> str | None:
@@ -110,11 +121,19 @@ class ResumableEventSourceResponse(EventSourceResponse):
         self.stream_name = stream
         self.last_event_id = last_event_id or None
         self.final_events = _event_names(final_events)
-        self._retry_event = None if retry is None else ServerSentEvent(retry=retry)  # validates
+        if retry is not None:
+            ServerSentEvent(retry=retry)  # validates it here, where it is wrong
+        self._retry_ms = retry
         super().__init__(self._events(), status_code, headers, background=background)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if await self._client_has_final_event():
+        try:
+            has_final_event = await self._client_has_final_event()
+        except EventLogUnavailable as exc:
+            self._mark_sent()
+            await retry_later(self._retry_ms, exc, self.background)(scope, receive, send)
+            return
+        if has_final_event:
             self._mark_sent()  # single use, even when answered with a 204
             await Response(status_code=204, background=self.background)(scope, receive, send)
             return
@@ -128,36 +147,50 @@ class ResumableEventSourceResponse(EventSourceResponse):
             last is not None and last.id == self.last_event_id and last.event in self.final_events
         )
 
-    async def _events(self) -> AsyncIterator[ServerSentEvent]:
-        if self._retry_event is not None:
-            yield self._retry_event
+    async def _events(self) -> AsyncIterator[ServerSentEvent | bytes]:
+        if self._retry_ms is not None:
+            yield ServerSentEvent(retry=self._retry_ms)
         after = self.last_event_id
         if after is not None and len(after) > MAX_EVENT_ID_LENGTH:
             yield _reset_event(EventIDNotFound(after[:MAX_EVENT_ID_LENGTH] + "...", trimmed=False))
             after = None
-        if after is None:
-            after = await self._start_after()
         while True:
+            subscription = self.log.subscribe(
+                self.stream_name, after, start=self.start, final_events=self.final_events
+            )
             try:
-                async with contextlib.aclosing(self.log.read(self.stream_name, after)) as events:
-                    async for event in events:
-                        yield ServerSentEvent(event.data, event.event, event.id)
-                        if event.event in self.final_events:
-                            return
+                async with contextlib.aclosing(subscription):
+                    async for chunk in subscription:
+                        yield chunk
+                return
             except EventIDNotFound as exc:
                 yield _reset_event(exc)
-                after = await self._start_after()  # go on as a new subscriber would
+                after = None  # go on as a new subscriber would
+            except EventLogUnavailable as exc:
+                # Headers are sent: end cleanly, and the browser comes back after retry.
+                logger.warning("%s: the client is asked to reconnect", exc)
+                if self._retry_ms is None:
+                    yield ServerSentEvent(retry=UNAVAILABLE_RETRY_MS)
+                return
 
-    async def _start_after(self) -> str | None:
-        """Where a reader without an ID starts: after this ID (``None``: the oldest held).
 
-        Live is "after the newest event now". An event appended after this
-        look comes after that ID, so the reader cannot miss it.
-        """
-        if self.start == "beginning":
-            return None
-        newest = await self.log.last(self.stream_name)
-        return None if newest is None else newest.id
+def retry_later(
+    retry: int | None = None,
+    reason: BaseException | None = None,
+    background: BackgroundTask | BackgroundTasks | None = None,
+) -> EventSourceResponse:
+    """An SSE answer for "not now": a ``retry:`` field and a clean end.
+
+    What to send when the event log is unavailable
+    (:class:`~asgi_stream.eventlog.EventLogUnavailable`).
+    A 5xx would make a browser's ``EventSource`` give up for good; a ``200``
+    stream that ends makes it reconnect after ``retry`` milliseconds
+    (:data:`UNAVAILABLE_RETRY_MS` by default), with its ``Last-Event-ID``.
+    """
+    if reason is not None:
+        logger.warning("%s: the client is asked to reconnect", reason)
+    event = ServerSentEvent(retry=UNAVAILABLE_RETRY_MS if retry is None else retry)
+    return EventSourceResponse([event], background=background)
 
 
 def _event_names(names: Iterable[str]) -> frozenset[str]:
