@@ -107,6 +107,8 @@ _STREAM_ID = re.compile(r"([0-9]{1,19})-([0-9]{1,19})")  # within the 64-bit hal
 _LAST_PAGE = 16  # entries per XREVRANGE when last() looks for the newest event
 _BACKOFF_FIRST = 0.05  # seconds before the reader's first retry; doubled up to _BACKOFF_MAX
 _BACKOFF_MAX = 2.0
+_REPLAYS = 16  # replays in flight at once, well under redis-py's 100 connections per pool
+_EMPTY = "0-0"  # the cursor of a stream without entries: every ID is after it
 
 # One stream entry, its ID and its fields, as our client receives it. redis-py's
 # types say bytes | str wherever a reply holds text; decode_responses=True makes it
@@ -179,6 +181,7 @@ class RedisEventLog(EventLog):
         self._unresolved: set[str] = set()  # streams whose subscribers wait for a live_from
         self._wake_key = _WAKE_PREFIX + secrets.token_hex(8)
         self._wake_sent = False
+        self._replays = asyncio.Semaphore(_REPLAYS)
 
     @staticmethod
     def key(stream: str) -> str:
@@ -234,15 +237,20 @@ class RedisEventLog(EventLog):
         self._unresolved.discard(stream)
 
     async def _history(self, stream: str, after: str | None, upto: str, check: bool) -> list[Frame]:
+        if upto == _EMPTY and not (check and after is not None):
+            return []  # the stream had no entry when this subscriber joined
         key = self.key(stream)
-        with _unavailable():
-            if check and after is not None:
-                await self._check_resumable(key, after)
-            low = "-" if after is None else "(" + after
-            reply = await self.redis.xrange(key, low, upto, count=self.batch)
-            entries = cast(list[_Entry], reply)
-            if len(entries) == self.batch and after is not None:
-                await self._check_not_trimmed(key, after)
+        # A thousand clients that connect at once replay at most _REPLAYS at a
+        # time; the others wait here, in asyncio, where a cancellation is safe.
+        async with self._replays:
+            with _unavailable():
+                if check and after is not None:
+                    await self._check_resumable(key, after)
+                low = "-" if after is None else "(" + after
+                reply = await self.redis.xrange(key, low, upto, count=self.batch)
+                entries = cast(list[_Entry], reply)
+                if len(entries) == self.batch and after is not None:
+                    await self._check_not_trimmed(key, after)
         return [frame for entry in entries if (frame := self._frame(key, *entry)) is not None]
 
     @staticmethod
@@ -260,7 +268,7 @@ class RedisEventLog(EventLog):
 
     async def _read_forever(self) -> None:
         """Read every stream with local subscribers, and hand out what comes; until closed."""
-        wake_cursor = "0-0"  # the key is this log's own: any entry in it is a wake-up
+        wake_cursor = _EMPTY  # the key is this log's own: any entry in it is a wake-up
         failures = 0
         while not self._closing:
             try:
@@ -299,7 +307,7 @@ class RedisEventLog(EventLog):
             if name not in self._unresolved or fanout is None:
                 continue  # its subscribers all left meanwhile
             self._unresolved.discard(name)
-            cursor = self._cursors[name] = entries[0][0] if entries else "0-0"
+            cursor = self._cursors[name] = entries[0][0] if entries else _EMPTY
             for subscription in fanout._subscriptions:
                 assert isinstance(subscription, LogSubscription)
                 if subscription.live_from is None:
@@ -312,7 +320,7 @@ class RedisEventLog(EventLog):
         cursor = self._cursors.get(name)
         if cursor is None:
             return  # its subscribers left (or it awaits a live_from) while the reader waited
-        if len(entries) == self.batch and cursor != "0-0":
+        if len(entries) == self.batch and cursor != _EMPTY:
             trimmed = not await self._reader_redis.xrange(key, "-", cursor, count=1)
             fanout = self._fanouts.get(name)
             if trimmed and fanout is not None and self._cursors.get(name) == cursor:
