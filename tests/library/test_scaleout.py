@@ -51,7 +51,7 @@ def hosts(tmp_path: Path, redis: FaultyRedis) -> Iterator[list[ServerProcess]]:
 async def follow(
     client: httpx.AsyncClient, urls: list[str], stream: str, workers: set[str]
 ) -> Received:
-    """Follow ``stream`` until ``done``, reconnecting with the last ID; the next URL on a failure."""
+    """Follow ``stream`` until ``done``, resuming with the last ID; the next URL on a failure."""
     received: Received = []
     last_id = ""
     for url in itertools.chain(urls, itertools.repeat(urls[-1])):
