@@ -13,6 +13,9 @@ answers one line of JSON on stdout:
     :data:`QUIET` seconds (a heartbeat comment is not an event); answer how
     many events were published, how many arrived in all, and the
     producer-to-client latency of each event that reached a *probe*;
+``listen SECONDS RATE``
+    as ``measure``, but another process publishes (to both servers, through
+    Redis): read for ``SECONDS``, then until quiet; ``published`` is 0;
 ``quit``
     close everything and exit.
 
@@ -103,13 +106,15 @@ class Subscribers:
                         else:
                             waiting[sock] = data
 
-    def measure(self, seconds: float, rate: float) -> dict[str, object]:
+    def measure(self, seconds: float, rate: float, publish: bool = True) -> dict[str, object]:
+        """Publish (unless ``publish`` is false: another process does) and count what arrives."""
         step = max(1, len(self.socks) // PROBES)
         latencies: list[float] = []
         probes = {sock: Probe(latencies) for sock in self.socks[::step]}
         delivered_before = sum(counter.count for counter in self.counters.values())
         publisher = connect(self.port)
-        publisher.sendall(request(f"/publish?seconds={seconds}&rate={rate}"))
+        if publish:
+            publisher.sendall(request(f"/publish?seconds={seconds}&rate={rate}"))
         publisher.setblocking(False)
         answer = b""
         with selectors.DefaultSelector() as selector:
@@ -119,9 +124,12 @@ class Subscribers:
             deadline = time.monotonic() + seconds + TIMEOUT
             published = None
             while published is None:
+                if not publish and time.monotonic() > deadline - TIMEOUT:
+                    published = 0  # the publishing process reports the count
+                    break
                 if time.monotonic() > deadline:
                     raise TimeoutError("the publisher did not answer")
-                for key, _ in selector.select(1.0):
+                for key, _ in selector.select(0.1 if not publish else 1.0):
                     now = time.monotonic()
                     sock = key.fileobj  # type: ignore[assignment]
                     data = sock.recv(RECV_SIZE)
@@ -174,6 +182,8 @@ def main() -> None:
                 answer = {"open": len(subscribers.socks)}
             elif command == "measure":
                 answer = subscribers.measure(float(args[0]), float(args[1]))
+            elif command == "listen":
+                answer = subscribers.measure(float(args[0]), float(args[1]), publish=False)
             else:
                 break
             print(json.dumps(answer), flush=True)

@@ -1,7 +1,7 @@
 """Serve one candidate on one server, pinned to CPU 0: ``python -m benchmarks.server SERVER APP``.
 
 ``SERVER`` is one of :data:`SERVERS`; ``APP`` is an attribute of
-:mod:`benchmarks.apps`; ``--port`` is given last (as
+:mod:`benchmarks.apps`, or ``module:attribute``; ``--port`` is given last (as
 :func:`asgi_stream.tools.process.serve` does); ``--cpus 0,1`` lets the server
 use both cores (the idle-stream measurement does, to open 50,000 connections
 faster).
@@ -36,9 +36,14 @@ def main() -> None:
         os.sched_setaffinity(0, {int(cpu) for cpu in args.cpus.split(",")})
     raise_open_files_limit()
 
-    from . import apps
+    if ":" in args.app:  # "module:attribute", such as benchmarks.scaleout_apps:asgi_stream_redis
+        from asgi_stream import import_object
 
-    app = getattr(apps, args.app)
+        app = import_object(args.app)
+    else:
+        from . import apps
+
+        app = getattr(apps, args.app)
     if args.server == "hypercorn":
         from hypercorn.asyncio import serve
         from hypercorn.config import Config
