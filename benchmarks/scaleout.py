@@ -245,6 +245,37 @@ def versions() -> dict[str, str]:
     return found
 
 
+def run(
+    levels: Sequence[int],
+    rate: float,
+    seconds: float,
+    names: Sequence[str],
+    out: Path,
+    command: str,
+) -> dict[str, Any]:
+    """Measure every candidate in ``names``; write ``out``.json and .md; return the report."""
+    with tempfile.TemporaryDirectory(prefix="scaleout-") as tmp_name:
+        tmp = Path(tmp_name)
+        results = {}
+        for name in names:
+            with redis_server(tmp) as redis:  # a fresh Redis each: no streams left over
+                results[name] = measure_candidate(name, redis, levels, seconds, rate, tmp)
+    report = {
+        "command": command,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, shared with other work",
+        "versions": versions(),
+        "rate": rate,
+        "seconds": seconds,
+        "results": results,
+        "held_per_process": {name: held_per_process(per) for name, per in results.items()},
+        "targets": targets(results, levels) if {SUBJECT, *RIVALS} <= results.keys() else [],
+    }
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(report))
+    log(f"wrote {out.with_suffix('.md')}")
+    return report
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", default="1000,10000", help="subscribers in all, per level")
@@ -253,28 +284,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--candidates", default=",".join(CANDIDATES))
     parser.add_argument("--out", default=str(RESULTS / "scaleout"), help="results, without suffix")
     args = parser.parse_args(argv)
+    command = "python3 -m benchmarks.scaleout " + " ".join(sys.argv[1:] if argv is None else argv)
     levels = [int(level) for level in args.levels.split(",")]
     names = args.candidates.split(",")
-    with tempfile.TemporaryDirectory(prefix="scaleout-") as tmp_name:
-        tmp = Path(tmp_name)
-        results = {}
-        for name in names:
-            with redis_server(tmp) as redis:  # a fresh Redis each: no streams left over
-                results[name] = measure_candidate(name, redis, levels, args.seconds, args.rate, tmp)
-    report = {
-        "command": "python3 -m benchmarks.scaleout " + " ".join(argv or sys.argv[1:]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, shared with other work",
-        "versions": versions(),
-        "rate": args.rate,
-        "seconds": args.seconds,
-        "results": results,
-        "held_per_process": {name: held_per_process(per) for name, per in results.items()},
-        "targets": targets(results, levels) if {SUBJECT, *RIVALS} <= results.keys() else [],
-    }
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(report))
-    log(f"wrote {out.with_suffix('.md')}")
+    run(levels, args.rate, args.seconds, names, Path(args.out), command)
 
 
 if __name__ == "__main__":
