@@ -37,6 +37,16 @@ reconnects, and can resume from its ``Last-Event-ID`` (see
 :mod:`asgi_stream.resumable`). The memory a subscriber can hold is bounded,
 and it is only references: every buffer holds the same bytes objects.
 
+One process
+===========
+
+A :class:`Broadcast` lives in one process's memory. Under ``--workers 2``, a
+publish reaches the subscribers of the worker that made it, and no other.
+For several workers or hosts, publish to an event log's stream and subscribe
+to it (:meth:`asgi_stream.eventlog.EventLog.subscribe`): the same mechanism,
+one buffer per subscriber on one fan-out per process, fed by Redis when the
+log is opened with a Redis URL, with resume by ID on top.
+
 Leaving
 =======
 

@@ -11,30 +11,44 @@ them: they go into a *log*, and each response reads from the log.
 
 An :class:`EventLog` holds named *streams*. Each stream is a sequence of
 :class:`Event`\\s in the order they were appended, each with an ID that the log
-chose and that only grows. There are two operations:
+chose and that only grows. There are three operations:
 
 * ``await log.append(stream, data, event=None)`` adds an event and returns its ID;
-* ``log.read(stream, after)`` is an async iterator over every event after the
-  ID ``after`` (from the oldest one held, when ``after`` is ``None``), and then
-  over each new event as it is appended. It never ends by itself: a reader
-  stops when it has seen what it wanted (a final ``done`` event, say).
+* ``log.subscribe(stream, after)`` follows a stream: every event after the ID
+  ``after`` (from the oldest one held, when ``after`` is ``None``; or only
+  new ones, with ``start="live"``), then each new event as it is appended,
+  already encoded for SSE, with its ``id:``. It is what
+  :class:`~asgi_stream.resumable.ResumableEventSourceResponse` sends, and
+  anything else can send it too (``EventSourceResponse(log.subscribe(...))``);
+* ``log.read(stream, after)`` is the same as :class:`Event` objects, for code
+  that wants the data rather than the bytes. Neither ends by itself: a
+  reader stops when it has seen what it wanted (a final ``done`` event, say).
 
 **Replay, then live, with no gap and no duplicate.** The obvious design has a
 race. Read the history, then subscribe to new events, and an event appended
 between the two is lost; subscribe first, then read the history, and an event
-appended in between arrives twice. So ``read()`` has no subscription at all. It
-keeps a *cursor*, the ID of the last event it gave out, and repeats one step:
-"give me the events after the cursor, or wait until there are some". Replay is
-simply the first steps, when there is a backlog. Nothing can fall between two
-steps, because each one starts exactly where the last one ended.
+appended in between arrives twice. A subscriber here joins the live fan-out
+first, and learns in the same step the ID of the last event the fan-out has
+handed out; its replay reads the history exactly up to that ID, and its
+buffer receives exactly the events after it. Nothing can fall between the
+two, and nothing is in both (:mod:`asgi_stream.fanout` tells the whole
+story).
+
+**One reader per process.** However many clients follow a stream, the log
+learns of each new event once per process and hands the same encoded bytes
+to every local subscriber's bounded buffer, as
+:class:`~asgi_stream.broadcast.Broadcast` does. A subscriber that falls
+``max_pending`` events behind is disconnected (``log.disconnected`` counts
+them); its client resumes from its last ID when it reconnects, and ``read()``
+does that by itself.
 
 **Bounded.** Each stream keeps its newest ``maxlen`` events and forgets older
 ones. A reader whose ID has been forgotten cannot be resumed exactly, and must
-be told. Then ``read()`` raises :class:`EventIDNotFound`, with ``trimmed``
+be told. Then ``subscribe()`` and ``read()`` raise :class:`EventIDNotFound`, with ``trimmed``
 true when the ID is older than anything held, and false when the log cannot
 place it at all (garbage, or an ID from a stream or server that no longer
 exists). It does so at the start, for the ``after`` it was given, and also
-while following, when a reader falls more than ``maxlen`` events behind.
+while replaying, when a reader falls more than ``maxlen`` events behind.
 :meth:`EventLog.expire` lets a finished stream disappear after a while. A
 reader still following it is not ended: if something is appended to that name
 later, the reader receives it, from the first event of the new stream.
@@ -51,7 +65,8 @@ reset). The log needs nothing but the standard library, and it has the limits
 of one process: another worker cannot see its streams, and a restart loses
 them. :mod:`asgi_stream.redis_eventlog`
 keeps them in Redis Streams instead, for any number of workers and hosts.
-:func:`open_event_log` picks one from a URL.
+:func:`open_event_log` picks one from a URL, so code written for one worker
+runs on many by changing that URL alone.
 
 The interface and its types are defined in :mod:`asgi_stream.eventlog_base`,
 which both backends import, and re-exported here; this module imports the

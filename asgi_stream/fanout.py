@@ -52,8 +52,7 @@ __all__ = ["LogSubscription"]
 
 
 class FanoutSource(Protocol):
-    """What a :class:`LogSubscription` asks of its event log: the hooks of
-    :class:`~asgi_stream.eventlog.EventLog`."""
+    """What a :class:`LogSubscription` asks of its event log (hooks of ``EventLog``)."""
 
     disconnected: int
 

@@ -12,10 +12,12 @@ client was away is lost. :class:`ResumableEventSourceResponse` answers it:
 * Its events come from a stream of an :class:`~asgi_stream.eventlog.EventLog`,
   never from a generator that exists only in this connection, and each one is
   written with its log ID as ``id:``.
-* With ``Last-Event-ID``, it reads the log from just after that ID: first the
-  events the client missed, then new ones as they are appended. The log's
-  reader moves one cursor through both phases, so there is no gap and no
-  duplicate between them (see :mod:`asgi_stream.eventlog`).
+* With ``Last-Event-ID``, it subscribes to the log's stream from just after
+  that ID: first the events the client missed, then new ones as they are
+  appended, with no gap and no duplicate between them (see
+  :mod:`asgi_stream.fanout`). The subscription is one more buffer on the
+  process's one fan-out of the stream: it holds no connection of its own,
+  even when the log is in Redis.
 * Without one, a new subscriber starts where ``start`` says.
   ``start="beginning"``, the default, replays every event the log holds, then
   goes on live: that is what a client of a *job* wants (all of its progress,
@@ -38,6 +40,11 @@ client was away is lost. :class:`ResumableEventSourceResponse` answers it:
   Content``, which tells ``EventSource`` to stop reconnecting.
 * ``retry`` (milliseconds) is sent first, in an event of its own, which the
   browser applies without dispatching anything.
+* When the log cannot be reached (Redis is restarting:
+  :class:`~asgi_stream.eventlog.EventLogUnavailable`), the answer is still a
+  ``200`` stream: a ``retry:`` field, and a clean end (:func:`retry_later`).
+  ``EventSource`` takes a 5xx as final and stops for good; a stream that ends
+  makes it reconnect, with its ``Last-Event-ID``, and lose nothing.
 * A page cannot set ``Last-Event-ID``: ``EventSource`` sends it only on its
   own reconnections. A page that closed its ``EventSource`` (a Stop button, a
   reload) and opens a new one passes the last ID it saw as
