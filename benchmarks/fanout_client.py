@@ -7,13 +7,14 @@ answers one line of JSON on stdout:
 ``open N``
     open subscriptions (``/subscribe``) until N are open; answer when every
     one of them has its response headers;
-``measure SECONDS RATE``
+``measure SECONDS RATE [QUIET]``
     ask the server to publish ``RATE`` events a second for ``SECONDS``
     seconds (``/publish``), then wait until no event has arrived for
-    :data:`QUIET` seconds (a heartbeat comment is not an event); answer how
+    ``QUIET`` seconds (:data:`QUIET` by default; a heartbeat comment is not
+    an event); answer how
     many events were published, how many arrived in all, and the
     producer-to-client latency of each event that reached a *probe*;
-``listen SECONDS RATE``
+``listen SECONDS RATE [QUIET]``
     as ``measure``, but another process publishes (to both servers, through
     Redis): read for ``SECONDS``, then until quiet; ``published`` is 0;
 ``quit``
@@ -106,8 +107,13 @@ class Subscribers:
                         else:
                             waiting[sock] = data
 
-    def measure(self, seconds: float, rate: float, publish: bool = True) -> dict[str, object]:
-        """Publish (unless ``publish`` is false: another process does) and count what arrives."""
+    def measure(
+        self, seconds: float, rate: float, publish: bool = True, quiet: float = QUIET
+    ) -> dict[str, object]:
+        """Publish (unless ``publish`` is false: another process does) and count what arrives.
+
+        Counting ends once nothing has arrived for ``quiet`` seconds.
+        """
         step = max(1, len(self.socks) // PROBES)
         latencies: list[float] = []
         probes = {sock: Probe(latencies) for sock in self.socks[::step]}
@@ -148,10 +154,10 @@ class Subscribers:
                     selector.register(sock, selectors.EVENT_READ)
             deadline = time.monotonic() + TIMEOUT
             last_event = time.monotonic()
-            while time.monotonic() - last_event < QUIET:
+            while time.monotonic() - last_event < quiet:
                 if time.monotonic() > deadline:
                     raise TimeoutError("the subscribers never went quiet")
-                for key, _ in selector.select(QUIET / 5):
+                for key, _ in selector.select(quiet / 5):
                     now = time.monotonic()
                     sock = key.fileobj  # type: ignore[assignment]
                     data = sock.recv(RECV_SIZE)
@@ -180,10 +186,10 @@ def main() -> None:
             if command == "open":
                 subscribers.open(int(args[0]))
                 answer = {"open": len(subscribers.socks)}
-            elif command == "measure":
-                answer = subscribers.measure(float(args[0]), float(args[1]))
-            elif command == "listen":
-                answer = subscribers.measure(float(args[0]), float(args[1]), publish=False)
+            elif command in ("measure", "listen"):
+                seconds, rate, *quiet = map(float, args)
+                publish = command == "measure"
+                answer = subscribers.measure(seconds, rate, publish, *quiet)
             else:
                 break
             print(json.dumps(answer), flush=True)

@@ -56,6 +56,7 @@ from .run import BENCH_SERVER, PRIMARY, RESULTS, ROOT, ClientProcess, log, perce
 from .scaleout_apps import CANDIDATES
 
 BASE = 50  # subscribers per process before the memory base is read
+QUIET = 3.0  # seconds without an event that end the counting
 #: The issue's targets, checked on "asgi-stream redis".
 TARGET_RATIO = 3.0
 TARGET_P99_MS = 50.0
@@ -112,8 +113,11 @@ def measure_candidate(
             kib_per_subscriber = grown / (level - 2 * BASE)
             cpu_before = [procfs.cpu_seconds(pid) for pid in pids]
             redis_before = procfs.cpu_seconds(redis.process.pid)
-            clients[0].send(f"measure {seconds} {rate}")
-            clients[1].send(f"{'listen' if through_redis else 'measure'} {seconds} {rate}")
+            # A server that two others keep off the CPU can pause for longer than
+            # the clients' usual quiet time: wait QUIET seconds of silence.
+            clients[0].send(f"measure {seconds} {rate} {QUIET}")
+            listen = "listen" if through_redis else "measure"
+            clients[1].send(f"{listen} {seconds} {rate} {QUIET}")
             answers = [client.answer() for client in clients]
             cpu = sum(procfs.cpu_seconds(pid) for pid in pids) - sum(cpu_before)
             redis_cpu = procfs.cpu_seconds(redis.process.pid) - redis_before
