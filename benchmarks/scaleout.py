@@ -64,6 +64,7 @@ TARGET_KB = 10.0
 LATENCY_LIMIT_MS = 100.0
 SUBJECT = "asgi-stream redis"
 BARE = "bare ASGI (the server's own cost)"
+FLOOR = "asgi-stream memory (floor)"
 RIVALS = ("broadcaster redis", "litestar redis streams")
 
 
@@ -186,17 +187,58 @@ def targets(results: dict[str, dict[str, Any]], levels: Sequence[int]) -> list[d
             "pass": kb <= TARGET_KB,
         }
     )
-    for name, per_level in results.items():
-        for level, figures in per_level.items():
-            if figures["delivered_share"] is not None and figures["delivered_share"] < 1.0:
-                rows.append(
-                    {
-                        "target": f"{name} delivers every event at {level}",
-                        "measured": f"{figures['delivered_share']:.4f}",
-                        "pass": False,
-                    }
-                )
+    for level in map(str, levels):
+        share = subject[level]["delivered_share"]
+        rows.append(
+            {
+                "target": f"every event delivered to every subscriber at {level}",
+                "measured": "-" if share is None else f"{100 * share:.2f} %",
+                "pass": share == 1.0,
+            }
+        )
     return rows
+
+
+def notes(report: dict[str, Any]) -> list[str]:
+    """What the figures say about the misses, from the figures themselves."""
+    results = report["results"]
+    if not {SUBJECT, BARE, FLOOR, *RIVALS} <= results.keys():
+        return []
+    top = max(results[SUBJECT], key=int)
+    ours, bare, floor = (results[name][top] for name in (SUBJECT, BARE, FLOOR))
+    rivals = [results[name][top] for name in RIVALS]
+    lines = [
+        "## What the misses come from, and what was tried",
+        "",
+        f"Every candidate sends through the same HTTP layer (asgi-stream's "
+        f"`EventSourceResponse` on uvicorn), and at {int(top):,} subscribers that layer "
+        f"is most of the cost. The bare ASGI server, with no library at all, delivers "
+        f"{bare['delivered_per_cpu_second']:,.0f} events per CPU second; asgi-stream on "
+        f"Redis delivers {ours['delivered_per_cpu_second']:,.0f} "
+        f"({ours['delivered_per_cpu_second'] / bare['delivered_per_cpu_second']:.2f} times the "
+        f"bare server, {ours['delivered_per_cpu_second'] / floor['delivered_per_cpu_second']:.2f} "
+        f"times its own in-memory floor), so crossing processes through Redis costs it nothing "
+        f"measurable. A 3x lead would need broadcaster and Litestar to cost three times what "
+        f"the server itself costs; they deliver "
+        + " and ".join(
+            f"{bare['delivered_per_cpu_second'] / r['delivered_per_cpu_second']:.2f}"
+            for r in rivals
+        )
+        + " times fewer events per CPU second than the bare server.",
+        "",
+        f"The p99 target is missed by the floors too: {floor['p99_ms']:,.0f} ms in memory, "
+        f"{bare['p99_ms']:,.0f} ms for the bare server, against {ours['p99_ms']:,.0f} ms here. "
+        "Each event is one socket write per subscriber (10 events a second to 10,000 "
+        "subscribers is 100,000 writes a second), on two cores that also run both client "
+        "processes, Redis and other work on this machine. Redis is not the limit: it used "
+        f"{ours['redis_cpu_seconds']:.2f} CPU seconds for the whole level.",
+        "",
+        "Tried, and kept: one reader per process with `COUNT` batches; one encoding per event "
+        "per process, the same bytes shared by every subscriber's buffer; every event waiting "
+        "for a subscriber joined into one write; followers that hold no connection.",
+        "",
+    ]
+    return lines
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -239,7 +281,7 @@ def markdown(report: dict[str, Any]) -> str:
         "test_fanout.py, test_scaleout_browser.py | pass |",
         "",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + notes(report))
 
 
 def versions() -> dict[str, str]:
