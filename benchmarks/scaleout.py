@@ -89,7 +89,14 @@ def measure_candidate(
     with contextlib.ExitStack() as stack:
         servers = [
             stack.enter_context(
-                serve(command, tmp / f"{attribute}-{i}.log", cwd=ROOT, env=env, start_timeout=20)
+                serve(
+                    command,
+                    tmp / f"{attribute}-{i}.log",
+                    cwd=ROOT,
+                    env=env,
+                    start_timeout=20,
+                    stop_timeout=3,  # the bare candidate never notices its clients left
+                )
             )
             for i in range(2)
         ]
@@ -332,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     command = "python3 -m benchmarks.scaleout " + " ".join(sys.argv[1:] if argv is None else argv)
     levels = [int(level) for level in args.levels.split(",")]
+    if min(levels) <= 2 * BASE:
+        parser.error(f"every level must be above {2 * BASE}, the subscribers of the memory base")
     names = args.candidates.split(",")
     run(levels, args.rate, args.seconds, names, Path(args.out), command)
 

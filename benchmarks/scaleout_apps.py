@@ -107,84 +107,81 @@ asgi_stream_redis = with_lifespan(
 )
 
 # -- encode/broadcaster on Redis -----------------------------------------------------------------
+#
+# The rivals are built when first asked for (the module's __getattr__), so that
+# this module imports without broadcaster and Litestar installed.
 
 
-def _broadcaster() -> Any:
+def make_broadcaster_redis() -> Any:
     from broadcaster import Broadcast as Broadcaster
 
-    return Broadcaster(REDIS_URL)
+    broadcaster = Broadcaster(REDIS_URL)
 
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        async with broadcaster.subscribe(channel=CHANNEL) as subscriber:
+            # broadcaster 0.3.1 with redis-py 8: its listener wakes when the first
+            # SUBSCRIBE is *sent*, finds nothing subscribed yet, stops and waits for
+            # a flag that nobody sets again, so no event ever arrives. Set the flag
+            # again once subscribed (the only change made to it here).
+            broadcaster._backend._ready.set()
+            async for event in subscriber:
+                yield ServerSentEvent(event.message)
 
-BROADCASTER = _broadcaster()
+    async def subscribe(scope: Scope, receive: Receive, send: Send) -> None:
+        await EventSourceResponse(events())(scope, receive, send)
 
+    async def publish(data: str) -> None:
+        await broadcaster.publish(channel=CHANNEL, message=data)
 
-async def broadcaster_events() -> AsyncIterator[ServerSentEvent]:
-    async with BROADCASTER.subscribe(channel=CHANNEL) as subscriber:
-        # broadcaster 0.3.1 with redis-py 8: its listener wakes when the first
-        # SUBSCRIBE is *sent*, finds nothing subscribed yet, stops and waits for
-        # a flag that nobody sets again, so no event ever arrives. Set the flag
-        # again once subscribed (the only change made to it here).
-        BROADCASTER._backend._ready.set()
-        async for event in subscriber:
-            yield ServerSentEvent(event.message)
+    app = raw_app(no_stream, no_stream, subscribe, publish)
+    return with_lifespan(app, broadcaster.connect, broadcaster.disconnect)
 
-
-async def broadcaster_subscribe(scope: Scope, receive: Receive, send: Send) -> None:
-    await EventSourceResponse(broadcaster_events())(scope, receive, send)
-
-
-async def broadcaster_publish(data: str) -> None:
-    await BROADCASTER.publish(channel=CHANNEL, message=data)
-
-
-broadcaster_redis = with_lifespan(
-    raw_app(no_stream, no_stream, broadcaster_subscribe, broadcaster_publish),
-    BROADCASTER.connect,
-    BROADCASTER.disconnect,
-)
 
 # -- Litestar channels, Redis Streams backend ----------------------------------------------------
 
 
-def _channels() -> Any:
+def make_litestar_redis_streams() -> Any:
     from litestar.channels import ChannelsPlugin
     from litestar.channels.backends.redis import RedisChannelsStreamBackend
     from redis.asyncio import Redis
 
     backend = RedisChannelsStreamBackend(history=100, redis=Redis.from_url(REDIS_URL))
-    return ChannelsPlugin(backend=backend, channels=[CHANNEL])
+    channels = ChannelsPlugin(backend=backend, channels=[CHANNEL])
+    context = contextlib.AsyncExitStack()
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        subscriber = await channels.subscribe(CHANNEL)
+        try:
+            async for data in subscriber.iter_events():
+                yield ServerSentEvent(data.decode())
+        finally:
+            await channels.unsubscribe(subscriber)
+
+    async def subscribe(scope: Scope, receive: Receive, send: Send) -> None:
+        await EventSourceResponse(events())(scope, receive, send)
+
+    async def publish(data: str) -> None:
+        await channels.wait_published(data, CHANNEL)
+
+    async def start() -> None:
+        await context.enter_async_context(channels)
+
+    app = raw_app(no_stream, no_stream, subscribe, publish)
+    return with_lifespan(app, start, context.aclose)
 
 
-CHANNELS = _channels()
-_channels_context = contextlib.AsyncExitStack()
+_RIVALS = {
+    "broadcaster_redis": make_broadcaster_redis,
+    "litestar_redis_streams": make_litestar_redis_streams,
+}
 
 
-async def channels_events() -> AsyncIterator[ServerSentEvent]:
-    subscriber = await CHANNELS.subscribe(CHANNEL)
-    try:
-        async for data in subscriber.iter_events():
-            yield ServerSentEvent(data.decode())
-    finally:
-        await CHANNELS.unsubscribe(subscriber)
+def __getattr__(name: str) -> Any:
+    if name in _RIVALS:
+        app = globals()[name] = _RIVALS[name]()
+        return app
+    raise AttributeError(name)
 
-
-async def channels_subscribe(scope: Scope, receive: Receive, send: Send) -> None:
-    await EventSourceResponse(channels_events())(scope, receive, send)
-
-
-async def channels_publish(data: str) -> None:
-    await CHANNELS.wait_published(data, CHANNEL)
-
-
-async def channels_start() -> None:
-    await _channels_context.enter_async_context(CHANNELS)
-
-
-litestar_redis_streams = with_lifespan(
-    raw_app(no_stream, no_stream, channels_subscribe, channels_publish),
-    channels_start,
-    _channels_context.aclose,
-)
 
 #: name -> (attribute of this module, whether events cross processes through Redis)
 CANDIDATES = {
