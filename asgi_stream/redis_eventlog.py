@@ -160,21 +160,28 @@ class RedisEventLog(EventLog):
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": min(socket_timeout, 2.0),
         }
-        # Commands: the pool that appends, replays and looks up. One quick
-        # retry covers a connection that a Redis restart broke while it sat
-        # in the pool; a health check before a command on a connection idle
+        # One quick retry covers a connection that a Redis restart broke while
+        # it sat idle; a health check before a command on a connection idle
         # that long finds most of them first.
-        self.redis: Redis = Redis.from_url(
-            url,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
-            health_check_interval=max(1, int(socket_timeout)),
+        commands: dict[str, Any] = {
             **options,
+            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
+            "health_check_interval": max(1, int(socket_timeout)),
+        }
+        # Commands: the pool that replays and looks up.
+        self.redis: Redis = Redis.from_url(url, **commands)
+        # The publisher's own connection, and the shared reader's, which
+        # retries by itself, from its cursors.
+        self._publisher_redis: Redis = Redis.from_url(
+            url, single_connection_client=True, **commands
         )
-        # The shared reader's own connection: it retries by itself, from its cursors.
         self._reader_redis: Redis = Redis.from_url(
             url, single_connection_client=True, retry=Retry(NoBackoff(), 0), **options
         )
         self._reader: asyncio.Task[None] | None = None
+        self._publisher: asyncio.Task[None] | None = None
+        self._outbox: list[tuple[str, dict[FieldT, EncodableT], asyncio.Future[str]]] = []
+        self._outbox_filled = asyncio.Event()
         self._closing = False
         #: Per stream the reader reads, the ID of the last entry it handed out.
         self._cursors: dict[str, str] = {}
@@ -194,11 +201,46 @@ class RedisEventLog(EventLog):
         fields: dict[FieldT, EncodableT] = {"data": data}
         if event is not None:
             fields["event"] = event
-        with _unavailable():
-            entry_id = await self.redis.xadd(
-                self.key(stream), fields, maxlen=self.maxlen, approximate=True
+        if self._closing:
+            raise RuntimeError("the event log is closed")
+        if self._publisher is None:
+            self._publisher = asyncio.get_running_loop().create_task(
+                self._publish_forever(), name=f"asgi-stream publisher {self._wake_key}"
             )
-        return cast(str, entry_id)  # decode_responses=True (see _Entry)
+        added: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._outbox.append((self.key(stream), fields, added))
+        self._outbox_filled.set()
+        return await added
+
+    async def _publish_forever(self) -> None:
+        """Send every append waiting as one pipeline on one connection; again, until closed.
+
+        Appends made while a pipeline is on its way wait for the next one, so
+        a burst of them costs a round trip or two, not one each, and a
+        process holds one publishing connection however many tasks append.
+        """
+        while not self._closing:
+            if not self._outbox:
+                self._outbox_filled.clear()
+                await self._outbox_filled.wait()
+                continue
+            batch, self._outbox = self._outbox, []
+            try:
+                async with self._publisher_redis.pipeline(transaction=False) as pipe:
+                    for key, fields, _ in batch:
+                        pipe.xadd(key, fields, maxlen=self.maxlen, approximate=True)
+                    replies = await pipe.execute(raise_on_error=False)
+            except _faults() as exc:
+                replies = [EventLogUnavailable(f"Redis cannot be reached: {exc}")] * len(batch)
+            except Exception as exc:  # the appends fail, not the publisher: it serves the next
+                replies = [exc] * len(batch)
+            for (_, _, added), reply in zip(batch, replies, strict=True):
+                if added.done():  # its caller was cancelled
+                    continue
+                if isinstance(reply, BaseException):
+                    added.set_exception(reply)
+                else:
+                    added.set_result(cast(str, reply))  # decode_responses=True (see _Entry)
 
     # The fan-out's side (see asgi_stream.fanout): join, wait for live_from, replay.
 
@@ -222,6 +264,7 @@ class RedisEventLog(EventLog):
                 except EventLogUnavailable:
                     self._wake_sent = False
                     raise
+                continue  # the reader may have set live_from while the wake-up was on its way
             await subscription._wait()
 
     async def _wake(self) -> None:
@@ -396,6 +439,19 @@ class RedisEventLog(EventLog):
                 await reader
             with contextlib.suppress(EventLogUnavailable), _unavailable():
                 await self.redis.delete(self._wake_key)
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            self._outbox_filled.set()  # it sees _closing after what it sends now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(publisher), 1.0)
+            publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await publisher
+        for _, _, added in self._outbox:
+            if not added.done():
+                added.set_exception(RuntimeError("the event log is closed"))
+        self._outbox.clear()
+        await self._publisher_redis.aclose()
         await self._reader_redis.aclose()
         await self.redis.aclose()
 

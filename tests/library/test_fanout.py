@@ -133,6 +133,33 @@ def test_500_followers_in_one_process_share_one_reader_on_the_default_pool(
     run(test)
 
 
+def test_many_tasks_append_through_one_connection_in_the_order_they_called(
+    redis_url: str, request: pytest.FixtureRequest
+) -> None:
+    """300 appends at once: one pipelined publishing connection, IDs in call order."""
+    name = unique(request)
+
+    async def test() -> None:
+        log = RedisEventLog(redis_url)
+        try:
+            ids = await asyncio.gather(*(log.append(name, str(i)) for i in range(300)))
+            assert ids == sorted(ids, key=RedisEventLog._position)
+            assert len(set(ids)) == 300
+            xadds = [c for c in redis_clients(redis_url) if c["cmd"] in ("xadd", "exec")]
+            assert len(xadds) <= 1, xadds  # the publisher's connection, and no other
+            got = [(e.id, e.data) for e in await collect_events(log, name, 300)]
+            assert got == [(event_id, str(i)) for i, event_id in enumerate(ids)]
+        finally:
+            await log.aclose()
+
+    run(test)
+
+
+async def collect_events(log: EventLog, stream: str, count: int) -> list[Any]:
+    async with contextlib.aclosing(log.read(stream)) as events:
+        return [await anext(events) for _ in range(count)]
+
+
 def test_a_stream_quiet_for_longer_than_the_socket_timeout_does_not_break(
     redis_url: str, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
 ) -> None:
