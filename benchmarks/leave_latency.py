@@ -7,7 +7,7 @@ driven by hand as a server would: each gets its first event, then an
 response's task is the figure, p50 and p99 (the issue's bound is 100 ms;
 redis-py held such a task for up to 5 s when the follower itself was inside
 a command). Also printed: the subscribers left, and tasks left beside the
-log's reader and publisher.
+log's reader (its publisher started with the first append, before the count).
 """
 
 from __future__ import annotations
