@@ -314,6 +314,10 @@ class RedisEventLog(EventLog):
         wake_cursor = _EMPTY  # the key is this log's own: any entry in it is a wake-up
         failures = 0
         while not self._closing:
+            # A subscriber that joins a new stream from now on sends a wake-up
+            # of its own (an earlier one may be spent already); spares only
+            # make an XREAD return early.
+            self._wake_sent = False
             try:
                 if self._unresolved:
                     await self._resolve()
@@ -340,7 +344,6 @@ class RedisEventLog(EventLog):
     async def _resolve(self) -> None:
         """Give each new stream its ``live_from``: its newest ID now (``0-0`` if it has none)."""
         streams = list(self._unresolved)
-        self._wake_sent = False  # a stream added from now on needs a wake-up of its own
         async with self._reader_redis.pipeline(transaction=False) as pipe:
             for name in streams:
                 pipe.xrevrange(self.key(name), "+", "-", count=1)

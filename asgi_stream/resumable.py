@@ -57,6 +57,7 @@ from :class:`~asgi_stream.sse.EventSourceResponse`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable
@@ -105,7 +106,10 @@ class ResumableEventSourceResponse(EventSourceResponse):
     ``"beginning"`` (the default: every event held, then live) or ``"live"``
     (the next event appended); see the module's docstring for which to choose.
     ``final_events`` is a collection of event types (``["done"]``; a lone
-    ``str`` is a :class:`TypeError`).
+    ``str`` is a :class:`TypeError`). With ``idle_timeout`` (seconds), a
+    stream that has had no event for that long ends cleanly: the browser
+    reconnects with its ``Last-Event-ID``, and the endpoint gets to look at
+    the stream again (the catalogue's jobs find a job whose worker died).
     """
 
     def __init__(
@@ -117,12 +121,18 @@ class ResumableEventSourceResponse(EventSourceResponse):
         retry: int | None = None,
         final_events: Iterable[str] = (),
         start: Literal["beginning", "live"] = "beginning",
+        idle_timeout: float | None = None,
         status_code: int = 200,
         headers: HeadersInput | None = None,
         background: BackgroundTask | BackgroundTasks | None = None,
     ) -> None:
         if start not in ("beginning", "live"):
             raise ValueError(f'start must be "beginning" or "live", not {start!r}')
+        if idle_timeout is not None and not idle_timeout > 0:
+            raise ValueError(
+                f"idle_timeout must be a positive number of seconds, not {idle_timeout!r}"
+            )
+        self.idle_timeout = idle_timeout
         self.start = start
         self.log = log
         self.stream_name = stream
@@ -167,7 +177,14 @@ class ResumableEventSourceResponse(EventSourceResponse):
             )
             try:
                 async with contextlib.aclosing(subscription):
-                    async for chunk in subscription:
+                    while True:
+                        try:
+                            async with asyncio.timeout(self.idle_timeout):
+                                chunk = await anext(subscription)
+                        except StopAsyncIteration:
+                            break
+                        except TimeoutError:
+                            break  # quiet for too long: a clean end, and the client comes back
                         yield chunk
                 return
             except EventIDNotFound as exc:

@@ -28,7 +28,9 @@ is tried until the log takes it (for up to :data:`RETENTION_SECONDS`), so its
 readers do not wait forever. A job whose worker died (SIGKILL, a crash) can
 record nothing: a reader that connects and finds its newest event older than
 :data:`LOST_AFTER_SECONDS`, with no final event, appends ``failed`` with
-``{"error": "Job lost: ..."}`` for every reader. While the log cannot be
+``{"error": "Job lost: ..."}`` for every reader; a reader that was already
+waiting sees its stream end after that long without an event, reconnects,
+and is told the same way. While the log cannot be
 reached, ``GET /jobs/ID/events`` answers a stream with only ``retry:``, which
 ``EventSource`` retries; a 5xx would make it give up.
 
@@ -166,7 +168,13 @@ class Jobs:
         except EventLogUnavailable as exc:
             return retry_later(retry, exc)
         return ResumableEventSourceResponse(
-            self.log, stream, last_event_id(request), retry=retry, final_events=FINAL_EVENTS
+            self.log,
+            stream,
+            last_event_id(request),
+            retry=retry,
+            final_events=FINAL_EVENTS,
+            # A reader waiting when the job's worker died comes back, and is told.
+            idle_timeout=LOST_AFTER_SECONDS,
         )
 
     async def _end_if_lost(self, stream: str) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -103,3 +104,30 @@ def test_a_job_whose_worker_died_is_declared_lost_to_its_readers(server: FaultyR
     events = asyncio.run(main())
     assert events[0] == ("message", json.dumps(progress(3)))
     assert events[1][0] == "failed" and "Job lost" in events[1][1]
+
+
+def test_a_reader_waiting_when_the_worker_died_comes_back_and_is_told(
+    server: FaultyRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job has moved recently, then never again: the waiting reader's stream ends, it
+    reconnects with its last ID, and gets ``failed``."""
+    monkeypatch.setattr(jobs, "LOST_AFTER_SECONDS", 0.5)
+    with redis.Redis.from_url(server.url) as client:
+        client.xadd(RedisEventLog.key("job:stalled"), {"data": json.dumps(progress(7))})
+
+    async def main() -> tuple[list[Any], list[Any]]:
+        router = Router()
+        installed = jobs.install(router, Settings(tick=1.0, event_log=server.url))
+        try:
+            waiting = await request(router, http_scope("GET", "/jobs/stalled/events"))
+            first = parse(body_of(waiting).decode()).events
+            headers = [(b"last-event-id", first[-1].last_event_id.encode())]
+            scope = http_scope("GET", "/jobs/stalled/events", headers=headers)
+            again = await request(router, scope)
+        finally:
+            await installed.shutdown()
+        return first, parse(body_of(again).decode()).events
+
+    first, again = asyncio.run(main())
+    assert [e.data for e in first] == [json.dumps(progress(7))]  # then a clean end
+    assert [e.type for e in again] == ["failed"] and "Job lost" in again[0].data

@@ -31,7 +31,8 @@ from asgi_stream import (
     ResumableEventSourceResponse,
 )
 from asgi_stream.tools.process import free_port
-from tests.asgi import body_of, http_scope, request
+from tests.asgi import body_of, http_scope
+from tests.asgi import request as exchange
 from tests.redis_server import faulty_redis
 from tests.whatwg_sse import parse
 
@@ -160,6 +161,32 @@ async def collect_events(log: EventLog, stream: str, count: int) -> list[Any]:
         return [await anext(events) for _ in range(count)]
 
 
+def test_the_first_subscriber_of_each_new_stream_is_served_without_waiting_for_the_block(
+    redis_url: str, request: pytest.FixtureRequest
+) -> None:
+    """New streams, one after another: each first subscriber wakes the blocked reader.
+
+    The reader blocks 4 s here; each subscriber must get its event well before,
+    which it does only if its wake-up reaches the reader (none is spent on a
+    stream already resolved, and none is skipped).
+    """
+    name = unique(request)
+
+    async def test() -> None:
+        log = RedisEventLog(redis_url, block_ms=4000, socket_timeout=8)
+        try:
+            for i in range(3):
+                stream = f"{name}-{i}"
+                await log.append(stream, "hello")
+                subscription = log.subscribe(stream)
+                assert b"data: hello" in await asyncio.wait_for(anext(subscription), 2)
+                await subscription.aclose()
+        finally:
+            await log.aclose()
+
+    run(test)
+
+
 def test_a_stream_quiet_for_longer_than_the_socket_timeout_does_not_break(
     redis_url: str, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -267,7 +294,7 @@ def test_redis_down_when_a_client_connects_gets_retry_and_a_clean_end() -> None:
         try:
             for last_id in (None, "1-0"):  # a new client, and one that resumes
                 response = ResumableEventSourceResponse(log, "s", last_id, final_events=["done"])
-                messages = await request(response, http_scope())
+                messages = await exchange(response, http_scope())
                 assert messages[0]["status"] == 200
                 assert parse(body_of(messages).decode()).retry == 1000
                 assert messages[-1]["more_body"] is False
@@ -352,3 +379,30 @@ def test_followers_see_a_delay_not_a_gap_through_a_redis_kill_and_a_pause(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     warnings = [r for r in caplog.records if r.name == "asgi_stream.redis_eventlog"]
     assert len(warnings) <= 6, [r.getMessage() for r in warnings]  # down and back, per fault
+
+
+def test_idle_timeout_ends_a_quiet_stream_cleanly(
+    make_log: MakeLog, request: pytest.FixtureRequest
+) -> None:
+    """No event for ``idle_timeout`` seconds: a clean end, which ``EventSource`` reconnects."""
+    name = unique(request)
+
+    async def test() -> None:
+        log = make_log()
+        try:
+            await log.append(name, "only")
+            response = ResumableEventSourceResponse(log, name, retry=50, idle_timeout=0.2)
+            messages = await exchange(response, http_scope())
+            assert [e.data for e in parse(body_of(messages).decode()).events] == ["only"]
+            assert messages[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+            assert log.subscribers == 0
+        finally:
+            await log.aclose()
+
+    run(test)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0])
+def test_idle_timeout_must_be_positive(bad: float) -> None:
+    with pytest.raises(ValueError, match="idle_timeout"):
+        ResumableEventSourceResponse(MemoryEventLog(), "s", idle_timeout=bad)
