@@ -122,7 +122,7 @@ class Settings:
     fanout_rate: float = 10.0
     fanout_seconds: float = 1.0
     fanout_rounds: int = 2
-    scaleout_levels: tuple[int, ...] = (1_000, 10_000)
+    scaleout_levels: tuple[int, ...] = (1_000, 2_000, 4_000, 10_000)
     scaleout_rate: float = 10.0
     scaleout_seconds: float = 3.0
     secondary_servers: tuple[str, ...] = ("uvicorn-h11", "hypercorn")

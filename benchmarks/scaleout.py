@@ -7,8 +7,8 @@ Each candidate of :mod:`benchmarks.scaleout_apps` is served by *two* server
 processes (:mod:`benchmarks.server`, uvicorn with httptools, both free to use
 both cores), which share one redis-server started here. Subscribers are
 spread evenly over the two, each half held by a client process of its own
-(:mod:`benchmarks.fanout_client`). For each level (1,000 then 10,000
-subscribers in all):
+(:mod:`benchmarks.fanout_client`). For each level (1,000, 2,000, 4,000
+and 10,000 subscribers in all, by default):
 
 1. **Memory per idle subscriber**: the growth of both servers' resident
    memory from a warm base of 50 subscribers each, divided by the
@@ -334,7 +334,9 @@ def run(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--levels", default="1000,10000", help="subscribers in all, per level")
+    parser.add_argument(
+        "--levels", default="1000,2000,4000,10000", help="subscribers in all, per level"
+    )
     parser.add_argument("--rate", type=float, default=10.0, help="events published a second")
     parser.add_argument("--seconds", type=float, default=3.0, help="how long each level publishes")
     parser.add_argument("--candidates", default=",".join(CANDIDATES))
