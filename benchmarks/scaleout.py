@@ -342,7 +342,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--candidates", default=",".join(CANDIDATES))
     parser.add_argument("--out", default=str(RESULTS / "scaleout"), help="results, without suffix")
     args = parser.parse_args(argv)
-    command = "python3 -m benchmarks.scaleout " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = " ".join(
+        ["python3 -m benchmarks.scaleout", *(sys.argv[1:] if argv is None else argv)]
+    )
     levels = [int(level) for level in args.levels.split(",")]
     if min(levels) <= 2 * BASE:
         parser.error(f"every level must be above {2 * BASE}, the subscribers of the memory base")
