@@ -24,13 +24,14 @@ from .compression import gzip_response
 from .concurrency import run_in_threadpool
 from .datastructures import URL, Address, QueryParams, State, URLPath
 from .eventlog import MemoryEventLog, open_event_log
-from .eventlog_base import Event, EventIDNotFound, EventLog
+from .eventlog_base import Event, EventIDNotFound, EventLog, EventLogUnavailable
 from .exceptions import ClientDisconnect, HTTPException
+from .fanout import LogSubscription
 from .headers import ConnectionHeaderWarning, Headers, HeadersInput, MutableHeaders
 from .redis_eventlog import RedisEventLog  # redis itself is imported when a RedisEventLog is made
 from .request import Request
 from .response import Content, JSONResponse, Response, StreamingResponse
-from .resumable import ResumableEventSourceResponse, last_event_id
+from .resumable import ResumableEventSourceResponse, last_event_id, retry_later
 from .routing import Mount, NoMatchFound, Route, Router
 from .serverstop import stop_streams
 from .shutdown import GracefulShutdown
@@ -52,12 +53,14 @@ __all__ = [
     "Event",
     "EventIDNotFound",
     "EventLog",
+    "EventLogUnavailable",
     "EventSourceResponse",
     "GracefulShutdown",
     "HTTPException",
     "Headers",
     "HeadersInput",
     "JSONResponse",
+    "LogSubscription",
     "MemoryEventLog",
     "Message",
     "Mount",
@@ -83,6 +86,7 @@ __all__ = [
     "gzip_response",
     "last_event_id",
     "open_event_log",
+    "retry_later",
     "run_in_threadpool",
     "stop_streams",
     "timeout_each",

@@ -37,6 +37,16 @@ reconnects, and can resume from its ``Last-Event-ID`` (see
 :mod:`asgi_stream.resumable`). The memory a subscriber can hold is bounded,
 and it is only references: every buffer holds the same bytes objects.
 
+One process
+===========
+
+A :class:`Broadcast` lives in one process's memory. Under ``--workers 2``, a
+publish reaches the subscribers of the worker that made it, and no other.
+For several workers or hosts, publish to an event log's stream and subscribe
+to it (:meth:`EventLog.subscribe <asgi_stream.EventLog.subscribe>`): the same mechanism,
+one buffer per subscriber on one fan-out per process, fed by Redis when the
+log is opened with a Redis URL, with resume by ID on top.
+
 Leaving
 =======
 
@@ -55,6 +65,37 @@ import asyncio
 from .sse import ServerSentEvent
 
 __all__ = ["Broadcast", "Subscription"]
+
+
+class Frame:
+    """One event as a fan-out carries it: its bytes on the wire, and what a subscriber checks.
+
+    A frame is made once per event and shared by every subscriber's buffer.
+    ``wire`` is the encoded event. An event log's fan-out (see
+    :meth:`EventLog.subscribe <asgi_stream.EventLog.subscribe>`) also fills ``id``,
+    ``event`` (its SSE type), ``data`` and ``position``, the ID as a pair of
+    ints that orders the events of one stream; a :class:`Broadcast` needs
+    none of them.
+    """
+
+    __slots__ = ("data", "event", "id", "position", "wire")
+
+    def __init__(
+        self,
+        wire: bytes,
+        id: str | None = None,
+        data: str = "",
+        event: str | None = None,
+        position: tuple[int, int] = (0, 0),
+    ) -> None:
+        self.wire = wire
+        self.id = id
+        self.data = data
+        self.event = event
+        self.position = position
+
+    def __repr__(self) -> str:
+        return f"<Frame {self.id!r} {self.wire[:40]!r}>"
 
 
 class Broadcast:
@@ -81,7 +122,9 @@ class Broadcast:
 
     def subscribe(self) -> Subscription:
         """A new subscription: the events published from now on, as bytes."""
-        subscription = Subscription(self)
+        return self._add(Subscription(self))
+
+    def _add(self, subscription: Subscription) -> Subscription:
         self._subscriptions[subscription] = None
         return subscription
 
@@ -94,6 +137,14 @@ class Broadcast:
         if isinstance(event, str):
             event = ServerSentEvent(data=event)
         data = event.encode() if isinstance(event, ServerSentEvent) else bytes(event)
+        return self.deliver(Frame(data))
+
+    def deliver(self, frame: Frame) -> int:
+        """Append ``frame`` to every subscriber's buffer; returns how many it reached.
+
+        :meth:`publish` without the encoding: the step an event log's fan-out
+        shares with this class.
+        """
         self.published += 1
         too_slow = []
         for subscription in self._subscriptions:
@@ -101,13 +152,13 @@ class Broadcast:
             if len(pending) >= self.max_pending:
                 too_slow.append(subscription)
                 continue
-            pending.append(data)
+            pending.append(frame)
             waiter = subscription._waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
         for subscription in too_slow:
             self.disconnected += 1
-            subscription._end()
+            subscription._too_slow()
         return len(self._subscriptions)
 
     def close(self) -> None:
@@ -131,7 +182,7 @@ class Subscription:
 
     def __init__(self, broadcast: Broadcast) -> None:
         self._broadcast = broadcast
-        self._pending: list[bytes] = []
+        self._pending: list[Frame] = []
         self._waiter: asyncio.Future[None] | None = None
         self._ended = False
 
@@ -139,6 +190,13 @@ class Subscription:
         return self
 
     async def __anext__(self) -> bytes:
+        frames = await self._next_frames()
+        if len(frames) == 1:
+            return frames[0].wire
+        return b"".join([frame.wire for frame in frames])
+
+    async def _next_frames(self) -> list[Frame]:
+        """Every frame waiting (at least one), once there is one; the buffer is emptied."""
         while not self._pending:
             if self._ended:
                 raise StopAsyncIteration
@@ -147,12 +205,16 @@ class Subscription:
                 await self._waiter
             finally:
                 self._waiter = None
-        chunk = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-        self._pending.clear()
-        return chunk
+        frames = self._pending
+        self._pending = []
+        return frames
 
     async def aclose(self) -> None:
         """Leave the broadcast; the iterator ends."""
+        self._end()
+
+    def _too_slow(self) -> None:
+        """Disconnected for falling ``max_pending`` events behind."""
         self._end()
 
     def _end(self, keep_pending: bool = False) -> None:

@@ -11,30 +11,44 @@ them: they go into a *log*, and each response reads from the log.
 
 An :class:`EventLog` holds named *streams*. Each stream is a sequence of
 :class:`Event`\\s in the order they were appended, each with an ID that the log
-chose and that only grows. There are two operations:
+chose and that only grows. There are three operations:
 
 * ``await log.append(stream, data, event=None)`` adds an event and returns its ID;
-* ``log.read(stream, after)`` is an async iterator over every event after the
-  ID ``after`` (from the oldest one held, when ``after`` is ``None``), and then
-  over each new event as it is appended. It never ends by itself: a reader
-  stops when it has seen what it wanted (a final ``done`` event, say).
+* ``log.subscribe(stream, after)`` follows a stream: every event after the ID
+  ``after`` (from the oldest one held, when ``after`` is ``None``; or only
+  new ones, with ``start="live"``), then each new event as it is appended,
+  already encoded for SSE, with its ``id:``. It is what
+  :class:`~asgi_stream.resumable.ResumableEventSourceResponse` sends, and
+  anything else can send it too (``EventSourceResponse(log.subscribe(...))``);
+* ``log.read(stream, after)`` is the same as :class:`Event` objects, for code
+  that wants the data rather than the bytes. Neither ends by itself: a
+  reader stops when it has seen what it wanted (a final ``done`` event, say).
 
 **Replay, then live, with no gap and no duplicate.** The obvious design has a
 race. Read the history, then subscribe to new events, and an event appended
 between the two is lost; subscribe first, then read the history, and an event
-appended in between arrives twice. So ``read()`` has no subscription at all. It
-keeps a *cursor*, the ID of the last event it gave out, and repeats one step:
-"give me the events after the cursor, or wait until there are some". Replay is
-simply the first steps, when there is a backlog. Nothing can fall between two
-steps, because each one starts exactly where the last one ended.
+appended in between arrives twice. A subscriber here joins the live fan-out
+first, and learns in the same step the ID of the last event the fan-out has
+handed out; its replay reads the history exactly up to that ID, and its
+buffer receives exactly the events after it. Nothing can fall between the
+two, and nothing is in both (:mod:`asgi_stream.fanout` tells the whole
+story).
+
+**One reader per process.** However many clients follow a stream, the log
+learns of each new event once per process and hands the same encoded bytes
+to every local subscriber's bounded buffer, as
+:class:`~asgi_stream.broadcast.Broadcast` does. A subscriber that falls
+``max_pending`` events behind is disconnected (``log.disconnected`` counts
+them); its client resumes from its last ID when it reconnects, and ``read()``
+does that by itself.
 
 **Bounded.** Each stream keeps its newest ``maxlen`` events and forgets older
 ones. A reader whose ID has been forgotten cannot be resumed exactly, and must
-be told. Then ``read()`` raises :class:`EventIDNotFound`, with ``trimmed``
+be told. Then ``subscribe()`` and ``read()`` raise :class:`EventIDNotFound`, with ``trimmed``
 true when the ID is older than anything held, and false when the log cannot
 place it at all (garbage, or an ID from a stream or server that no longer
 exists). It does so at the start, for the ``after`` it was given, and also
-while following, when a reader falls more than ``maxlen`` events behind.
+while replaying, when a reader falls more than ``maxlen`` events behind.
 :meth:`EventLog.expire` lets a finished stream disappear after a while. A
 reader still following it is not ended: if something is appended to that name
 later, the reader receives it, from the first event of the new stream.
@@ -51,7 +65,8 @@ reset). The log needs nothing but the standard library, and it has the limits
 of one process: another worker cannot see its streams, and a restart loses
 them. :mod:`asgi_stream.redis_eventlog`
 keeps them in Redis Streams instead, for any number of workers and hosts.
-:func:`open_event_log` picks one from a URL.
+:func:`open_event_log` picks one from a URL, so code written for one worker
+runs on many by changing that URL alone.
 
 The interface and its types are defined in :mod:`asgi_stream.eventlog_base`,
 which both backends import, and re-exported here; this module imports the
@@ -62,38 +77,43 @@ imports ``redis``.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncGenerator
 from itertools import islice
+
+from .broadcast import Frame
 
 # The interface lives in eventlog_base so that the Redis backend can import it
 # without importing this module (which imports the backend). Re-exported here:
 # users import every event-log name from this module.
-from .eventlog_base import DEFAULT_MAXLEN, Event, EventIDNotFound, EventLog
+from .eventlog_base import (
+    DEFAULT_MAX_PENDING,
+    DEFAULT_MAXLEN,
+    Event,
+    EventIDNotFound,
+    EventLog,
+    make_frame,
+)
+from .fanout import LogSubscription
 
 __all__ = ["MemoryEventLog", "open_event_log"]
+
+_PAGE = 500  # events per page of a subscriber's replay
 
 
 class _MemoryStream:
     """One stream: its incarnation, its newest events, the sequence number of
     the next one, its waiters."""
 
-    __slots__ = ("events", "expires_at", "incarnation", "next_seq", "readers", "wakeup")
+    __slots__ = ("events", "expires_at", "incarnation", "next_seq")
 
     def __init__(self, maxlen: int) -> None:
         self.incarnation = secrets.token_hex(6)  # this stream's, never its successor's
         self.events: deque[Event] = deque(maxlen=maxlen)
         self.next_seq = 1
-        self.readers = 0
         self.expires_at: float | None = None
-        # Created by the first reader that has to wait; set and dropped by the
-        # next append. Each reader waits on the Event, never on a shared
-        # future, so a reader that is cancelled disturbs no other.
-        self.wakeup: asyncio.Event | None = None
 
     @property
     def first_seq(self) -> int:
@@ -123,9 +143,12 @@ class MemoryEventLog(EventLog):
     new stream of the same name, from its first event, as it would in Redis.
     """
 
-    def __init__(self, maxlen: int = DEFAULT_MAXLEN) -> None:
+    def __init__(
+        self, maxlen: int = DEFAULT_MAXLEN, max_pending: int = DEFAULT_MAX_PENDING
+    ) -> None:
         if maxlen < 1:
             raise ValueError("maxlen must be at least 1")
+        super().__init__(max_pending)
         self.maxlen = maxlen
         self._streams: dict[str, _MemoryStream] = {}
 
@@ -151,10 +174,8 @@ class MemoryEventLog(EventLog):
         return found
 
     def _drop(self, stream: str) -> None:
-        """Forget an expired stream, and wake its waiting readers to move to its successor."""
-        dropped = self._streams.pop(stream)
-        if dropped.wakeup is not None:
-            dropped.wakeup.set()
+        """Forget an expired stream; its subscribers go on with its successor, as in Redis."""
+        del self._streams[stream]
 
     async def append(self, stream: str, data: str, event: str | None = None) -> str:
         self.check_stream(stream)
@@ -162,52 +183,49 @@ class MemoryEventLog(EventLog):
         s = self._get_or_create(stream)
         event_id = s.id_of(s.next_seq)
         s.events.append(Event(event_id, data, event))
+        if stream in self._fanouts:
+            self._deliver(stream, make_frame(event_id, data, event, (0, s.next_seq)))
         s.next_seq += 1
-        if s.wakeup is not None:
-            s.wakeup.set()
-            s.wakeup = None
         return event_id
 
-    async def read(self, stream: str, after: str | None = None) -> AsyncGenerator[Event, None]:
-        self.check_stream(stream)
-        s = self._get_or_create(stream)
-        s.readers += 1
-        try:
-            if after is None:
-                cursor = s.first_seq - 1
-            else:
-                cursor = s.seq_of(after)
-                if not 1 <= cursor < s.next_seq:
-                    raise EventIDNotFound(after, trimmed=False)
-            while True:
-                if self._get(stream) is not s:
-                    # The stream expired. Like a Redis reader, whose cursor is
-                    # older than any new entry, follow the stream that now has
-                    # its name (created here if need be) from its beginning.
-                    s.readers -= 1
-                    s = self._get_or_create(stream)
-                    s.readers += 1
-                    cursor = 0
-                # Sequence numbers have no holes, so "nothing after the cursor
-                # was lost" is exactly "the oldest event held is at most the
-                # one right after it".
-                if cursor + 1 < s.first_seq:
-                    raise EventIDNotFound(s.id_of(cursor), trimmed=True)
-                if cursor + 1 < s.next_seq:
-                    batch = list(islice(s.events, cursor + 1 - s.first_seq, None))
-                    for event in batch:
-                        yield event
-                    cursor += len(batch)
-                    continue
-                # Caught up. No await between the check above and registering
-                # as a waiter, so no append can slip in between.
-                if s.wakeup is None:
-                    s.wakeup = asyncio.Event()
-                await s.wakeup.wait()
-        finally:
-            s.readers -= 1
-            if s.readers == 0 and s.next_seq == 1 and self._streams.get(stream) is s:
-                del self._streams[stream]  # created by readers only, and they have all gone
+    def _join(self, subscription: LogSubscription) -> None:
+        # The fan-out is fed by append(), in this task's thread: the newest
+        # event now is exactly where the subscriber's buffer starts.
+        s = self._get_or_create(subscription.stream)
+        subscription.live_from = s.id_of(s.next_seq - 1)
+
+    def _forget_stream(self, stream: str) -> None:
+        s = self._streams.get(stream)
+        if s is not None and s.next_seq == 1:
+            del self._streams[stream]  # created by subscribers only, and they have all gone
+
+    async def _history(self, stream: str, after: str | None, upto: str, check: bool) -> list[Frame]:
+        s = self._get(stream)
+        if s is None:  # expired since: its successor starts afresh
+            if check and after is not None:
+                raise EventIDNotFound(after, trimmed=False)
+            return []
+        if after is None:
+            cursor = s.first_seq - 1
+        else:
+            cursor = s.seq_of(after)
+            if check and not 1 <= cursor < s.next_seq:
+                raise EventIDNotFound(after, trimmed=False)
+        # Sequence numbers have no holes, so "nothing after the cursor was
+        # lost" is exactly "the oldest event held is at most the next one".
+        if cursor + 1 < s.first_seq:
+            raise EventIDNotFound(s.id_of(cursor), trimmed=True)
+        last = min(s.seq_of(upto), cursor + _PAGE)
+        if last <= cursor:
+            return []
+        start = cursor + 1 - s.first_seq
+        events = islice(s.events, start, start + last - cursor)
+        return [make_frame(e.id, e.data, e.event, self._position(e.id)) for e in events]
+
+    @staticmethod
+    def _position(event_id: str) -> tuple[int, int]:
+        found = _ID.fullmatch(event_id)
+        return (0, int(found[2]) if found is not None else 0)
 
     async def exists(self, stream: str) -> bool:
         s = self._get(stream)
@@ -223,7 +241,9 @@ class MemoryEventLog(EventLog):
             s.expires_at = time.monotonic() + seconds
 
 
-def open_event_log(url: str | None = None, maxlen: int = DEFAULT_MAXLEN) -> EventLog:
+def open_event_log(
+    url: str | None = None, maxlen: int = DEFAULT_MAXLEN, max_pending: int = DEFAULT_MAX_PENDING
+) -> EventLog:
     """The event log named by ``url``: ``"memory"`` (or ``None``), or a Redis URL.
 
     ``redis://host:port/db``, ``rediss://`` (TLS) and ``unix://`` select
@@ -231,9 +251,9 @@ def open_event_log(url: str | None = None, maxlen: int = DEFAULT_MAXLEN) -> Even
     ``redis`` extra (``pip install 'asgi-stream[redis]'``).
     """
     if url in (None, "", "memory"):
-        return MemoryEventLog(maxlen)
+        return MemoryEventLog(maxlen, max_pending)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from .redis_eventlog import RedisEventLog  # the redis package is optional
 
-        return RedisEventLog(url, maxlen)
+        return RedisEventLog(url, maxlen, max_pending=max_pending)
     raise ValueError(f"unknown event log {url!r}: expected 'memory' or a redis:// URL")

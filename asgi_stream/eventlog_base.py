@@ -19,15 +19,20 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
+from typing import Literal
 
+from .broadcast import Broadcast, Frame
+from .fanout import LogSubscription
 from .sse import ServerSentEvent
 
-__all__ = ["Event", "EventIDNotFound", "EventLog"]
+__all__ = ["Event", "EventIDNotFound", "EventLog", "EventLogUnavailable"]
 
 #: How many events each stream keeps, unless told otherwise.
 DEFAULT_MAXLEN = 10_000
+#: How many events a subscriber may have waiting before it is disconnected.
+DEFAULT_MAX_PENDING = 256
 
 _MAX_STREAM_NAME = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -56,8 +61,131 @@ class EventIDNotFound(LookupError):
         super().__init__(f"event ID {event_id!r} {what}")
 
 
+class EventLogUnavailable(ConnectionError):
+    """The log's storage cannot be reached now (Redis is down or restarting); try again later.
+
+    A fault of the moment, not of the request: a response answers it with
+    something a client retries, never a 500.
+    """
+
+
 class EventLog(abc.ABC):
-    """Named, bounded, append-only streams of events; see :mod:`asgi_stream.eventlog`."""
+    """Named, bounded, append-only streams of events; see :mod:`asgi_stream.eventlog`.
+
+    ``max_pending`` bounds each subscriber's buffer (see :meth:`subscribe`).
+    """
+
+    def __init__(self, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+        if type(max_pending) is not int or max_pending < 1:
+            raise ValueError(f"max_pending must be an int of at least 1, not {max_pending!r}")
+        self.max_pending = max_pending
+        #: Subscribers disconnected for falling ``max_pending`` events behind.
+        self.disconnected = 0
+        # Per stream with subscribers in this process, its fan-out (see asgi_stream.fanout).
+        self._fanouts: dict[str, Broadcast] = {}
+
+    @property
+    def subscribers(self) -> int:
+        """How many subscriptions are open in this process, over every stream."""
+        return sum(fanout.subscribers for fanout in self._fanouts.values())
+
+    def subscribe(
+        self,
+        stream: str,
+        after: str | None = None,
+        *,
+        start: Literal["beginning", "live"] = "beginning",
+        final_events: Iterable[str] = (),
+    ) -> LogSubscription:
+        """Follow ``stream``: an async iterator of its events, encoded for SSE, with their IDs.
+
+        With ``after``, the events after that ID, then the live ones; without
+        it, every event held (``start="beginning"``) or the next one appended
+        (``start="live"``) onwards. It ends after an event whose type is in
+        ``final_events``, when it falls more than ``max_pending`` events behind
+        (``.dropped`` is then true: resume after the last ID received), or when
+        the log is closed. See :mod:`asgi_stream.fanout` for how it joins the
+        process's one fan-out of the stream without a gap or a duplicate.
+        Close it (``aclose()``) when done.
+        """
+        self.check_stream(stream)
+        if start not in ("beginning", "live"):
+            raise ValueError(f'start must be "beginning" or "live", not {start!r}')
+        fanout = self._fanouts.get(stream)
+        if fanout is None:
+            fanout = self._fanouts[stream] = Broadcast(self.max_pending)
+        finals = frozenset(final_events)
+        subscription = LogSubscription(self, stream, fanout, after, start, finals)
+        fanout._add(subscription)
+        self._join(subscription)
+        return subscription
+
+    async def read(self, stream: str, after: str | None = None) -> AsyncGenerator[Event, None]:
+        """The events after ``after`` (all held ones if ``None``), then new ones, forever.
+
+        Raises :class:`EventIDNotFound` when ``after`` cannot be resumed, or
+        when the reader falls so far behind that events after its position
+        were trimmed. An async generator: close it (``contextlib.aclosing``)
+        when done. Built on :meth:`subscribe`: a reader too slow for its buffer
+        resubscribes after the last event it gave out, so it loses nothing.
+        """
+        while True:
+            subscription = self.subscribe(stream, after)
+            try:
+                while True:
+                    try:
+                        frames = await subscription._next_frames()
+                    except StopAsyncIteration:
+                        break
+                    for frame in frames:
+                        assert frame.id is not None  # a log's frames all have one
+                        after = frame.id
+                        yield Event(frame.id, frame.data, frame.event)
+            finally:
+                subscription._end()
+            if not subscription.dropped:
+                return  # the log was closed
+
+    def _deliver(self, stream: str, frame: Frame) -> None:
+        """Hand a new event of ``stream`` to its local subscribers, if it has any."""
+        fanout = self._fanouts.get(stream)
+        if fanout is not None:
+            fanout.deliver(frame)
+
+    def _leave(self, subscription: LogSubscription) -> None:
+        stream = subscription.stream
+        fanout = self._fanouts.get(stream)
+        if fanout is not None and not fanout.subscribers:
+            del self._fanouts[stream]
+            self._forget_stream(stream)
+
+    def _close_fanouts(self) -> None:
+        """End every subscription, after what it holds (at :meth:`aclose`)."""
+        for fanout in list(self._fanouts.values()):
+            fanout.close()
+
+    def _join(self, subscription: LogSubscription) -> None:  # noqa: B027 - a hook
+        """Set ``subscription.live_from`` now if the backend can (see :mod:`asgi_stream.fanout`)."""
+
+    async def _ready(self, subscription: LogSubscription) -> None:  # noqa: B027 - a hook
+        """Return once ``subscription.live_from`` is set; :meth:`_join` did it unless overridden."""
+
+    def _forget_stream(self, stream: str) -> None:  # noqa: B027 - a hook
+        """The last local subscriber of ``stream`` left."""
+
+    @abc.abstractmethod
+    async def _history(self, stream: str, after: str | None, upto: str, check: bool) -> list[Frame]:
+        """A page of the events after ``after`` (the oldest held if ``None``), up to ``upto``.
+
+        With ``check``, first raise :class:`EventIDNotFound` unless ``after``
+        can be resumed. Raises it too when events right after ``after`` were
+        trimmed.
+        """
+
+    @staticmethod
+    @abc.abstractmethod
+    def _position(event_id: str) -> tuple[int, int]:
+        """A valid ID of this log as numbers that order the events of one stream."""
 
     @abc.abstractmethod
     async def append(self, stream: str, data: str, event: str | None = None) -> str:
@@ -65,16 +193,6 @@ class EventLog(abc.ABC):
 
         Raises :class:`TypeError` or :class:`ValueError`, and stores nothing,
         when :meth:`check_stream` or :meth:`check_event` refuses the arguments.
-        """
-
-    @abc.abstractmethod
-    def read(self, stream: str, after: str | None = None) -> AsyncGenerator[Event, None]:
-        """The events after ``after`` (all held ones if ``None``), then new ones, forever.
-
-        Raises :class:`EventIDNotFound` when ``after`` cannot be resumed, or
-        when the reader falls so far behind that events after its position
-        were trimmed. An async generator: close it (``contextlib.aclosing``)
-        when done.
         """
 
     @abc.abstractmethod
@@ -125,8 +243,9 @@ class EventLog(abc.ABC):
         if event is not None:
             _check_utf8("event type", event)
 
-    async def aclose(self) -> None:  # noqa: B027 - a hook; the in-memory log has nothing to close
-        """Release connections and the like. The log is not used afterwards."""
+    async def aclose(self) -> None:
+        """End every subscription and release connections. The log is not used afterwards."""
+        self._close_fanouts()
 
 
 def _check_utf8(what: str, text: str) -> None:
@@ -136,3 +255,9 @@ def _check_utf8(what: str, text: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError(f"{what} is not UTF-8 text (it holds a lone surrogate)") from None
+
+
+def make_frame(event_id: str, data: str, event: str | None, position: tuple[int, int]) -> Frame:
+    """The frame of one event of a log: encoded once, with its ID, for every subscriber."""
+    wire = ServerSentEvent(data, event, event_id).encode()
+    return Frame(wire, event_id, data, event, position)

@@ -12,10 +12,12 @@ client was away is lost. :class:`ResumableEventSourceResponse` answers it:
 * Its events come from a stream of an :class:`~asgi_stream.eventlog.EventLog`,
   never from a generator that exists only in this connection, and each one is
   written with its log ID as ``id:``.
-* With ``Last-Event-ID``, it reads the log from just after that ID: first the
-  events the client missed, then new ones as they are appended. The log's
-  reader moves one cursor through both phases, so there is no gap and no
-  duplicate between them (see :mod:`asgi_stream.eventlog`).
+* With ``Last-Event-ID``, it subscribes to the log's stream from just after
+  that ID: first the events the client missed, then new ones as they are
+  appended, with no gap and no duplicate between them (see
+  :mod:`asgi_stream.fanout`). The subscription is one more buffer on the
+  process's one fan-out of the stream: it holds no connection of its own,
+  even when the log is in Redis.
 * Without one, a new subscriber starts where ``start`` says.
   ``start="beginning"``, the default, replays every event the log holds, then
   goes on live: that is what a client of a *job* wants (all of its progress,
@@ -38,6 +40,11 @@ client was away is lost. :class:`ResumableEventSourceResponse` answers it:
   Content``, which tells ``EventSource`` to stop reconnecting.
 * ``retry`` (milliseconds) is sent first, in an event of its own, which the
   browser applies without dispatching anything.
+* When the log cannot be reached (Redis is restarting:
+  :class:`~asgi_stream.EventLogUnavailable`), the answer is still a
+  ``200`` stream: a ``retry:`` field, and a clean end (:func:`~asgi_stream.retry_later`).
+  ``EventSource`` takes a 5xx as final and stops for good; a stream that ends
+  makes it reconnect, with its ``Last-Event-ID``, and lose nothing.
 * A page cannot set ``Last-Event-ID``: ``EventSource`` sends it only on its
   own reconnections. A page that closed its ``EventSource`` (a Stop button, a
   reload) and opens a new one passes the last ID it saw as
@@ -50,22 +57,28 @@ from :class:`~asgi_stream.sse.EventSourceResponse`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Literal
 
 from .background import BackgroundTask, BackgroundTasks
-from .eventlog_base import EventIDNotFound, EventLog
+from .eventlog_base import EventIDNotFound, EventLog, EventLogUnavailable
 from .headers import HeadersInput
 from .request import Request
 from .response import Response
 from .sse import EventSourceResponse, ServerSentEvent
 from .types import Receive, Scope, Send
 
-__all__ = ["ResumableEventSourceResponse", "last_event_id"]
+__all__ = ["ResumableEventSourceResponse", "last_event_id", "retry_later"]
+
+logger = logging.getLogger(__name__)
 
 #: A longer ``Last-Event-ID`` cannot be one of ours; it is treated as unknown.
 MAX_EVENT_ID_LENGTH = 128
+#: The ``retry:`` (milliseconds) asked of a client while the log is unavailable, unless set.
+UNAVAILABLE_RETRY_MS = 1000
 
 
 def last_event_id(request: Request) -> str | None:
@@ -87,7 +100,10 @@ class ResumableEventSourceResponse(EventSourceResponse):
     ``"beginning"`` (the default: every event held, then live) or ``"live"``
     (the next event appended); see the module's docstring for which to choose.
     ``final_events`` is a collection of event types (``["done"]``; a lone
-    ``str`` is a :class:`TypeError`).
+    ``str`` is a :class:`TypeError`). With ``idle_timeout`` (seconds), a
+    stream that has had no event for that long ends cleanly: the browser
+    reconnects with its ``Last-Event-ID``, and the endpoint gets to look at
+    the stream again (the catalogue's jobs find a job whose worker died).
     """
 
     def __init__(
@@ -99,22 +115,36 @@ class ResumableEventSourceResponse(EventSourceResponse):
         retry: int | None = None,
         final_events: Iterable[str] = (),
         start: Literal["beginning", "live"] = "beginning",
+        idle_timeout: float | None = None,
         status_code: int = 200,
         headers: HeadersInput | None = None,
         background: BackgroundTask | BackgroundTasks | None = None,
     ) -> None:
         if start not in ("beginning", "live"):
             raise ValueError(f'start must be "beginning" or "live", not {start!r}')
+        if idle_timeout is not None and not idle_timeout > 0:
+            raise ValueError(
+                f"idle_timeout must be a positive number of seconds, not {idle_timeout!r}"
+            )
+        self.idle_timeout = idle_timeout
         self.start = start
         self.log = log
         self.stream_name = stream
         self.last_event_id = last_event_id or None
         self.final_events = _event_names(final_events)
-        self._retry_event = None if retry is None else ServerSentEvent(retry=retry)  # validates
+        if retry is not None:
+            ServerSentEvent(retry=retry)  # validates it here, where it is wrong
+        self._retry_ms = retry
         super().__init__(self._events(), status_code, headers, background=background)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if await self._client_has_final_event():
+        try:
+            has_final_event = await self._client_has_final_event()
+        except EventLogUnavailable as exc:
+            self._mark_sent()
+            await retry_later(self._retry_ms, exc, self.background)(scope, receive, send)
+            return
+        if has_final_event:
             self._mark_sent()  # single use, even when answered with a 204
             await Response(status_code=204, background=self.background)(scope, receive, send)
             return
@@ -128,36 +158,57 @@ class ResumableEventSourceResponse(EventSourceResponse):
             last is not None and last.id == self.last_event_id and last.event in self.final_events
         )
 
-    async def _events(self) -> AsyncIterator[ServerSentEvent]:
-        if self._retry_event is not None:
-            yield self._retry_event
+    async def _events(self) -> AsyncIterator[ServerSentEvent | bytes]:
+        if self._retry_ms is not None:
+            yield ServerSentEvent(retry=self._retry_ms)
         after = self.last_event_id
         if after is not None and len(after) > MAX_EVENT_ID_LENGTH:
             yield _reset_event(EventIDNotFound(after[:MAX_EVENT_ID_LENGTH] + "...", trimmed=False))
             after = None
-        if after is None:
-            after = await self._start_after()
         while True:
+            subscription = self.log.subscribe(
+                self.stream_name, after, start=self.start, final_events=self.final_events
+            )
             try:
-                async with contextlib.aclosing(self.log.read(self.stream_name, after)) as events:
-                    async for event in events:
-                        yield ServerSentEvent(event.data, event.event, event.id)
-                        if event.event in self.final_events:
-                            return
+                async with contextlib.aclosing(subscription):
+                    while True:
+                        try:
+                            async with asyncio.timeout(self.idle_timeout):
+                                chunk = await anext(subscription)
+                        except StopAsyncIteration:
+                            break
+                        except TimeoutError:
+                            break  # quiet for too long: a clean end, and the client comes back
+                        yield chunk
+                return
             except EventIDNotFound as exc:
                 yield _reset_event(exc)
-                after = await self._start_after()  # go on as a new subscriber would
+                after = None  # go on as a new subscriber would
+            except EventLogUnavailable as exc:
+                # Headers are sent: end cleanly, and the browser comes back after retry.
+                logger.warning("%s: the client is asked to reconnect", exc)
+                if self._retry_ms is None:
+                    yield ServerSentEvent(retry=UNAVAILABLE_RETRY_MS)
+                return
 
-    async def _start_after(self) -> str | None:
-        """Where a reader without an ID starts: after this ID (``None``: the oldest held).
 
-        Live is "after the newest event now". An event appended after this
-        look comes after that ID, so the reader cannot miss it.
-        """
-        if self.start == "beginning":
-            return None
-        newest = await self.log.last(self.stream_name)
-        return None if newest is None else newest.id
+def retry_later(
+    retry: int | None = None,
+    reason: BaseException | None = None,
+    background: BackgroundTask | BackgroundTasks | None = None,
+) -> EventSourceResponse:
+    """An SSE answer for "not now": a ``retry:`` field and a clean end.
+
+    What to send when the event log is unavailable
+    (:class:`~asgi_stream.EventLogUnavailable`).
+    A 5xx would make a browser's ``EventSource`` give up for good; a ``200``
+    stream that ends makes it reconnect after ``retry`` milliseconds
+    (1,000 ms by default), with its ``Last-Event-ID``.
+    """
+    if reason is not None:
+        logger.warning("%s: the client is asked to reconnect", reason)
+    event = ServerSentEvent(retry=UNAVAILABLE_RETRY_MS if retry is None else retry)
+    return EventSourceResponse([event], background=background)
 
 
 def _event_names(names: Iterable[str]) -> frozenset[str]:

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -230,7 +231,9 @@ async def publish(
     for k in range(count):
         # On a schedule, not sleep(1 / rate) after each: a slow broadcast does not slow the rate.
         await asyncio.sleep(max(0.0, start + k / rate - loop.time()))
-        broadcast(f"{time.monotonic():.6f}")
+        published = broadcast(f"{time.monotonic():.6f}")
+        if inspect.isawaitable(published):  # a publisher that goes through Redis
+            await published
     body = b"%d" % count
     headers = [(b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": 200, "headers": headers})

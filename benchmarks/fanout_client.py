@@ -7,12 +7,16 @@ answers one line of JSON on stdout:
 ``open N``
     open subscriptions (``/subscribe``) until N are open; answer when every
     one of them has its response headers;
-``measure SECONDS RATE``
+``measure SECONDS RATE [QUIET]``
     ask the server to publish ``RATE`` events a second for ``SECONDS``
     seconds (``/publish``), then wait until no event has arrived for
-    :data:`QUIET` seconds (a heartbeat comment is not an event); answer how
+    ``QUIET`` seconds (:data:`QUIET` by default; a heartbeat comment is not
+    an event); answer how
     many events were published, how many arrived in all, and the
     producer-to-client latency of each event that reached a *probe*;
+``listen SECONDS RATE [QUIET]``
+    as ``measure``, but another process publishes (to both servers, through
+    Redis): read for ``SECONDS``, then until quiet; ``published`` is 0;
 ``quit``
     close everything and exit.
 
@@ -103,13 +107,20 @@ class Subscribers:
                         else:
                             waiting[sock] = data
 
-    def measure(self, seconds: float, rate: float) -> dict[str, object]:
+    def measure(
+        self, seconds: float, rate: float, publish: bool = True, quiet: float = QUIET
+    ) -> dict[str, object]:
+        """Publish (unless ``publish`` is false: another process does) and count what arrives.
+
+        Counting ends once nothing has arrived for ``quiet`` seconds.
+        """
         step = max(1, len(self.socks) // PROBES)
         latencies: list[float] = []
         probes = {sock: Probe(latencies) for sock in self.socks[::step]}
         delivered_before = sum(counter.count for counter in self.counters.values())
         publisher = connect(self.port)
-        publisher.sendall(request(f"/publish?seconds={seconds}&rate={rate}"))
+        if publish:
+            publisher.sendall(request(f"/publish?seconds={seconds}&rate={rate}"))
         publisher.setblocking(False)
         answer = b""
         with selectors.DefaultSelector() as selector:
@@ -119,9 +130,12 @@ class Subscribers:
             deadline = time.monotonic() + seconds + TIMEOUT
             published = None
             while published is None:
+                if not publish and time.monotonic() > deadline - TIMEOUT:
+                    published = 0  # the publishing process reports the count
+                    break
                 if time.monotonic() > deadline:
                     raise TimeoutError("the publisher did not answer")
-                for key, _ in selector.select(1.0):
+                for key, _ in selector.select(0.1 if not publish else 1.0):
                     now = time.monotonic()
                     sock = key.fileobj  # type: ignore[assignment]
                     data = sock.recv(RECV_SIZE)
@@ -140,10 +154,10 @@ class Subscribers:
                     selector.register(sock, selectors.EVENT_READ)
             deadline = time.monotonic() + TIMEOUT
             last_event = time.monotonic()
-            while time.monotonic() - last_event < QUIET:
+            while time.monotonic() - last_event < quiet:
                 if time.monotonic() > deadline:
                     raise TimeoutError("the subscribers never went quiet")
-                for key, _ in selector.select(QUIET / 5):
+                for key, _ in selector.select(quiet / 5):
                     now = time.monotonic()
                     sock = key.fileobj  # type: ignore[assignment]
                     data = sock.recv(RECV_SIZE)
@@ -172,8 +186,10 @@ def main() -> None:
             if command == "open":
                 subscribers.open(int(args[0]))
                 answer = {"open": len(subscribers.socks)}
-            elif command == "measure":
-                answer = subscribers.measure(float(args[0]), float(args[1]))
+            elif command in ("measure", "listen"):
+                seconds, rate, *quiet = map(float, args)
+                publish = command == "measure"
+                answer = subscribers.measure(seconds, rate, publish, *quiet)
             else:
                 break
             print(json.dumps(answer), flush=True)

@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
                 command = [sys.executable, "-m", "benchmarks.server", server_name]
                 log_path = Path(tmp) / f"{server_name}.log"
                 with serve(
-                    [*command, "frozen_client:app", "--cpus", "0,1"], log_path, cwd=ROOT
+                    [*command, "benchmarks.frozen_client:app", "--cpus", "0,1"], log_path, cwd=ROOT
                 ) as server:
                     run = measure(
                         server, args.send_timeout, args.hold, ending, not args.never_awaits

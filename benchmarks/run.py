@@ -34,6 +34,9 @@ The measurements, as the issue names them:
 (f) fan-out: one producer broadcasts 10 events a second to 1,000 and then
     10,000 subscribers (:mod:`benchmarks.fanout_client`); the server's CPU
     time per delivered event and the producer-to-client latency, p50 and p99;
+(g) fan-out across two server processes and Redis, asgi-stream's event log
+    against broadcaster and Litestar channels (:mod:`benchmarks.scaleout`,
+    which writes its own ``scaleout.json`` and ``scaleout.md``);
 
 and, on uvicorn with h11 and on hypercorn, (a) again with the eager reader
 for a reduced set of candidates. :mod:`benchmarks.report` writes the JSON,
@@ -74,7 +77,7 @@ READERS = {"eager": False, "batched": True}
 # Many streams are read by one epoll loop; the batched reader keeps that loop
 # from becoming the bottleneck when a server interleaves small writes.
 SCALING_BATCHED = True
-SECTIONS = ("a", "b", "c", "d", "e", "f", "secondary")
+SECTIONS = ("a", "b", "c", "d", "e", "f", "g", "secondary")
 #: The two kinds of generator of (e): name -> whether it awaits before each event.
 GENERATORS = {"never awaits": False, "awaits": True}
 #: Candidates that differ from another only in fan-out, so are measured only there.
@@ -131,6 +134,9 @@ class Settings:
     fanout_rate: float = 10.0
     fanout_seconds: float = 1.0
     fanout_rounds: int = 2
+    scaleout_levels: tuple[int, ...] = (1_000, 2_000, 4_000, 10_000)
+    scaleout_rate: float = 10.0
+    scaleout_seconds: float = 3.0
     secondary_servers: tuple[str, ...] = ("uvicorn-h11", "hypercorn")
     secondary_candidates: tuple[str, ...] = (*REDUCED_SET, "asgi-stream coalesce")
     secondary_events: int = 30_000
@@ -155,6 +161,8 @@ QUICK = Settings(
     fanout_levels=(10, 20),
     fanout_seconds=0.3,
     fanout_rounds=1,
+    scaleout_levels=(200, 400),
+    scaleout_seconds=0.5,
     secondary_events=1_000,
     secondary_rounds=1,
 )
@@ -473,7 +481,26 @@ def versions() -> dict[str, str]:
     return found
 
 
-def measure(settings: Settings, sections: Sequence[str], tmp: Path) -> dict[str, Any]:
+def scaleout(settings: Settings, output: Path) -> dict[str, Any]:
+    """(g): :mod:`benchmarks.scaleout`, which writes ``scaleout.json`` and ``scaleout.md``."""
+    from . import scaleout as measure_scaleout  # it imports this module's helpers
+    from .scaleout_apps import CANDIDATES as SCALEOUT_CANDIDATES
+
+    command = "python3 -m benchmarks --sections g (benchmarks/scaleout.py)"
+    report_ = measure_scaleout.run(
+        settings.scaleout_levels,
+        settings.scaleout_rate,
+        settings.scaleout_seconds,
+        list(SCALEOUT_CANDIDATES),
+        output / "scaleout",
+        command,
+    )
+    return {"see": "scaleout.md", "targets": report_["targets"]}
+
+
+def measure(
+    settings: Settings, sections: Sequence[str], tmp: Path, output: Path = RESULTS
+) -> dict[str, Any]:
     results: dict[str, Any] = {}
     candidates = [name for name in settings.candidates if name not in FANOUT_ONLY]
     timed: dict[str, float] = {}
@@ -541,6 +568,7 @@ def measure(settings: Settings, sections: Sequence[str], tmp: Path) -> dict[str,
             )
     section("d", "(d) idle streams", lambda: idle_streams(settings, tmp))
     section("f", "(f) fan-out", lambda: fanout(settings, tmp))
+    section("g", "(g) fan-out across two processes and Redis", lambda: scaleout(settings, output))
 
     def secondary() -> dict[str, Any]:
         chosen = [c for c in settings.secondary_candidates if c in candidates]
@@ -586,7 +614,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.time()
     busy_before, own_before = procfs.machine_busy_seconds(), procfs.own_seconds()
     with tempfile.TemporaryDirectory() as tmp:
-        results = measure(settings, sections, Path(tmp))
+        results = measure(settings, sections, Path(tmp), args.output)
     results["meta"] = {
         "command": " ".join(["python3 -m benchmarks", *(sys.argv[1:] if argv is None else argv)]),
         "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)),

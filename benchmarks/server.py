@@ -1,8 +1,8 @@
 """Serve one candidate on one server, pinned to CPU 0: ``python -m benchmarks.server SERVER APP``.
 
 ``SERVER`` is one of :data:`SERVERS`; ``APP`` is an attribute of
-:mod:`benchmarks.apps`, or ``MODULE:ATTRIBUTE`` for an app in another module
-of this package (``frozen_client:app``); ``--port`` is given last (as
+:mod:`benchmarks.apps`, or ``module:attribute`` (``benchmarks.frozen_client:app``);
+``--port`` is given last (as
 :func:`asgi_stream.tools.process.serve` does); ``--cpus 0,1`` lets the server
 use both cores (the idle-stream measurement does, to open 50,000 connections
 faster).
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import os
+import pkgutil
 
 from asgi_stream.tools.process import raise_open_files_limit
 
@@ -38,8 +38,12 @@ def main() -> None:
         os.sched_setaffinity(0, {int(cpu) for cpu in args.cpus.split(",")})
     raise_open_files_limit()
 
-    module, _, name = args.app.rpartition(":")
-    app = getattr(importlib.import_module(f".{module or 'apps'}", __package__), name)
+    if ":" in args.app:  # "module:attribute", such as benchmarks.frozen_client:app
+        app = pkgutil.resolve_name(args.app)
+    else:
+        from . import apps
+
+        app = getattr(apps, args.app)
     if args.server == "hypercorn":
         from hypercorn.asyncio import serve
         from hypercorn.config import Config

@@ -23,7 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @contextlib.contextmanager
 def serve(
-    argv: Sequence[str], tmp_path: Path, port: int | None = None, env: dict[str, str] | None = None
+    argv: Sequence[str],
+    tmp_path: Path,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    host: str = process.HOST,
 ) -> Iterator[ServerProcess]:
     """Run ``python argv... --port PORT`` until the block ends.
 
@@ -36,6 +40,6 @@ def serve(
     log_path = tmp_path / f"server-{port}.log"
     command = [sys.executable, *argv]
     with process.serve(
-        command, log_path, port=port, cwd=ROOT, env=env, start_timeout=20.0
+        command, log_path, port=port, cwd=ROOT, env=env, start_timeout=20.0, host=host
     ) as server:
         yield server

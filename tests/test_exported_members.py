@@ -38,6 +38,7 @@ PUBLIC = frozenset(
         # Resumable streams and fan-out
         *("EventLog", "MemoryEventLog", "RedisEventLog", "open_event_log", "Event"),
         *("EventIDNotFound", "ResumableEventSourceResponse", "last_event_id"),
+        *("EventLogUnavailable", "LogSubscription", "retry_later"),
         *("Broadcast", "Subscription"),
         # Shutdown, tracing, warnings and types
         *("GracefulShutdown", "stop_streams", "Tracer", "ConnectionHeaderWarning"),
@@ -57,7 +58,7 @@ OWN_NAMESPACE = {"asgi_stream.starlette"}
 
 def test_the_public_api_is_the_declared_list() -> None:
     assert set(asgi_stream.__all__) == PUBLIC
-    assert len(asgi_stream.__all__) == len(PUBLIC) == 46
+    assert len(asgi_stream.__all__) == len(PUBLIC) == 49
 
 
 def ruff_order(name: str) -> tuple[int, list[str | int]]:

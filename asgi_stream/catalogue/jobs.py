@@ -20,6 +20,20 @@ from zero. Here the two are apart:
   that opens a new ``EventSource``), until the final event. An unknown
   job is a 404.
 
+**Faults of the log.** With Redis, the log can be away for a while (a
+restart, a failover). A job waits it out: a step whose append fails is tried
+again, with a growing delay, for up to :data:`OUTAGE_SECONDS`, and its readers
+see a delay, not a gap. A job that cannot go on ends ``failed``, and that end
+is tried until the log takes it (for up to :data:`RETENTION_SECONDS`), so its
+readers do not wait forever. A job whose worker died (SIGKILL, a crash) can
+record nothing: a reader that connects and finds its newest event older than
+:data:`LOST_AFTER_SECONDS`, with no final event, appends ``failed`` with
+``{"error": "Job lost: ..."}`` for every reader; a reader that was already
+waiting sees its stream end after that long without an event, reconnects,
+and is told the same way. While the log cannot be
+reached, ``GET /jobs/ID/events`` answers a stream with only ``retry:``, which
+``EventSource`` retries; a 5xx would make it give up.
+
 The job's first event is appended before ``POST`` answers, so the job exists
 in the log from the moment its ID is known. With the Redis log, that existence
 and all the events live in Redis: the job runs in the worker that received the
@@ -40,21 +54,25 @@ import json
 import logging
 import re
 import secrets
+import time
 from collections import deque
 from typing import Any, Protocol
 
 from ..eventlog import open_event_log
-from ..eventlog_base import EventLog
+from ..eventlog_base import EventLog, EventLogUnavailable
 from ..exceptions import HTTPException
 from ..request import Request
 from ..response import JSONResponse
-from ..resumable import ResumableEventSourceResponse, last_event_id
+from ..resumable import ResumableEventSourceResponse, last_event_id, retry_later
 from ..routing import Router
+from ..sse import EventSourceResponse
 
 __all__ = [
     "FINAL_EVENTS",
+    "LOST_AFTER_SECONDS",
     "MAX_FINISHED_JOBS",
     "MAX_RUNNING_JOBS",
+    "OUTAGE_SECONDS",
     "RETENTION_SECONDS",
     "Jobs",
     "install",
@@ -71,6 +89,11 @@ MAX_RUNNING_JOBS = 100
 #: How many finished jobs one worker keeps readable; past that the oldest is forgotten,
 #: so that anonymous POSTs cannot fill the memory (or Redis) within the retention time.
 MAX_FINISHED_JOBS = 1000
+#: How long a running job waits for the event log to come back before it fails.
+OUTAGE_SECONDS = 60.0
+#: A job with no final event whose newest event is older than this was lost with its worker.
+#: Longer than a job waits out an outage, so that a job that is only waiting is not declared lost.
+LOST_AFTER_SECONDS = OUTAGE_SECONDS + 30.0
 #: The number of steps of a job, as in the tutorial's /progress.
 TOTAL = 100
 
@@ -78,6 +101,11 @@ _STEP_SECONDS = 0.1
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # How long a cancelled job may take to record its end, and shutdown to wait for jobs.
 _FINAL_WRITE_TIMEOUT = 2.0
+# The delays between two tries of an append while the log is away.
+_RETRY_FIRST = 0.05
+_RETRY_MAX = 2.0
+# A Redis entry ID starts with its time in milliseconds; a memory log's IDs hold no time.
+_REDIS_ID = re.compile(r"([0-9]{1,19})-[0-9]{1,19}")
 
 
 class JobSettings(Protocol):
@@ -127,49 +155,91 @@ class Jobs:
         events = f"{request.base_url.path}jobs/{job_id}/events"
         return JSONResponse({"id": job_id, "events": events}, 202)
 
-    async def events(self, request: Request) -> ResumableEventSourceResponse:
+    async def events(self, request: Request) -> EventSourceResponse:
         """``GET /jobs/{id}/events``: the job's events, resumable; 404 for no such job."""
         job_id = request.path_params["id"]
-        if not _JOB_ID.fullmatch(job_id) or not await self.log.exists(self.stream(job_id)):
+        retry = max(1, round(1000 * self.tick))
+        if not _JOB_ID.fullmatch(job_id):
             raise HTTPException(404, "No such job")
+        stream = self.stream(job_id)
+        try:
+            if not await self.log.exists(stream):
+                raise HTTPException(404, "No such job")
+            await self._end_if_lost(stream)
+        except EventLogUnavailable as exc:
+            return retry_later(retry, exc)
         return ResumableEventSourceResponse(
             self.log,
-            self.stream(job_id),
+            stream,
             last_event_id(request),
-            retry=max(1, round(1000 * self.tick)),
+            retry=retry,
             final_events=FINAL_EVENTS,
+            # A reader waiting when the job's worker died comes back, and is told.
+            idle_timeout=LOST_AFTER_SECONDS,
         )
+
+    async def _end_if_lost(self, stream: str) -> None:
+        """Record that a job is lost when it has not moved for :data:`LOST_AFTER_SECONDS`."""
+        if any(task.get_name() == stream for task in self.tasks):
+            return  # it runs here
+        last = await self.log.last(stream)
+        if last is None or last.event in FINAL_EVENTS:
+            return
+        written = _REDIS_ID.fullmatch(last.id)
+        if written is None:  # an in-memory job runs in this process, or ended with it
+            return
+        # Redis's clock against this host's: a skew of seconds is small beside the bound.
+        if time.time() * 1000 - int(written[1]) > LOST_AFTER_SECONDS * 1000:
+            error = {"error": "Job lost: the worker that ran it stopped"}
+            await self.log.append(stream, json.dumps(error), event="failed")
+
+    async def _append(self, stream: str, data: str, event: str | None, patience: float) -> None:
+        """Append, waiting out an outage of the log for up to ``patience`` seconds."""
+        delay = _RETRY_FIRST
+        async with asyncio.timeout(patience):
+            while True:
+                try:
+                    await self.log.append(stream, data, event)
+                    return
+                except EventLogUnavailable:
+                    await asyncio.sleep(delay)
+                    delay = min(2 * delay, _RETRY_MAX)
 
     async def _run(self, stream: str) -> None:
         try:
             for current in range(1, TOTAL + 1):
                 await asyncio.sleep(_STEP_SECONDS * self.tick)
-                await self.log.append(stream, json.dumps(progress(current)))
-            await self.log.append(stream, "Completed", event="done")
+                await self._append(stream, json.dumps(progress(current)), None, OUTAGE_SECONDS)
+            await self._append(stream, "Completed", "done", OUTAGE_SECONDS)
         except asyncio.CancelledError:
-            await self._end(stream, "Job cancelled: the server is shutting down")
+            await self._end(
+                stream, "Job cancelled: the server is shutting down", _FINAL_WRITE_TIMEOUT
+            )
             raise
         except Exception:
             logger.exception("job %s failed", stream)
-            await self._end(stream, "Job failed")
+            await self._end(stream, "Job failed", RETENTION_SECONDS)
         else:
             await self._retire(stream)
 
     async def _retire(self, stream: str) -> None:
         """Let a finished job's stream expire, and forget the oldest past the cap."""
-        await self.log.expire(stream, RETENTION_SECONDS)
-        self.finished.append(stream)
-        if len(self.finished) > MAX_FINISHED_JOBS:
-            await self.log.expire(self.finished.popleft(), 0)
-
-    async def _end(self, stream: str, reason: str) -> None:
-        """Record that a job ended early, so that its readers stop; best effort."""
         try:
-            async with asyncio.timeout(_FINAL_WRITE_TIMEOUT):
-                await self.log.append(stream, json.dumps({"error": reason}), event="failed")
-                await self._retire(stream)
+            await self.log.expire(stream, RETENTION_SECONDS)
+            self.finished.append(stream)
+            if len(self.finished) > MAX_FINISHED_JOBS:
+                await self.log.expire(self.finished.popleft(), 0)
+        except EventLogUnavailable as exc:
+            logger.warning("job %s will not expire: %s", stream, exc)
+
+    async def _end(self, stream: str, reason: str, patience: float) -> None:
+        """Record that a job ended early, so that its readers stop; wait up to ``patience`` s."""
+        try:
+            await self._append(stream, json.dumps({"error": reason}), "failed", patience)
         except Exception:
             logger.exception("could not record the end of job %s", stream)
+        else:
+            await self._retire(stream)
 
     async def shutdown(self) -> None:
         """Cancel the running jobs, wait for them to record it, and close the log."""

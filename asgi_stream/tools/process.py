@@ -96,11 +96,12 @@ class ServerProcess:
     process: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    host: str = HOST
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:PORT``, without a trailing slash."""
-        return f"http://{HOST}:{self.port}"
+        """``http://HOST:PORT`` (``127.0.0.1`` by default), without a trailing slash."""
+        return f"http://{self.host}:{self.port}"
 
     def output(self) -> str:
         """Everything the server has written so far, stdout and stderr interleaved."""
@@ -132,8 +133,10 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def wait_until_listening(port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
-    """Return once something accepts connections on ``port``.
+def wait_until_listening(
+    port: int, process: subprocess.Popen[bytes], timeout: float, host: str = HOST
+) -> None:
+    """Return once something accepts connections on ``host:port``.
 
     Raises :class:`RuntimeError` when ``process`` exits first, and
     :class:`TimeoutError` after ``timeout`` seconds.
@@ -142,7 +145,7 @@ def wait_until_listening(port: int, process: subprocess.Popen[bytes], timeout: f
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with {process.returncode} before listening")
-        with contextlib.suppress(OSError), socket.create_connection((HOST, port), 0.2):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), 0.2):
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listened on port {port} within {timeout} s")
@@ -158,8 +161,13 @@ def serve(
     env: Mapping[str, str] | None = None,
     start_timeout: float = 30.0,
     stop_timeout: float = 15.0,
+    host: str = HOST,
 ) -> Iterator[ServerProcess]:
     """Run ``command`` on ``port`` (a free one by default) until the block ends.
+
+    ``host`` is the address the command was told to listen on (another
+    loopback address such as ``127.0.0.2`` plays a second machine); the wait
+    connects there.
 
     The server's output goes to ``log_path``; ``env`` is added to this
     process's environment. Raises :class:`ServerDidNotStart` when the server
@@ -180,10 +188,10 @@ def serve(
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
-    server = ServerProcess(process, port, log_path)
+    server = ServerProcess(process, port, log_path, host)
     try:
         try:
-            wait_until_listening(port, process, start_timeout)
+            wait_until_listening(port, process, start_timeout, host)
         except (RuntimeError, TimeoutError) as exc:
             server.stop(signal.SIGKILL)
             raise ServerDidNotStart(f"{exc}\n--- server output ---\n{server.output()}") from None

@@ -54,6 +54,17 @@ def test_in_process_the_generators_timeout_and_contextvar_stay_its_own(
     assert ending_of(body) == EXPECTED_ENDING
 
 
+def test_in_process_a_resumable_streams_own_timeout_ends_it_cleanly() -> None:
+    """The resumable response's generator waits for the next event under its own
+    ``idle_timeout`` (an ``asyncio.timeout`` around each step, after a replay of 40
+    events at once): it must fire in its task and end the stream cleanly."""
+    response = asyncio.run(one_task_app.resumable())
+    messages = asyncio.run(request(response, http_scope(), timeout=10))
+    assert messages[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    events = parse(body_of(messages).decode()).events
+    assert [event.data for event in events] == [str(i) for i in range(one_task_app.BURST)]
+
+
 @pytest.fixture(scope="module", params=["uvicorn", "hypercorn"])
 def one_task_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -82,6 +93,15 @@ def test_on_real_servers_every_mode_keeps_the_rule(one_task_server: ServerProces
 
     endings = asyncio.run(main())
     assert dict(zip(IDS, endings, strict=True)) == dict.fromkeys(IDS, EXPECTED_ENDING)
+
+
+@pytest.mark.server
+def test_on_real_servers_a_resumable_stream_ends_cleanly_at_its_idle_timeout(
+    one_task_server: ServerProcess,
+) -> None:
+    reply = httpx.get(f"{one_task_server.url}/resumable", timeout=20)  # raises if cut
+    events = parse(reply.text).events
+    assert [event.data for event in events] == [str(i) for i in range(one_task_app.BURST)]
 
 
 # -- a cancellation that lands outside the generator ----------------------------------------

@@ -45,12 +45,13 @@ def test_a_fresh_request_gets_retry_then_every_event_with_its_id_then_the_end() 
     messages = respond(log, None, retry=1500)
     assert messages[0]["status"] == 200
     assert headers_of(messages)[b"content-type"] == b"text/event-stream; charset=utf-8"
+    # The replay comes as one page: one body message for the events held.
     assert [m["body"] for m in messages[1:]] == [
         b"retry: 1500\n\n",
-        f"id: {nth_id(log, 1)}\ndata: event 0\n\n".encode(),
-        f"id: {nth_id(log, 2)}\ndata: event 1\n\n".encode(),
-        f"id: {nth_id(log, 3)}\ndata: event 2\n\n".encode(),
-        f"event: done\nid: {nth_id(log, 4)}\ndata: Completed\n\n".encode(),
+        f"id: {nth_id(log, 1)}\ndata: event 0\n\n".encode()
+        + f"id: {nth_id(log, 2)}\ndata: event 1\n\n".encode()
+        + f"id: {nth_id(log, 3)}\ndata: event 2\n\n".encode()
+        + f"event: done\nid: {nth_id(log, 4)}\ndata: Completed\n\n".encode(),
         b"",
     ]
     assert messages[-1]["more_body"] is False
@@ -151,11 +152,11 @@ def test_live_events_follow_the_replay_and_a_disconnect_stops_the_reader() -> No
         assert await comm.receive_nothing(0.05)  # caught up: nothing to replay
         live = await log.append("s", "live")
         assert (await comm.receive_output(2))["body"] == f"id: {live}\ndata: live\n\n".encode()
-        assert log._streams["s"].readers == 1
+        assert log.subscribers == 1
         await comm.send_input({"type": "http.disconnect"})
         await comm.wait(2)
         assert not comm.future.cancelled()
-        assert log._streams["s"].readers == 0  # the log's reader was closed at once
+        assert log.subscribers == 0  # the subscription was closed at once
 
     asyncio.run(main())
 

@@ -1,0 +1,186 @@
+"""One subscriber of an event log's stream: its replay, then its share of the live fan-out.
+
+Theory of operation
+===================
+
+A process that streams one event log to many clients could read the log once
+per client: a cursor each, a command each, a connection each while it waits
+(that was :meth:`~asgi_stream.eventlog.EventLog.read` before). Every serious
+fan-out system does the opposite. The process reads each stream *once*, and
+hands every event to its local subscribers, as :class:`~asgi_stream.Broadcast`
+does: one ``Frame``, encoded once, appended to
+each subscriber's bounded buffer. So the log keeps, per stream that has local
+subscribers, one :class:`~asgi_stream.Broadcast` (the *fan-out*), fed by
+whatever learns of new events first: ``append`` itself in memory, the one
+shared reader task of the process with Redis.
+
+A subscriber then waits on its own buffer only. It holds no connection and
+issues no command while it follows, so a client that leaves is forgotten at
+once, and a thousand followers cost a thousand buffers, not a thousand
+connections.
+
+**Joining without a gap or a duplicate.** A subscriber that resumes after an
+ID needs the events it missed (the *replay*) and then the live ones. It is
+added to the fan-out *first*, and in the same step (no ``await`` between)
+learns ``live_from``, the ID of the last event the fan-out has handed out: its
+buffer will receive exactly the events after ``live_from``. The replay is then
+the events after its ID up to and including ``live_from``, read from the log
+page by page at the subscriber's pace, and nothing can fall between the two
+(with Redis, a stream that had no local subscriber yet gets its ``live_from``
+from the shared reader, which looks up the stream's newest ID before it
+starts reading it). When the subscriber's ID is *newer* than ``live_from``
+(it saw events on another worker that this one has not handed out yet),
+there is nothing to replay, and the buffer's first events up to its ID are
+skipped instead: IDs only grow, so comparing them as numbers is enough.
+
+**Ends.** A subscription ends when its buffer overflows (``max_pending``: the
+client resumes by ID when it reconnects, and the log counts it in
+``disconnected``), after an event whose type is in ``final_events``, or when
+the log is closed. It raises :class:`~asgi_stream.eventlog.EventIDNotFound`
+when its ID cannot be resumed, and :class:`~asgi_stream.eventlog.EventLogUnavailable`
+when its replay cannot be read now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal, Protocol
+
+from .broadcast import Broadcast, Frame, Subscription
+
+__all__ = ["LogSubscription"]
+
+
+class FanoutSource(Protocol):
+    """What a :class:`LogSubscription` asks of its event log (hooks of ``EventLog``)."""
+
+    disconnected: int
+
+    async def _ready(self, subscription: LogSubscription) -> None:
+        """Return once ``subscription.live_from`` is known."""
+
+    async def _history(self, stream: str, after: str | None, upto: str, check: bool) -> list[Frame]:
+        """A page of the events after ``after`` (the oldest held if ``None``), up to ``upto``.
+
+        With ``check``, first raise ``EventIDNotFound`` if ``after`` cannot be resumed.
+        """
+
+    def _position(self, event_id: str) -> tuple[int, int]:
+        """An ID as numbers that order the events of a stream."""
+
+    def _leave(self, subscription: LogSubscription) -> None:
+        """Forget a subscription that ended."""
+
+
+class LogSubscription(Subscription):
+    """A subscriber of one stream of an event log: an async iterator of encoded events.
+
+    Made by :meth:`~asgi_stream.eventlog.EventLog.subscribe`. Each step
+    yields the next page of the replay, or everything waiting in the buffer,
+    joined, as bytes ready for an :class:`~asgi_stream.EventSourceResponse`
+    (each event with its ``id:``). ``aclose()`` leaves the stream at once.
+    """
+
+    __slots__ = (
+        "_after",
+        "_checked",
+        "_final_events",
+        "_replayed",
+        "_skip_through",
+        "_source",
+        "dropped",
+        "live_from",
+        "stream",
+    )
+
+    def __init__(
+        self,
+        source: FanoutSource,
+        stream: str,
+        fanout: Broadcast,
+        after: str | None,
+        start: Literal["beginning", "live"],
+        final_events: frozenset[str],
+    ) -> None:
+        super().__init__(fanout)
+        self._source = source
+        self.stream = stream
+        #: The last event the fan-out had handed out when this subscriber joined.
+        self.live_from: str | None = None
+        #: Whether the subscription was ended for falling ``max_pending`` events behind.
+        self.dropped = False
+        self._after = after
+        self._checked = after is None
+        self._replayed = after is None and start == "live"
+        self._final_events = final_events
+        self._skip_through: tuple[int, int] | None = None
+
+    async def _next_frames(self) -> list[Frame]:
+        while True:
+            if self._ended and not self._pending:
+                raise StopAsyncIteration
+            if self.live_from is None:
+                await self._source._ready(self)
+                continue
+            if self._replayed:
+                frames = await super()._next_frames()
+            else:
+                frames = await self._replay_page()
+                if not frames:
+                    continue
+            if self._skip_through is not None:
+                frames = [frame for frame in frames if frame.position > self._skip_through]
+                if not frames:
+                    continue
+                self._skip_through = None  # IDs only grow: nothing later is older
+            return self._stop_after_final(frames) if self._final_events else frames
+
+    async def _replay_page(self) -> list[Frame]:
+        upto = self.live_from
+        assert upto is not None  # _next_frames waited for it
+        check = not self._checked
+        page = await self._source._history(self.stream, self._after, upto, check)
+        self._checked = True
+        if check and self._after is not None:
+            after = self._source._position(self._after)
+            if after > self._source._position(upto):
+                self._skip_through = after
+        if page:
+            self._after = page[-1].id
+        if not page or page[-1].id == upto:
+            self._replayed = True
+        return page
+
+    def _stop_after_final(self, frames: list[Frame]) -> list[Frame]:
+        for index, frame in enumerate(frames):
+            if frame.event in self._final_events:
+                self._end()
+                return frames[: index + 1]
+        return frames
+
+    def _too_slow(self) -> None:
+        self.dropped = True
+        self._source.disconnected += 1
+        super()._too_slow()
+
+    def _end(self, keep_pending: bool = False) -> None:
+        super()._end(keep_pending)
+        self._source._leave(self)
+
+    def _wake(self) -> None:
+        """Wake the subscriber if it waits (``live_from`` became known)."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        """Wait until :meth:`_wake` or the end."""
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def __repr__(self) -> str:
+        state = "ended" if self._ended else f"{len(self._pending)} pending"
+        return f"<LogSubscription {self.stream!r} {state}>"

@@ -1,0 +1,193 @@
+"""The candidates of the scale-out fan-out benchmark (:mod:`benchmarks.scaleout`).
+
+Each is an ASGI app with ``/subscribe`` (an SSE stream of every event
+published from now on) and ``/publish?seconds=S&rate=R`` (``R`` timestamps a
+second for ``S`` seconds, :func:`benchmarks.apps.publish`), served by two
+processes. The Redis candidates share ``BENCH_REDIS_URL``: an event published
+through either process must reach the subscribers of both. Every candidate
+sends its events through the same HTTP layer, asgi-stream's
+:class:`~asgi_stream.EventSourceResponse`, so that what differs is the fan-out
+engine:
+
+* ``asgi-stream redis``: the event log on Redis, one shared reader per
+  process; subscribers are ``log.subscribe(stream, start="live")``.
+* ``broadcaster redis``: encode/broadcaster 0.3 on Redis (pub/sub, one
+  connection per process), a queue per subscriber, as its README shows
+  (with one work-around for a race of its listener, see below).
+* ``litestar redis streams``: Litestar's ``ChannelsPlugin`` with its Redis
+  Streams backend (defaults: ``XREAD`` blocks 1 ms), outside a Litestar app;
+  a subscriber's ``iter_events()``.
+* ``asgi-stream memory``: :class:`~asgi_stream.Broadcast` in memory, the floor:
+  it cannot cross processes, so the benchmark publishes through each.
+* ``bare``: :data:`benchmarks.apps.bare`, raw ASGI with a queue per
+  subscriber and no library: what the server itself costs per subscriber,
+  which the memory target is "on top of". In memory too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from asgi_stream import Broadcast, EventSourceResponse, ServerSentEvent, open_event_log
+from asgi_stream.types import Receive, Scope, Send
+
+from .apps import bare, raw_app, serve_lifespan  # noqa: F401 - bare is a candidate served here
+
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+CHANNEL = "bench"
+
+
+async def no_stream(scope: Scope, receive: Receive, send: Send) -> None:
+    await send({"type": "http.response.start", "status": 404, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def with_lifespan(app: Any, startup: Any, shutdown: Any) -> Any:
+    """``app`` with ``startup()`` and ``shutdown()`` awaited around it by the lifespan."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+
+        async def hooked_receive() -> Any:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await startup()
+            elif message["type"] == "lifespan.shutdown":
+                await shutdown()
+            return message
+
+        await serve_lifespan(hooked_receive, send)
+
+    return wrapped
+
+
+# -- asgi-stream, memory: the floor --------------------------------------------------------------
+
+MEMORY = Broadcast(max_pending=10_000)
+
+
+async def memory_subscribe(scope: Scope, receive: Receive, send: Send) -> None:
+    await EventSourceResponse(MEMORY.subscribe())(scope, receive, send)
+
+
+asgi_stream_memory = raw_app(no_stream, no_stream, memory_subscribe, MEMORY.publish)
+
+# -- asgi-stream, Redis --------------------------------------------------------------------------
+
+LOG = open_event_log(REDIS_URL, max_pending=10_000) if "redis" in REDIS_URL else None
+
+
+async def log_subscribe(scope: Scope, receive: Receive, send: Send) -> None:
+    assert LOG is not None
+    subscription = LOG.subscribe(CHANNEL, start="live")
+    await EventSourceResponse(subscription)(scope, receive, send)
+
+
+async def log_publish(data: str) -> None:
+    assert LOG is not None
+    await LOG.append(CHANNEL, data)
+
+
+async def nothing() -> None:
+    pass
+
+
+async def close_log() -> None:
+    if LOG is not None:
+        await LOG.aclose()
+
+
+asgi_stream_redis = with_lifespan(
+    raw_app(no_stream, no_stream, log_subscribe, log_publish), nothing, close_log
+)
+
+# -- encode/broadcaster on Redis -----------------------------------------------------------------
+#
+# The rivals are built when first asked for (the module's __getattr__), so that
+# this module imports without broadcaster and Litestar installed.
+
+
+def make_broadcaster_redis() -> Any:
+    from broadcaster import Broadcast as Broadcaster
+
+    broadcaster = Broadcaster(REDIS_URL)
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        async with broadcaster.subscribe(channel=CHANNEL) as subscriber:
+            # broadcaster 0.3.1 with redis-py 8: its listener wakes when the first
+            # SUBSCRIBE is *sent*, finds nothing subscribed yet, stops and waits for
+            # a flag that nobody sets again, so no event ever arrives. Set the flag
+            # again once subscribed (the only change made to it here).
+            broadcaster._backend._ready.set()
+            async for event in subscriber:
+                yield ServerSentEvent(event.message)
+
+    async def subscribe(scope: Scope, receive: Receive, send: Send) -> None:
+        await EventSourceResponse(events())(scope, receive, send)
+
+    async def publish(data: str) -> None:
+        await broadcaster.publish(channel=CHANNEL, message=data)
+
+    app = raw_app(no_stream, no_stream, subscribe, publish)
+    return with_lifespan(app, broadcaster.connect, broadcaster.disconnect)
+
+
+# -- Litestar channels, Redis Streams backend ----------------------------------------------------
+
+
+def make_litestar_redis_streams() -> Any:
+    from litestar.channels import ChannelsPlugin
+    from litestar.channels.backends.redis import RedisChannelsStreamBackend
+    from redis.asyncio import Redis
+
+    backend = RedisChannelsStreamBackend(history=100, redis=Redis.from_url(REDIS_URL))
+    channels = ChannelsPlugin(backend=backend, channels=[CHANNEL])
+    context = contextlib.AsyncExitStack()
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        subscriber = await channels.subscribe(CHANNEL)
+        try:
+            async for data in subscriber.iter_events():
+                yield ServerSentEvent(data.decode())
+        finally:
+            await channels.unsubscribe(subscriber)
+
+    async def subscribe(scope: Scope, receive: Receive, send: Send) -> None:
+        await EventSourceResponse(events())(scope, receive, send)
+
+    async def publish(data: str) -> None:
+        await channels.wait_published(data, CHANNEL)
+
+    async def start() -> None:
+        await context.enter_async_context(channels)
+
+    app = raw_app(no_stream, no_stream, subscribe, publish)
+    return with_lifespan(app, start, context.aclose)
+
+
+_RIVALS = {
+    "broadcaster_redis": make_broadcaster_redis,
+    "litestar_redis_streams": make_litestar_redis_streams,
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RIVALS:
+        app = globals()[name] = _RIVALS[name]()
+        return app
+    raise AttributeError(name)
+
+
+#: name -> (attribute of this module, whether events cross processes through Redis)
+CANDIDATES = {
+    "bare ASGI (the server's own cost)": ("bare", False),
+    "asgi-stream memory (floor)": ("asgi_stream_memory", False),
+    "asgi-stream redis": ("asgi_stream_redis", True),
+    "broadcaster redis": ("broadcaster_redis", True),
+    "litestar redis streams": ("litestar_redis_streams", True),
+}
