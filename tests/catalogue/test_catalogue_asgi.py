@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from asgiref.testing import ApplicationCommunicator
 
@@ -26,6 +27,7 @@ from asgi_stream.catalogue import Catalogue, Settings, create_app
 from asgi_stream.catalogue.chat import ChatChunk, LocalChatModel
 from asgi_stream.request import Request
 from tests.asgi import body_of, headers_of, http_scope, request
+from tests.waiting import BOUND, until
 
 TICK = 0.001
 START = "http.response.start"
@@ -106,13 +108,24 @@ def test_same_messages_as_the_tutorials_fastapi_code(
     assert run(ours(), path, query) == same(run(tutorial.app, path, query))
 
 
+async def step_at_once(i: int, tick: float) -> None:
+    """A step of ``/stream-timeout`` that is always in time: it takes one turn of the loop.
+
+    The real step sleeps half its timeout, and a loaded machine can wake the
+    loop late enough for both timers to be due at once; then the timeout
+    wins. An instant step cannot lose: it resumes before any timer's turn.
+    """
+    await asyncio.sleep(0)
+
+
 def test_stream_timeout_same_as_the_tutorial(
     tutorial: types.ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # asyncio.wait_for in the tutorial's code misfires when a loop turn takes
-    # longer than half a tick, so this one runs at a tick the loop can keep.
-    monkeypatch.setattr(tutorial, "TICK", 0.02)
-    app = create_app(Settings(tick=0.02))
+    # longer than half a tick, so it runs at a tick a busy loop can keep.
+    monkeypatch.setattr(tutorial, "TICK", 0.05)
+    monkeypatch.setattr(catalogue, "_timed_step", step_at_once)
+    app = create_app(Settings(tick=0.05))
     assert run(app, "/stream-timeout") == same(run(tutorial.app, "/stream-timeout"))
 
 
@@ -181,7 +194,8 @@ def test_error_events_on_the_wire() -> None:
     )
 
 
-def test_timeout_progress_and_batches_on_the_wire() -> None:
+def test_timeout_progress_and_batches_on_the_wire(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(catalogue, "_timed_step", step_at_once)
     assert run(ours(), "/stream-timeout") == sse_messages(SSE, *data(*range(10)))
     progress = [
         {"current": i, "total": 100, "percentage": i / 100 * 100, "message": f"Processing {i}/100"}
@@ -199,7 +213,9 @@ def test_a_step_over_its_timeout_ends_the_stream_with_an_error_event(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async def slow_third_step(i: int, tick: float) -> None:
-        await asyncio.sleep((5.0 if i == 3 else 0.5) * tick)
+        if i == 3:
+            await asyncio.sleep(3600)  # only the timeout ends it
+        await step_at_once(i, tick)
 
     monkeypatch.setattr(catalogue, "_timed_step", slow_third_step)
     assert run(create_app(Settings(tick=0.01)), "/stream-timeout") == sse_messages(
@@ -253,7 +269,11 @@ def test_heartbeat_stream_sends_the_same_events_and_no_heartbeat_while_busy(
     # The tutorial's heartbeat fires every 30 ticks even though events never stop.
     assert {"type": BODY, "body": b": heartbeat\n\n", "more_body": True} in theirs
     theirs = [m for m in theirs if m.get("body") != b": heartbeat\n\n"]
-    assert run(ours(), "/stream-heartbeat") == theirs == sse_messages(SSE, *data(*range(100)))
+    # Ours speaks after 30 silent ticks only. At 1 ms a tick, a loop stalled for
+    # 30 ms between two events (a loaded machine does that) would send one; at
+    # 5 ms a tick, it takes a stall of 150 ms.
+    ours_at_5ms = ours(tick=0.005)
+    assert run(ours_at_5ms, "/stream-heartbeat") == theirs == sse_messages(SSE, *data(*range(100)))
 
 
 def test_compressed_stream_is_one_gzip_member_flushed_per_event() -> None:
@@ -362,17 +382,16 @@ def test_missing_log_file_is_an_error_event(tmp_path: Path) -> None:
 async def read_events(comm: ApplicationCommunicator, count: int) -> list[bytes]:
     events = []
     while len(events) < count:
-        message = await comm.receive_output(2)
+        message = await comm.receive_output(BOUND)
         if message["type"] == BODY and message["body"]:
             events.append(message["body"])
     return events
 
 
 def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+    return psutil.Process().num_fds()
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts fds through /proc")
 def test_logs_follows_new_lines_and_closes_the_file_when_the_client_leaves(
     tmp_path: Path,
 ) -> None:
@@ -384,8 +403,9 @@ def test_logs_follows_new_lines_and_closes_the_file_when_the_client_leaves(
         baseline = open_fds()
         comm = ApplicationCommunicator(app, http_scope("GET", "/logs", b"tick=0.01"))
         await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
-        assert (await comm.receive_output(2))["headers"] == SSE
-        await asyncio.sleep(0.05)  # let the follower open the file and reach its end
+        assert (await comm.receive_output(BOUND))["headers"] == SSE
+        # The follower opens the file and goes to its end in one step.
+        await until(lambda: open_fds() == baseline + 1)
         with log.open("ab") as writer:
             writer.write(b"first\nsecond with \\n\xff and \r a CR\nthird, parti")
             writer.flush()
@@ -397,7 +417,7 @@ def test_logs_follows_new_lines_and_closes_the_file_when_the_client_leaves(
         assert await read_events(comm, 1) == [b"data: third, partial\n\n"]
         assert open_fds() == baseline + 1  # the follower's file
         await comm.send_input({"type": "http.disconnect"})
-        await comm.wait(2)
+        await comm.wait(BOUND)
         assert open_fds() == baseline
 
     asyncio.run(main())
@@ -409,14 +429,15 @@ def test_the_access_log_is_created_at_startup_and_followed() -> None:
     async def main() -> str:
         lifespan = ApplicationCommunicator(app, {"type": "lifespan"})
         await lifespan.send_input({"type": "lifespan.startup"})
-        assert await lifespan.receive_output(2) == {"type": "lifespan.startup.complete"}
+        assert await lifespan.receive_output(BOUND) == {"type": "lifespan.startup.complete"}
         path = app.access_log.path
         assert path is not None
 
+        baseline = open_fds()
         logs = ApplicationCommunicator(app, http_scope("GET", "/logs", b"tick=0.01"))
         await logs.send_input({"type": "http.request", "body": b"", "more_body": False})
-        await logs.receive_output(2)
-        await asyncio.sleep(0.05)
+        await logs.receive_output(BOUND)
+        await until(lambda: open_fds() == baseline + 1)  # the follower is at the log's end
         await request(app, http_scope("GET", "/settings", b"a=%0A%0Dinjected"))
         [line] = await read_events(logs, 1)
         # No client address and no query string: /logs is public.
@@ -424,10 +445,10 @@ def test_the_access_log_is_created_at_startup_and_followed() -> None:
         assert line.endswith(b' "GET /settings HTTP/1.1" 200\n\n')
         assert b"127.0.0.1" not in line
         await logs.send_input({"type": "http.disconnect"})
-        await logs.wait(2)
+        await logs.wait(BOUND)
 
         await lifespan.send_input({"type": "lifespan.shutdown"})
-        assert await lifespan.receive_output(2) == {"type": "lifespan.shutdown.complete"}
+        assert await lifespan.receive_output(BOUND) == {"type": "lifespan.shutdown.complete"}
         return path
 
     assert not os.path.exists(asyncio.run(main()))

@@ -291,8 +291,8 @@ def test_200_clients_leaving_logs_release_every_fd_and_the_cpu(
 ) -> None:
     worker = worker_process(servers[server])
     # Earlier tests' connections must be gone first, or the baseline drifts.
-    assert wait_until(lambda: not connections(worker), 5.0), "earlier connections stayed open"
-    assert wait_until(lambda: is_idle(worker), 2.0), "the server was busy before the test"
+    assert wait_until(lambda: not connections(worker), 10.0), "earlier connections stayed open"
+    assert wait_until(lambda: is_idle(worker), 10.0), "the server was busy before the test"
     baseline = worker.num_fds()
     sockets = []
     try:
@@ -305,12 +305,12 @@ def test_200_clients_leaving_logs_release_every_fd_and_the_cpu(
             head, _ = read_http_head(sock)
             assert head.startswith(b"HTTP/1.1 200")
         # Each client holds a socket and a follower holds the log file open.
-        assert wait_until(lambda: worker.num_fds() >= baseline + 400, 5.0), worker.num_fds()
+        assert wait_until(lambda: worker.num_fds() >= baseline + 400, 10.0), worker.num_fds()
     finally:
         for sock in sockets:
             sock.close()
-    assert wait_until(lambda: worker.num_fds() <= baseline, 2.0), (baseline, worker.num_fds())
-    assert wait_until(lambda: is_idle(worker), 2.0), "the server stayed busy after the clients left"
+    assert wait_until(lambda: worker.num_fds() <= baseline, 10.0), (baseline, worker.num_fds())
+    assert wait_until(lambda: is_idle(worker), 10.0), "the server stayed busy after they left"
 
 
 def test_a_langchain_fake_chat_model_works_unchanged() -> None:

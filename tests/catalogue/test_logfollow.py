@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from asgi_stream.catalogue.logfollow import MAX_LINE, follow
+from tests.waiting import BOUND
 
 POLL = 0.005
 
@@ -20,7 +21,7 @@ class Lines:
         self.lines = follow(path, POLL)
         self.pending: asyncio.Future[str] | None = None
 
-    async def next(self, timeout: float = 2.0) -> str | None:
+    async def next(self, timeout: float = BOUND) -> str | None:
         """The next line, or None if none arrives within ``timeout`` (the read goes on)."""
         if self.pending is None:
             self.pending = asyncio.ensure_future(anext(self.lines))

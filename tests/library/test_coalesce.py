@@ -8,7 +8,6 @@ once the generator has made 16 chunks without letting the loop run;
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from asgiref.testing import ApplicationCommunicator
 from asgi_stream import EventSourceResponse, StreamingResponse
 from asgi_stream.coalesce import BATCH_ITEMS
 from tests.asgi import body_of, http_scope, request
+from tests.waiting import BOUND, until
 
 BODY = "http.response.body"
 
@@ -49,10 +49,10 @@ def test_a_chunk_after_a_wait_is_sent_before_the_wait_ends() -> None:
     async def main() -> None:
         comm = ApplicationCommunicator(StreamingResponse(generate(), coalesce=True), http_scope())
         await comm.send_input({"type": "http.request", "body": b""})
-        assert (await comm.receive_output(1))["type"] == "http.response.start"
-        assert await comm.receive_output(1) == {"type": BODY, "body": b"ab", "more_body": True}
+        assert (await comm.receive_output(BOUND))["type"] == "http.response.start"
+        assert await comm.receive_output(BOUND) == {"type": BODY, "body": b"ab", "more_body": True}
         await comm.send_input({"type": "http.disconnect"})
-        await comm.wait(1)
+        await comm.wait(BOUND)
 
     asyncio.run(main())
 
@@ -85,40 +85,41 @@ def test_what_came_before_an_error_is_sent_then_the_error_raised() -> None:
     async def main() -> None:
         comm = ApplicationCommunicator(StreamingResponse(generate(), coalesce=True), http_scope())
         await comm.send_input({"type": "http.request", "body": b""})
-        assert (await comm.receive_output(1))["type"] == "http.response.start"
-        assert await comm.receive_output(1) == {"type": BODY, "body": b"12", "more_body": True}
+        assert (await comm.receive_output(BOUND))["type"] == "http.response.start"
+        assert await comm.receive_output(BOUND) == {"type": BODY, "body": b"12", "more_body": True}
         with pytest.raises(ValueError, match="boom"):
-            await comm.wait(1)
+            await comm.wait(BOUND)
 
     asyncio.run(main())
 
 
 def test_disconnect_while_the_generator_waits_runs_its_finally_at_once() -> None:
-    finally_at: list[float] = []
+    suspended, finally_ran = asyncio.Event(), asyncio.Event()
 
     async def generate():
         try:
             yield b"first"
             yield b"second"
+            suspended.set()
             await asyncio.sleep(30)
         finally:
-            finally_at.append(time.monotonic())
+            finally_ran.set()
 
     async def main() -> None:
         comm = ApplicationCommunicator(StreamingResponse(generate(), coalesce=True), http_scope())
         await comm.send_input({"type": "http.request", "body": b""})
-        await comm.receive_output(1)
-        assert (await comm.receive_output(1))["body"] == b"firstsecond"
-        await asyncio.sleep(0.02)
-        sent_at = time.monotonic()
+        await comm.receive_output(BOUND)
+        assert (await comm.receive_output(BOUND))["body"] == b"firstsecond"
+        await asyncio.wait_for(suspended.wait(), BOUND)
         await comm.send_input({"type": "http.disconnect"})
-        await comm.wait(1)
+        await comm.wait(BOUND)  # the generator waits far longer than this
         assert not comm.future.cancelled() and comm.future.exception() is None
-        assert finally_at and finally_at[0] - sent_at < 0.1
+        assert finally_ran.is_set(), "the app returned before the generator's finally ran"
 
     asyncio.run(main())
 
 
+@pytest.mark.timeout(20)  # a generator that held the loop would hang this test: fail it then
 def test_a_never_awaiting_generator_still_lets_other_callbacks_run() -> None:
     async def spin():
         while True:
@@ -138,12 +139,12 @@ def test_a_never_awaiting_generator_still_lets_other_callbacks_run() -> None:
         loop.call_soon(count_a_turn)
         comm = ApplicationCommunicator(StreamingResponse(spin(), coalesce=True), http_scope())
         await comm.send_input({"type": "http.request", "body": b""})
-        await comm.receive_output(1)
-        await asyncio.sleep(0.05)
-        assert turns > 10, "the spinning generator held the event loop"
+        await comm.receive_output(BOUND)
+        # A loop the generator held would never get here (nor end the wait).
+        await until(lambda: turns > 10)
         counting = False
         await comm.send_input({"type": "http.disconnect"})
-        await comm.wait(1)
+        await comm.wait(BOUND)
         assert comm.future.done() and not comm.future.cancelled()
 
     asyncio.run(main())
@@ -173,7 +174,7 @@ def test_a_timeout_inside_the_generator_stays_inside_it() -> None:
                 await asyncio.sleep(0.1)
 
         response = StreamingResponse(generate(), coalesce=True)
-        await asyncio.wait_for(response(http_scope(), receive, slow_send), 2)
+        await asyncio.wait_for(response(http_scope(), receive, slow_send), BOUND)
         return sent
 
     assert asyncio.run(main()) == [b"a", b"timed-out", b""]
@@ -245,12 +246,12 @@ def test_by_default_a_chunk_after_a_wait_is_sent_before_the_wait_ends() -> None:
     async def main() -> None:
         comm = ApplicationCommunicator(StreamingResponse(generate()), http_scope())
         await comm.send_input({"type": "http.request", "body": b""})
-        assert (await comm.receive_output(1))["type"] == "http.response.start"
+        assert (await comm.receive_output(BOUND))["type"] == "http.response.start"
         received = b""
         while received != b"".join(b"%d," % i for i in range(50)):
-            received += (await comm.receive_output(1))["body"]
+            received += (await comm.receive_output(BOUND))["body"]
         await comm.send_input({"type": "http.disconnect"})
-        await comm.wait(1)
+        await comm.wait(BOUND)
 
     asyncio.run(main())
 

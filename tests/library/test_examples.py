@@ -32,7 +32,7 @@ def lesson(
         yield s
 
 
-def status_after(url: str, expected: dict[str, int], timeout: float = 3.0) -> dict[str, int]:
+def status_after(url: str, expected: dict[str, int], timeout: float = 10.0) -> dict[str, int]:
     """GET /status until it shows ``expected`` (or the timeout passes); the last answer."""
     deadline = time.monotonic() + timeout
     while True:
@@ -113,7 +113,7 @@ def test_every_lesson_is_tested() -> None:
     assert (examples / f"{HEAD_SAFE}.py").exists()
 
 
-def subscribers_after(url: str, expected: int, timeout: float = 3.0) -> int:
+def subscribers_after(url: str, expected: int, timeout: float = 10.0) -> int:
     """The example's subscriber count, once it is ``expected`` (or the timeout has passed)."""
     deadline = time.monotonic() + timeout
     while True:

@@ -87,13 +87,13 @@ def test_send_timeout_ends_a_frozen_stream_and_runs_its_cleanup() -> None:
         generate(), background=BackgroundTask(events.append, "background"), send_timeout=0.1
     )
     began = time.monotonic()
-    sent = asyncio.run(run_with_stuck_send(response, 3))
+    sent = asyncio.run(run_with_stuck_send(response, 3))  # bounded: "never" fails it
     took = time.monotonic() - began
     assert [m["type"] for m in sent] == ["http.response.start"] + ["http.response.body"] * 2
     # No final message: the server closes the connection short; the client sees an incomplete body.
     assert all(m["more_body"] for m in sent[1:])
     assert events == ["finally", "background"]
-    assert 0.1 <= took < 2
+    assert took >= 0.1  # not before the timeout
 
 
 def test_send_timeout_is_per_send_so_a_slow_client_is_not_cut() -> None:
@@ -106,9 +106,9 @@ def test_send_timeout_is_per_send_so_a_slow_client_is_not_cut() -> None:
     async def receive() -> Any:
         await asyncio.Event().wait()
 
-    response = StreamingResponse([b"a"] * 20, send_timeout=0.2)  # 0.4 s in all
-    asyncio.run(asyncio.wait_for(response(http_scope(), receive, slow_send), 5))
-    assert len(sent) == 22 and sent[-1]["more_body"] is False
+    response = StreamingResponse([b"a"] * 40, send_timeout=0.5)  # 0.8 s in all
+    asyncio.run(asyncio.wait_for(response(http_scope(), receive, slow_send), 10))
+    assert len(sent) == 42 and sent[-1]["more_body"] is False
 
 
 @pytest.mark.parametrize(

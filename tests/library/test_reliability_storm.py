@@ -66,6 +66,7 @@ async def client(port: int, mode: str, rng: random.Random) -> None:
 
 async def hold_sync_streams(port: int, count: int) -> None:
     """Hold ``count`` sync streams open at once until each has sent an event, then leave."""
+    all_open = asyncio.Barrier(count)
 
     async def one() -> None:
         reader, writer = await connect(port)
@@ -73,7 +74,7 @@ async def hold_sync_streams(port: int, count: int) -> None:
             writer.write(request_bytes("GET", "/endless-sync?interval=0.05"))
             _, headers = await read_head(reader)
             await read_body(reader, headers, limit=20)
-            await asyncio.sleep(0.3)
+            await asyncio.wait_for(all_open.wait(), 60)  # every stream has sent an event
         finally:
             writer.close()
 

@@ -21,6 +21,7 @@ from asgi_stream import (
     StreamingResponse,
 )
 from tests.asgi import body_of, headers_of, http_scope, request
+from tests.waiting import BOUND, until
 
 START = "http.response.start"
 BODY = "http.response.body"
@@ -32,11 +33,11 @@ def chunk(body: bytes) -> dict[str, Any]:
 
 
 class Probe:
-    """Records what a generator did, with timestamps, across threads."""
+    """Records what a generator did, across threads."""
 
     def __init__(self) -> None:
         self.started = False
-        self.finally_at: float | None = None
+        self.finally_ran = threading.Event()  # set by the generator's finally, on any thread
         self.background_ran = False
         self.thread_names: list[str] = []
 
@@ -44,12 +45,12 @@ class Probe:
         self.background_ran = True
 
     async def stalled(self, first: bytes = b"x"):
-        """Yields ``first``, then waits in an await for ever; records when its finally ran."""
+        """Yields ``first``, then waits in an await for ever; records that its finally ran."""
         try:
             yield first
             await asyncio.sleep(30)
         finally:
-            self.finally_at = time.monotonic()
+            self.finally_ran.set()
 
 
 class Ticker:
@@ -68,6 +69,17 @@ class Ticker:
         self._task.cancel()
         return self.ticks
 
+    def wait_in_a_thread(self, turns: int) -> bool:
+        """From another thread: block until this ticker has ticked ``turns`` more
+        times (bounded); whether it did. The loop's own thread would wait in vain."""
+        target = self.ticks + turns
+        deadline = time.monotonic() + BOUND
+        while self.ticks < target:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.001)
+        return True
+
 
 async def client_that_stays() -> dict[str, Any]:
     """A ``receive()`` whose client does not leave within the test."""
@@ -75,15 +87,18 @@ async def client_that_stays() -> dict[str, Any]:
     return {"type": "http.disconnect"}
 
 
-async def disconnect_and_time_finally(comm: ApplicationCommunicator, probe: Probe) -> float:
-    """Send http.disconnect; how long until the generator's finally ran (bounded)."""
-    sent_at = time.monotonic()
+async def disconnect_and_wait(comm: ApplicationCommunicator, probe: Probe) -> None:
+    """Send http.disconnect and wait (bounded) for the app to return.
+
+    "At once" is an order, not a number of milliseconds: the generator's
+    finally has run by the time the app returns. A generator left to the
+    garbage collector fails the assertion; one left running (they all wait
+    for far longer than the bound) fails the wait.
+    """
+    assert not probe.finally_ran.is_set(), "the generator ended before the client left"
     await comm.send_input({"type": "http.disconnect"})
-    deadline = sent_at + 2.0
-    while probe.finally_at is None and time.monotonic() < deadline:
-        await asyncio.sleep(0.001)
-    assert probe.finally_at is not None, "the generator's finally never ran"
-    return probe.finally_at - sent_at
+    await comm.wait(BOUND)
+    assert probe.finally_ran.is_set(), "the app returned before the generator's finally ran"
 
 
 async def started(response: StreamingResponse) -> ApplicationCommunicator:
@@ -154,9 +169,9 @@ def test_a_chunk_of_another_type_is_an_error_not_silence() -> None:
 
     async def main() -> None:
         comm = await started(StreamingResponse(generate()))
-        comm_messages.append(await comm.receive_output(1))
+        comm_messages.append(await comm.receive_output(BOUND))
         with pytest.raises(TypeError, match="str, bytes or memoryview"):
-            await comm.wait(1)
+            await comm.wait(BOUND)
 
     asyncio.run(main())
     assert comm_messages[0]["type"] == START
@@ -184,26 +199,28 @@ def test_connection_specific_headers_are_dropped_with_a_warning(name: str) -> No
 
 
 def test_sync_generator_runs_in_a_worker_thread_and_never_blocks_the_loop() -> None:
+    """Each step blocks its thread until a task on the loop has taken a few more
+    turns: a step run on the loop's own thread would wait for them in vain."""
     probe = Probe()
+    tickers: list[Ticker] = []
+    loop_ran: list[bool] = []
 
     def generate():
         for i in range(3):
             probe.thread_names.append(threading.current_thread().name)
-            time.sleep(0.1)  # blocking work
+            loop_ran.append(tickers[0].wait_in_a_thread(3))  # blocking work
             yield f"{i}\n"
 
-    async def main() -> int:
-        ticker = Ticker(0.01)
+    async def main() -> None:
+        tickers.append(Ticker(0.01))
         messages = await request(StreamingResponse(generate()), http_scope())
-        ticks = ticker.stop()
+        tickers[0].stop()
         assert body_of(messages) == b"0\n1\n2\n"
-        return ticks
 
-    ticks = asyncio.run(main())
+    asyncio.run(main())
     main_thread = threading.current_thread().name
     assert probe.thread_names and main_thread not in probe.thread_names
-    # 0.3 s of blocking work: a blocked loop would have ticked about never.
-    assert ticks >= 10
+    assert loop_ran == [True] * 3, "the loop stood still while the generator blocked"
 
 
 # -- disconnect --------------------------------------------------------------------------------
@@ -211,23 +228,24 @@ def test_sync_generator_runs_in_a_worker_thread_and_never_blocks_the_loop() -> N
 
 def test_disconnect_stops_an_async_generator_suspended_in_an_await() -> None:
     probe = Probe()
+    suspended = asyncio.Event()
 
     async def generate():
         try:
             yield b"first"
+            suspended.set()
             await asyncio.sleep(30)
             yield b"never"
         finally:
-            probe.finally_at = time.monotonic()
+            probe.finally_ran.set()
 
     async def main() -> None:
         response = StreamingResponse(generate(), background=BackgroundTask(probe.cleanup))
         comm = await started(response)
-        assert (await comm.receive_output(1))["type"] == START
-        assert await comm.receive_output(1) == chunk(b"first")
-        await asyncio.sleep(0.02)  # now suspended in the sleep
-        assert await disconnect_and_time_finally(comm, probe) < 0.1
-        await comm.wait(1)
+        assert (await comm.receive_output(BOUND))["type"] == START
+        assert await comm.receive_output(BOUND) == chunk(b"first")
+        await asyncio.wait_for(suspended.wait(), BOUND)  # now suspended in the sleep
+        await disconnect_and_wait(comm, probe)
         assert not comm.future.cancelled() and comm.future.exception() is None
         assert drain(comm) == []  # no final more_body=False after a disconnect
         assert probe.background_ran
@@ -238,17 +256,16 @@ def test_disconnect_stops_an_async_generator_suspended_in_an_await() -> None:
 def test_disconnect_stops_an_async_generator_suspended_at_a_yield() -> None:
     """The server's send() is blocked (a stuck client), so the generator waits at its yield."""
     probe = Probe()
-    unblock = asyncio.Event
 
     async def generate():
         try:
             while True:
                 yield b"x" * 1024
         finally:
-            probe.finally_at = time.monotonic()
+            probe.finally_ran.set()
 
     async def main() -> None:
-        blocked = unblock()
+        stuck, never = asyncio.Event(), asyncio.Event()
         inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         sent: list[dict[str, Any]] = []
 
@@ -258,16 +275,16 @@ def test_disconnect_stops_an_async_generator_suspended_at_a_yield() -> None:
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
             if message["type"] == BODY:
-                await blocked.wait()  # never set: the client stopped reading
+                stuck.set()
+                await never.wait()  # the client stopped reading
 
         app = asyncio.create_task(StreamingResponse(generate())(http_scope(), receive, send))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(stuck.wait(), BOUND)
         assert [m["type"] for m in sent] == [START, BODY]
-        assert probe.finally_at is None
-        sent_at = time.monotonic()
+        assert not probe.finally_ran.is_set()
         await inbox.put({"type": "http.disconnect"})
-        await asyncio.wait_for(app, 1)
-        assert probe.finally_at is not None and probe.finally_at - sent_at < 0.1
+        await asyncio.wait_for(app, BOUND)
+        assert probe.finally_ran.is_set(), "the app returned before the generator's finally ran"
         assert [m["type"] for m in sent] == [START, BODY]
 
     asyncio.run(main())
@@ -282,22 +299,21 @@ def test_disconnect_closes_a_sync_generator_once_its_next_returns() -> None:
                 time.sleep(0.02)
                 yield b"tick\n"
         finally:
-            probe.finally_at = time.monotonic()
+            probe.finally_ran.set()
 
     async def main() -> None:
         response = StreamingResponse(generate(), background=BackgroundTask(probe.cleanup))
         comm = await started(response)
-        assert (await comm.receive_output(1))["type"] == START
-        assert await comm.receive_output(1) == chunk(b"tick\n")
-        assert await disconnect_and_time_finally(comm, probe) < 0.1
-        await comm.wait(1)
+        assert (await comm.receive_output(BOUND))["type"] == START
+        assert await comm.receive_output(BOUND) == chunk(b"tick\n")
+        await disconnect_and_wait(comm, probe)
         assert comm.future.exception() is None
         assert probe.background_ran
 
     asyncio.run(main())
 
 
-@pytest.mark.timeout(10)  # without the fairness yield this test hangs: fail it quickly
+@pytest.mark.timeout(20)  # without the fairness yield this test hangs: fail it then
 @pytest.mark.parametrize("coalesce", [None, False, True])
 def test_a_generator_that_never_awaits_neither_starves_the_loop_nor_escapes_disconnect(
     coalesce: bool | None,
@@ -309,16 +325,15 @@ def test_a_generator_that_never_awaits_neither_starves_the_loop_nor_escapes_disc
             while True:
                 yield b"data: spin\n\n"  # never awaits
         finally:
-            probe.finally_at = time.monotonic()
+            probe.finally_ran.set()
 
     async def main() -> None:
         ticker = Ticker(0)
         comm = await started(StreamingResponse(generate(), coalesce=coalesce))
-        await comm.receive_output(1)
-        await asyncio.sleep(0.05)
-        assert ticker.ticks > 10, "the spinning generator starved another task"
-        assert await disconnect_and_time_finally(comm, probe) < 0.1
-        await comm.wait(1)
+        await comm.receive_output(BOUND)
+        # A loop the generator held would never get here (nor end the wait).
+        await until(lambda: ticker.ticks > 10)
+        await disconnect_and_wait(comm, probe)
         assert comm.future.done() and not comm.future.cancelled()
         ticker.stop()
 
@@ -332,15 +347,14 @@ def test_unread_request_body_messages_are_skipped_while_watching_for_disconnect(
         comm = ApplicationCommunicator(StreamingResponse(probe.stalled(b"a")), http_scope("POST"))
         await comm.send_input({"type": "http.request", "body": b"part", "more_body": True})
         await comm.send_input({"type": "http.request", "body": b"rest", "more_body": False})
-        await comm.receive_output(1)
-        await comm.receive_output(1)
-        assert await disconnect_and_time_finally(comm, probe) < 0.1
-        await comm.wait(1)
+        await comm.receive_output(BOUND)
+        await comm.receive_output(BOUND)
+        await disconnect_and_wait(comm, probe)
 
     asyncio.run(main())
 
 
-@pytest.mark.timeout(10)
+@pytest.mark.timeout(20)
 def test_a_generator_that_swallows_cancellation_is_still_stopped() -> None:
     probe = Probe()
 
@@ -353,13 +367,12 @@ def test_a_generator_that_swallows_cancellation_is_still_stopped() -> None:
                     pass  # badly behaved: carries on
                 yield b"x"
         finally:
-            probe.finally_at = time.monotonic()
+            probe.finally_ran.set()
 
     async def main() -> None:
         comm = await started(StreamingResponse(generate()))
-        await comm.receive_output(1)
-        assert await disconnect_and_time_finally(comm, probe) < 0.1
-        await comm.wait(1)
+        await comm.receive_output(BOUND)
+        await disconnect_and_wait(comm, probe)
         assert comm.future.exception() is None
 
     asyncio.run(main())
@@ -375,7 +388,7 @@ def test_an_oserror_from_send_is_a_disconnect() -> None:
                 yield b"x"
                 await asyncio.sleep(0.001)
         finally:
-            probe.finally_at = time.monotonic()
+            probe.finally_ran.set()
 
     async def main() -> None:
         sends = 0
@@ -388,11 +401,11 @@ def test_an_oserror_from_send_is_a_disconnect() -> None:
 
         response = StreamingResponse(generate(), background=BackgroundTask(probe.cleanup))
         await asyncio.wait_for(
-            response(http_scope(), client_that_stays, send), 1
+            response(http_scope(), client_that_stays, send), BOUND
         )  # returns, no raise
 
     asyncio.run(main())
-    assert probe.finally_at is not None and probe.background_ran
+    assert probe.finally_ran.is_set() and probe.background_ran
 
 
 def test_an_oserror_from_the_generator_is_an_error() -> None:
@@ -403,7 +416,7 @@ def test_an_oserror_from_the_generator_is_an_error() -> None:
     async def main() -> None:
         comm = await started(StreamingResponse(generate()))
         with pytest.raises(FileNotFoundError):
-            await comm.wait(1)
+            await comm.wait(BOUND)
 
     asyncio.run(main())
 
@@ -412,24 +425,30 @@ def test_a_cancellation_from_the_server_is_not_swallowed() -> None:
     probe = Probe()
 
     async def main() -> None:
+        streaming = asyncio.Event()
+
         async def send(message: dict[str, Any]) -> None:
-            pass
+            if message["type"] == BODY:
+                streaming.set()
 
         task = asyncio.create_task(
             StreamingResponse(probe.stalled())(http_scope(), client_that_stays, send)
         )
-        await asyncio.sleep(0.02)
+        await asyncio.wait_for(streaming.wait(), BOUND)  # the generator has started
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
-            await task
+            await asyncio.wait_for(task, BOUND)
+        assert probe.finally_ran.is_set(), "the task ended before the generator's finally ran"
 
     asyncio.run(main())
-    assert probe.finally_at is not None
 
 
 def test_a_server_cancellation_during_a_disconnect_is_not_swallowed() -> None:
+    suspended = asyncio.Event()
+
     async def generate():
         yield b"x"
+        suspended.set()
         await asyncio.sleep(30)
 
     async def main() -> None:
@@ -439,11 +458,11 @@ def test_a_server_cancellation_during_a_disconnect_is_not_swallowed() -> None:
             pass
 
         task = asyncio.create_task(StreamingResponse(generate())(http_scope(), inbox.get, send))
-        await asyncio.sleep(0.02)
+        await asyncio.wait_for(suspended.wait(), BOUND)
         inbox.put_nowait({"type": "http.disconnect"})  # the client leaves ...
         task.cancel()  # ... and the server shuts down, in the same loop iteration
         with pytest.raises(asyncio.CancelledError):
-            await asyncio.wait_for(task, 1)
+            await asyncio.wait_for(task, BOUND)
 
     asyncio.run(main())
 
@@ -475,7 +494,7 @@ def test_an_error_after_the_headers_ends_without_the_final_message_and_is_raised
         response = StreamingResponse(generate(), background=BackgroundTask(probe.cleanup))
         comm = await started(response)
         with pytest.raises(RuntimeError, match="boom"):
-            await comm.wait(1)
+            await comm.wait(BOUND)
         assert drain(comm) == [
             {"type": START, "status": 200, "headers": []},
             chunk(b"data: 0\n\n"),
@@ -503,7 +522,7 @@ def test_head_sends_headers_only_and_never_starts_the_generator() -> None:
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "never awaited" or similar
-        messages = asyncio.run(request(response, http_scope("HEAD"), timeout=1))
+        messages = asyncio.run(request(response, http_scope("HEAD"), timeout=BOUND))
     assert messages == [
         {
             "type": START,
@@ -598,12 +617,15 @@ def test_response_background_runs_even_when_the_send_is_cancelled() -> None:
     probe = Probe()
 
     async def main() -> None:
+        sending = asyncio.Event()
+
         async def stuck_send(message: dict[str, Any]) -> None:
+            sending.set()
             await asyncio.sleep(30)
 
         response = Response(b"x", background=BackgroundTask(probe.cleanup))
         task = asyncio.create_task(response(http_scope(), client_that_stays, stuck_send))
-        await asyncio.sleep(0.01)
+        await asyncio.wait_for(sending.wait(), BOUND)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -634,37 +656,37 @@ def test_a_sync_generator_is_closed_even_when_the_stream_is_cancelled_twice(
 ) -> None:
     """A disconnect, then a shutdown's grace period running out, while next() is in flight."""
     probe = Probe()
+    in_next, release = threading.Event(), threading.Event()
 
     def generate():
         try:
             yield b"first"
-            time.sleep(0.3)  # stuck in next() when the cancellations come
+            in_next.set()
+            release.wait(BOUND)  # stuck in next() when the cancellations come
             yield b"second"
         finally:
-            probe.finally_at = time.monotonic()
+            probe.finally_ran.set()
 
     async def main() -> None:
-        sent: list[dict[str, Any]] = []
-
         async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
+            pass
 
         task = asyncio.create_task(
             StreamingResponse(generate())(http_scope(), client_that_stays, send)
         )
-        await asyncio.sleep(0.05)
+        await until(in_next.is_set)
         task.cancel()
-        await asyncio.sleep(0.01)
+        for _ in range(10):  # turns of the loop, no clock: the first cancellation spreads
+            await asyncio.sleep(0)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
-            await task
-        deadline = time.monotonic() + 2
-        while probe.finally_at is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+            await asyncio.wait_for(task, BOUND)
+        assert not probe.finally_ran.is_set()  # next() is still running: close() waits for it
+        release.set()
+        await until(probe.finally_ran.is_set)
 
     with caplog.at_level(logging.WARNING):
         asyncio.run(main())
-    assert probe.finally_at is not None
     assert caplog.records == []
 
 
@@ -689,7 +711,7 @@ def test_a_client_gone_before_the_stream_begins_ends_it_quietly_and_closes_the_g
         content = generate()
         comm = ApplicationCommunicator(StreamingResponse(content), http_scope())
         await comm.send_input({"type": "http.disconnect"})  # waiting before the app starts
-        await comm.wait(1)
+        await comm.wait(BOUND)
         assert comm.future.done() and not comm.future.cancelled()
         assert comm.future.exception() is None
         assert content.ag_frame is None  # closed, not left to the garbage collector

@@ -9,20 +9,27 @@ from typing import Any
 import pytest
 
 from asgi_stream.streams import batched, timeout_each
+from tests.waiting import BOUND
+
+#: A delay no test waits out: the source is stuck until it is cancelled or closed.
+STUCK = 60.0
 
 
 class Source:
     """An async generator of ``items``, sleeping ``delays[i]`` before item ``i``;
-    it records how it ended."""
+    it records how it ended, and when it is stuck (a delay of :data:`STUCK`)."""
 
     def __init__(self, items: Iterable[Any], delays: Iterable[float] = ()) -> None:
         self.items = list(items)
         self.delays = list(delays) or [0.0] * len(self.items)
         self.ended_by: str | None = None
+        self.stuck = asyncio.Event()
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         try:
             for item, delay in zip(self.items, self.delays, strict=True):
+                if delay >= STUCK:
+                    self.stuck.set()
                 await asyncio.sleep(delay)
                 yield item
             self.ended_by = "exhausted"
@@ -46,12 +53,12 @@ async def collect(iterator: AsyncIterator[Any], timeout: float = 5.0) -> list[An
 
 def test_timeout_each_passes_items_that_arrive_in_time() -> None:
     source = Source(range(5), [0.001] * 5)
-    assert asyncio.run(collect(timeout_each(source, 0.5))) == [0, 1, 2, 3, 4]
+    assert asyncio.run(collect(timeout_each(source, BOUND))) == [0, 1, 2, 3, 4]
     assert source.ended_by == "exhausted"
 
 
 def test_timeout_each_raises_timeout_error_and_cancels_the_slow_step() -> None:
-    source = Source(range(5), [0.0, 0.0, 10.0, 0.0, 0.0])
+    source = Source(range(5), [0.0, 0.0, STUCK, 0.0, 0.0])
 
     received = []
 
@@ -109,12 +116,12 @@ HELPERS = {
 
 @pytest.mark.parametrize("make", HELPERS.values(), ids=HELPERS.keys())
 def test_closing_a_helper_while_its_source_waits_ends_the_source(make: Any) -> None:
-    source = Source(range(3), [0.0, 60.0, 0.0])
+    source = Source(range(3), [0.0, STUCK, 0.0])
 
     async def main() -> None:
         helper = make(source)
         consumer = asyncio.ensure_future(collect(helper))
-        await asyncio.sleep(0.05)  # the source is now waiting for its second item
+        await asyncio.wait_for(source.stuck.wait(), BOUND)  # waiting for its second item
         consumer.cancel()  # the client left: the response cancels the streaming task
         with pytest.raises(asyncio.CancelledError):
             await consumer
@@ -138,13 +145,13 @@ def test_aclose_of_a_helper_between_items_closes_the_source(make: Any) -> None:
 
 
 def test_nested_helpers_close_all_the_way_to_the_innermost_source() -> None:
-    source = Source(range(100), [0.0] * 3 + [60.0] * 97)
+    source = Source(range(100), [0.0] * 3 + [STUCK] * 97)
 
     async def main() -> None:
-        stream = batched(timeout_each(source, 120.0), 2)
+        stream = batched(timeout_each(source, 2 * STUCK), 2)
         assert await anext(stream) == [0, 1]
         consumer = asyncio.ensure_future(anext(stream))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(source.stuck.wait(), BOUND)
         consumer.cancel()
         with pytest.raises(asyncio.CancelledError):
             await consumer

@@ -23,6 +23,7 @@ from asgi_stream import Request, Router, StreamingResponse
 from asgi_stream.concurrency import MAX_THREADS
 from tests.asgi import body_of, http_scope, request
 from tests.library.test_response import Ticker
+from tests.waiting import BOUND
 
 ROWS = 200
 EXPORTS = 60  # more than the pool's MAX_THREADS
@@ -71,7 +72,7 @@ class Export:
 EXPECTED = "id,name\n" + "".join(f"{i},n{i}\n" for i in range(ROWS))
 
 
-def threads_back_to(baseline: int, timeout: float = 2.0) -> int:
+def threads_back_to(baseline: int, timeout: float = 2 * BOUND) -> int:
     """The thread count, once it is back to ``baseline`` (or the timeout has passed)."""
     deadline = time.monotonic() + timeout
     while threading.active_count() > baseline and time.monotonic() < deadline:
@@ -107,7 +108,7 @@ def test_sync_streams_are_not_capped_at_the_pool_size() -> None:
     # Every stream waits in its first next() until all of them are in theirs at once:
     # possible only when each has a thread, whatever the size of the pool.
     streams = MAX_THREADS + 10
-    barrier = threading.Barrier(streams, timeout=5)
+    barrier = threading.Barrier(streams, timeout=2 * BOUND)
 
     def together() -> Iterator[bytes]:
         barrier.wait()
@@ -132,16 +133,14 @@ def test_a_disconnect_closes_the_generator_on_its_own_thread_and_the_thread_ends
             export.router(row_delay=0.01), http_scope("GET", "/export.csv")
         )
         await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
-        assert (await comm.receive_output(2))["status"] == 200
-        await comm.receive_output(2)  # the first rows are out: the stream is running
+        assert (await comm.receive_output(BOUND))["status"] == 200
+        await comm.receive_output(BOUND)  # the first rows are out: the stream is running
         await comm.send_input({"type": "http.disconnect"})
-        deadline = time.monotonic() + 2
-        while export.closed == 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.001)
-        await comm.wait(2)
+        await comm.wait(BOUND)
+        # The response returns once the generator is closed, so its finally has run.
+        assert export.closed == 1, "the generator's finally did not run (or db.close() failed)"
 
     asyncio.run(main())
-    assert export.closed == 1, "the generator's finally did not run (or db.close() failed)"
     [seen] = export.threads
     assert len(seen) == 1
     assert threads_back_to(baseline) == baseline
@@ -161,7 +160,7 @@ def test_no_thread_is_left_however_the_stream_ends(ending: str) -> None:
         method = "HEAD" if ending == "head" else "GET"
         comm = ApplicationCommunicator(StreamingResponse(generate()), http_scope(method))
         await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
-        await comm.wait(2)
+        await comm.wait(BOUND)
 
     if ending == "error":
         with pytest.raises(RuntimeError, match="boom"):

@@ -135,7 +135,7 @@ def test_stream_gives_the_same_message_sequence_in_both_apps() -> None:
         assert bodies == [repr(f"data: {i}\n\n".encode()) for i in range(5)] + [None]
 
 
-def wait_for_line(server: ServerProcess, text: str, timeout: float = 5.0) -> str:
+def wait_for_line(server: ServerProcess, text: str, timeout: float = 10.0) -> str:
     deadline = time.monotonic() + timeout
     while text not in server.output() and time.monotonic() < deadline:
         time.sleep(0.05)

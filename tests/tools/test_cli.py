@@ -3,8 +3,10 @@
 The shutdown tests hold streams open (``tests/endless_app.py``, whose
 generators print ``finally ran`` as they end), send SIGTERM, and check what a
 user would: every client saw its stream end cleanly, every generator's
-``finally`` ran, the process exited 0 within the grace period, and nothing was
-logged as an error.
+``finally`` ran, the process exited 0, and nothing was logged as an error.
+The servers get a grace period far longer than the tests' bounded waits, so
+a shutdown that waited for it (instead of ending the streams at once) fails
+those waits.
 """
 
 from __future__ import annotations
@@ -31,17 +33,17 @@ from tests.serving import ROOT, ServerProcess, free_port, serve
 
 pytestmark = pytest.mark.server
 
-GRACE = 3.0  # the default of --grace
+GRACE = 60.0  # --grace: far past every wait below
+SHUTDOWN = 15.0  # the bound on a shutdown, from SIGTERM to the process's exit
 
 
 def command(*options: str, app: str = "tests.endless_app:app") -> list[str]:
-    return ["-m", "asgi_stream", "serve", "--app", app, *options]
+    return ["-m", "asgi_stream", "serve", "--app", app, "--grace", str(GRACE), *options]
 
 
 @dataclass
 class Shutdown:
     returncode: int
-    seconds: float  # from SIGTERM to the process's exit
     streams: list[str]  # per client: the HTTP version of a clean end, or the error
     output: str
 
@@ -51,7 +53,7 @@ def stop_with_open_streams(
 ) -> Shutdown:
     """Open ``count`` streams, wait until each has its first chunk, SIGTERM the server."""
 
-    async def hold_streams() -> tuple[float, list[str]]:
+    async def hold_streams() -> list[str]:
         started = 0
         all_started = asyncio.Event()
         outcomes: list[str] = []
@@ -76,21 +78,19 @@ def stop_with_open_streams(
 
             clients = [asyncio.create_task(one()) for _ in range(count)]
             await asyncio.wait_for(all_started.wait(), 10)
-            signalled_at = time.monotonic()
             server.process.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(asyncio.gather(*clients), GRACE + 5)
-        return signalled_at, outcomes
+            await asyncio.wait_for(asyncio.gather(*clients), SHUTDOWN)
+        return outcomes
 
-    signalled_at, outcomes = asyncio.run(hold_streams())
-    returncode = server.process.wait(GRACE + 5)
-    return Shutdown(returncode, time.monotonic() - signalled_at, outcomes, server.output())
+    outcomes = asyncio.run(hold_streams())
+    returncode = server.process.wait(SHUTDOWN)
+    return Shutdown(returncode, outcomes, server.output())
 
 
 def assert_graceful(shutdown: Shutdown, streams: int, http_version: str = "HTTP/1.1") -> None:
     assert shutdown.streams == [http_version] * streams, "some stream did not end cleanly"
     assert shutdown.output.count("finally ran") == streams
     assert shutdown.returncode == 0, shutdown.output
-    assert shutdown.seconds < GRACE
     assert "ERROR" not in shutdown.output and "Traceback" not in shutdown.output
 
 
@@ -178,7 +178,6 @@ def test_the_catalogue_gets_its_settings_in_every_worker(tmp_path: Path) -> None
             shutdown = stop_with_open_streams(server, 10, path="/logs")
     assert shutdown.streams == ["HTTP/1.1"] * 10
     assert shutdown.returncode == 0, shutdown.output
-    assert shutdown.seconds < GRACE
     assert "ERROR" not in shutdown.output and "Traceback" not in shutdown.output
 
 

@@ -5,8 +5,8 @@ asyncio connections to an endless stream (one event every half second) whose
 generator prints ``finally ran`` as it ends. Once every stream has had its
 first event, the server gets SIGTERM while a newcomer connects every 10 ms.
 
-Every open stream must end cleanly (its last chunk, not a cut connection)
-within the grace period, with its ``finally`` run; the process must exit 0;
+Every open stream must end cleanly (its last chunk, not a cut connection),
+at once and not when the grace period runs out, with its ``finally`` run; the process must exit 0;
 nothing may be logged at error level. A newcomer gets a 503 JSON answer, or a
 whole answer if it came in before the shutdown began, or finds the listener
 closed; it never hangs and never gets any other 5xx.
@@ -29,7 +29,8 @@ from tests.serving import ServerProcess
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 STREAMS = 1000
-GRACE = 3.0  # the default of --grace
+GRACE = 60.0  # --grace: far past the bound below, which a shutdown that waited for it fails
+SHUTDOWN = 20.0  # the bound on a shutdown, from SIGTERM to the last stream's end
 CONNECTING_AT_ONCE = 100  # hypercorn's listen backlog is 100
 
 
@@ -62,7 +63,7 @@ async def newcomer(port: int) -> str:
     return "served"
 
 
-async def shut_down_under_load(server: ServerProcess) -> tuple[list[bool], float, list[str]]:
+async def shut_down_under_load(server: ServerProcess) -> tuple[list[bool], list[str]]:
     started = asyncio.Semaphore(CONNECTING_AT_ONCE)
     first_event: list[int] = []
     streams = [
@@ -79,25 +80,23 @@ async def shut_down_under_load(server: ServerProcess) -> tuple[list[bool], float
     newcomers: list[asyncio.Task[str]] = []
     server.process.send_signal(signal.SIGTERM)
     signalled = time.monotonic()
-    while not all(task.done() for task in streams) and time.monotonic() < signalled + GRACE + 5:
+    while not all(task.done() for task in streams) and time.monotonic() < signalled + SHUTDOWN:
         newcomers.append(asyncio.create_task(newcomer(server.port)))
         await asyncio.sleep(0.01)
     ended = await asyncio.wait_for(asyncio.gather(*streams), 5)
-    took = time.monotonic() - signalled
     outcomes = await asyncio.wait_for(asyncio.gather(*newcomers), 15)
-    return ended, took, outcomes
+    return ended, outcomes
 
 
 @pytest.mark.parametrize("server_name", ["uvicorn", "hypercorn"])
 def test_sigterm_with_a_thousand_open_streams_and_newcomers(
     tmp_path: Path, server_name: str
 ) -> None:
-    with serve_test_app(tmp_path, server_name) as server:
-        ended, took, outcomes = asyncio.run(shut_down_under_load(server))
-        returncode = server.process.wait(GRACE + 5)
+    with serve_test_app(tmp_path, server_name, "--grace", str(GRACE)) as server:
+        ended, outcomes = asyncio.run(shut_down_under_load(server))
+        returncode = server.process.wait(SHUTDOWN)
         output = server.output()
     assert ended == [True] * STREAMS, f"{ended.count(False)} streams were cut, not ended"
-    assert took < GRACE
     assert output.count("finally ran") == STREAMS
     assert returncode == 0
     assert errors_logged(output) == []
