@@ -65,14 +65,12 @@ reset). The log needs nothing but the standard library, and it has the limits
 of one process: another worker cannot see its streams, and a restart loses
 them. :mod:`asgi_stream.redis_eventlog`
 keeps them in Redis Streams instead, for any number of workers and hosts.
-:func:`open_event_log` picks one from a URL, so code written for one worker
-runs on many by changing that URL alone.
+:func:`~asgi_stream.open_event_log` picks one from a URL, so code written for
+one worker runs on many by changing that URL alone.
 
 The interface and its types are defined in :mod:`asgi_stream.eventlog_base`,
-which both backends import, and re-exported here; this module imports the
-Redis backend only when :func:`open_event_log` is given a Redis URL, so the
-modules never import each other and ``import asgi_stream.eventlog`` never
-imports ``redis``.
+which both backends import; the Redis module, built on top, holds
+:func:`~asgi_stream.open_event_log` too, since it is the one that knows both.
 """
 
 from __future__ import annotations
@@ -98,7 +96,7 @@ from .eventlog_base import (
 )
 from .fanout import LogSubscription
 
-__all__ = ["MemoryEventLog", "open_event_log"]
+__all__ = ["MemoryEventLog"]
 
 _PAGE = 500  # events per page of a subscriber's replay
 
@@ -239,21 +237,3 @@ class MemoryEventLog(EventLog):
         s = self._get(stream)
         if s is not None:
             s.expires_at = time.monotonic() + seconds
-
-
-def open_event_log(
-    url: str | None = None, maxlen: int = DEFAULT_MAXLEN, max_pending: int = DEFAULT_MAX_PENDING
-) -> EventLog:
-    """The event log named by ``url``: ``"memory"`` (or ``None``), or a Redis URL.
-
-    ``redis://host:port/db``, ``rediss://`` (TLS) and ``unix://`` select
-    :class:`~asgi_stream.redis_eventlog.RedisEventLog`, which needs the
-    ``redis`` extra (``pip install 'asgi-stream[redis]'``).
-    """
-    if url in (None, "", "memory"):
-        return MemoryEventLog(maxlen, max_pending)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from .redis_eventlog import RedisEventLog  # the redis package is optional
-
-        return RedisEventLog(url, maxlen, max_pending=max_pending)
-    raise ValueError(f"unknown event log {url!r}: expected 'memory' or a redis:// URL")

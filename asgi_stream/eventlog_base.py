@@ -4,14 +4,13 @@ This module is the bottom of the event-log modules, so that they import in one
 direction only:
 
 * :mod:`asgi_stream.eventlog_base` (this module) imports nothing from the others;
-* :mod:`asgi_stream.redis_eventlog` imports it, to implement :class:`EventLog`;
-* :mod:`asgi_stream.eventlog` imports it too, re-exports its names, adds the
-  in-memory log, and imports :mod:`asgi_stream.redis_eventlog` only inside
-  :func:`~asgi_stream.eventlog.open_event_log`, when a Redis URL asks for it.
+* :mod:`asgi_stream.eventlog` imports it, and adds the in-memory log;
+* :mod:`asgi_stream.redis_eventlog` imports both: it implements :class:`EventLog`
+  on Redis, and holds :func:`~asgi_stream.open_event_log`, which opens either
+  one from a URL (``redis`` itself is imported only when a Redis log is made).
 
-A backend never imports :mod:`asgi_stream.eventlog`, which would make the two
-import each other. Users need not import this module: every name in it is also
-importable from :mod:`asgi_stream.eventlog`, whose docstring explains how a log
+Users need not import any of them: every public name is importable from
+:mod:`asgi_stream`; :mod:`asgi_stream.eventlog`'s docstring explains how a log
 works.
 """
 
@@ -25,7 +24,7 @@ from typing import Literal
 
 from .broadcast import Broadcast, Frame
 from .fanout import LogSubscription
-from .sse import ServerSentEvent
+from .sse import ServerSentEvent, check_event_type
 
 __all__ = ["Event", "EventIDNotFound", "EventLog", "EventLogUnavailable"]
 
@@ -238,7 +237,7 @@ class EventLog(abc.ABC):
         """
         if not isinstance(data, str):
             raise TypeError(f"event data must be str, not {type(data).__name__}")
-        ServerSentEvent(event=event)  # the SSE rules for an event type
+        check_event_type(event)
         _check_utf8("event data", data)
         if event is not None:
             _check_utf8("event type", event)

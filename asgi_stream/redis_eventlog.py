@@ -81,6 +81,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from .broadcast import Frame
+from .eventlog import MemoryEventLog
 from .eventlog_base import (
     DEFAULT_MAX_PENDING,
     DEFAULT_MAXLEN,
@@ -96,7 +97,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.typing import EncodableT, FieldT
 
-__all__ = ["RedisEventLog"]
+__all__ = ["RedisEventLog", "open_event_log"]
 
 logger = logging.getLogger(__name__)
 
@@ -496,3 +497,19 @@ def _event(key: str, entry_id: str, fields: Mapping[str, str]) -> Event | None:
         logger.warning("skipped entry %s of %s, which is not an event: %s", entry_id, key, exc)
         return None
     return Event(entry_id, data, event)
+
+
+def open_event_log(
+    url: str | None = None, maxlen: int = DEFAULT_MAXLEN, max_pending: int = DEFAULT_MAX_PENDING
+) -> EventLog:
+    """The event log named by ``url``: ``"memory"`` (or ``None``), or a Redis URL.
+
+    ``redis://host:port/db``, ``rediss://`` (TLS) and ``unix://`` select
+    :class:`RedisEventLog`, which needs the ``redis`` extra (``pip install
+    'asgi-stream[redis]'``); the ``redis`` package is imported only then.
+    """
+    if url in (None, "", "memory"):
+        return MemoryEventLog(maxlen, max_pending)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisEventLog(url, maxlen, max_pending=max_pending)
+    raise ValueError(f"unknown event log {url!r}: expected 'memory' or a redis:// URL")

@@ -96,10 +96,7 @@ class ServerSentEvent:
         # Each "type(x) is not ..." is the fast path of a check that
         # _check_type() completes: events are made at the stream's rate.
         if event is not None:
-            if type(event) is not str:
-                _check_type("event", event, str)
-            if "\r" in event or "\n" in event:
-                raise ValueError(f"an SSE event type cannot contain CR or LF: {event!r}")
+            check_event_type(event)
         if id is not None:
             if type(id) is not str:
                 if isinstance(id, int) and not isinstance(id, bool):
@@ -161,6 +158,17 @@ class ServerSentEvent:
             if getattr(self, name) is not None
         )
         return f"ServerSentEvent({fields})"
+
+
+def check_event_type(event: str | None) -> None:
+    """Refuse an SSE event type that is not a ``str``, or that holds CR or LF
+    (``None``, the default type, is fine); the event log checks with it too."""
+    if event is None:
+        return
+    if type(event) is not str:
+        _check_type("event", event, str)
+    if "\r" in event or "\n" in event:
+        raise ValueError(f"an SSE event type cannot contain CR or LF: {event!r}")
 
 
 def _check_type(name: str, value: object, kind: type) -> None:

@@ -42,7 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from asgi_stream.eventlog import EventLog, open_event_log  # noqa: E402
+from asgi_stream import EventLog, open_event_log  # noqa: E402
 from asgi_stream.resumable import ResumableEventSourceResponse  # noqa: E402
 from asgi_stream.tools.process import serve  # noqa: E402
 

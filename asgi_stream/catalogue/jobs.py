@@ -58,9 +58,9 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-from ..eventlog import open_event_log
 from ..eventlog_base import EventLog, EventLogUnavailable
 from ..exceptions import HTTPException
+from ..redis_eventlog import open_event_log
 from ..request import Request
 from ..response import JSONResponse
 from ..resumable import ResumableEventSourceResponse, last_event_id, retry_later
@@ -255,7 +255,7 @@ def install(router: Router, settings: JobSettings) -> Jobs:
     """Serve ``POST /jobs`` and ``GET /jobs/{id}/events`` on ``router``.
 
     The event log comes from ``settings.event_log`` (``"memory"``, the default, or a Redis
-    URL, see :func:`~asgi_stream.eventlog.open_event_log`); job delays are
+    URL, see :func:`~asgi_stream.open_event_log`); job delays are
     scaled by ``settings.tick``. Shutting the router down stops the jobs.
     """
     jobs = Jobs(open_event_log(settings.event_log), settings.tick)

@@ -20,9 +20,9 @@ import httpx
 import pytest
 from httpx_sse import ServerSentEvent, connect_sse
 
+from asgi_stream import open_event_log
 from asgi_stream.catalogue import Settings, jobs
 from asgi_stream.catalogue.jobs import TOTAL, progress
-from asgi_stream.eventlog import open_event_log
 from asgi_stream.request import Request
 from asgi_stream.routing import Router
 from tests.asgi import body_of, http_scope, request

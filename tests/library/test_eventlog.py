@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from asgi_stream.eventlog import Event, EventIDNotFound, EventLog, MemoryEventLog, open_event_log
+from asgi_stream import Event, EventIDNotFound, EventLog, MemoryEventLog, open_event_log
 
 pytestmark = pytest.mark.server
 
