@@ -183,8 +183,8 @@ class BodySender:
         :class:`OSError` from it comes out as it is); joining, it appends the
         chunk and, most of the time, returns ``None``.
         """
-        self._budget -= len(chunk) + _CHUNK_COST
         if self._writer is None:  # sending directly
+            self._budget -= len(chunk) + _CHUNK_COST
             if self._budget <= 0 or self._ping is not None:
                 return self._send_with_care(chunk)
             if not chunk:

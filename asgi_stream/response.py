@@ -480,11 +480,12 @@ class StreamingResponse(Response):
             await _send(send, self.start_message())
             sender.start()
             as_is = self.content_encoder is None  # bytes go to the wire untouched
+            send_chunk = sender.send  # looked up once: this loop runs once per chunk
             async for chunk in body:
                 if ending.stopped:
                     raise asyncio.CancelledError  # the generator swallowed ours: stop anyway
                 try:
-                    waiting = sender.send(
+                    waiting = send_chunk(
                         chunk if as_is and type(chunk) is bytes else self.wire_bytes(chunk)
                     )
                     if waiting is not None:
