@@ -430,6 +430,8 @@ class StreamingResponse(Response):
         raise TypeError(f"a stream chunk must be str, bytes or memoryview, not {type(chunk)!r}")
 
     async def send_response(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """HEAD: the headers alone, the generator closed unstarted. Otherwise the
+        stream, ended cleanly if the server is told to stop meanwhile."""
         if scope.get("method") == "HEAD":
             await close_iterator(self.content)
             await _send(send, self.start_message())
