@@ -85,8 +85,7 @@ def test_every_subscriber_gets_every_event_once_in_order_while_others_join_and_r
     name = unique(request)
 
     async def test() -> None:
-        log = make_log()
-        try:
+        async with contextlib.aclosing(make_log()) as log:
             ids: list[str] = []
             followers: list[tuple[int, asyncio.Task[list[tuple[str, str]]]]] = []
             for i in range(60):
@@ -102,8 +101,6 @@ def test_every_subscriber_gets_every_event_once_in_order_while_others_join_and_r
                 got = await asyncio.wait_for(follower, 10)
                 assert [event_id for event_id, _ in got] == ids[first:]
             assert log.subscribers == 0
-        finally:
-            await log.aclose()
 
     run(test)
 
@@ -115,8 +112,7 @@ def test_500_followers_in_one_process_share_one_reader_on_the_default_pool(
     name = unique(request)
 
     async def test() -> None:
-        log = RedisEventLog(redis_url)
-        try:
+        async with contextlib.aclosing(RedisEventLog(redis_url)) as log:
             subscriptions = [log.subscribe(name, final_events=["done"]) for _ in range(500)]
             followers = [asyncio.ensure_future(collect(s)) for s in subscriptions]
             ids = [await log.append(name, f"event {i}") for i in range(20)]
@@ -128,8 +124,6 @@ def test_500_followers_in_one_process_share_one_reader_on_the_default_pool(
             for follower in followers:
                 got = await asyncio.wait_for(follower, 10)
                 assert [event_id for event_id, _ in got] == ids
-        finally:
-            await log.aclose()
 
     run(test)
 
@@ -141,8 +135,7 @@ def test_many_tasks_append_through_one_connection_in_the_order_they_called(
     name = unique(request)
 
     async def test() -> None:
-        log = RedisEventLog(redis_url)
-        try:
+        async with contextlib.aclosing(RedisEventLog(redis_url)) as log:
             ids = await asyncio.gather(*(log.append(name, str(i)) for i in range(300)))
             assert ids == sorted(ids, key=RedisEventLog._position)
             assert len(set(ids)) == 300
@@ -150,8 +143,6 @@ def test_many_tasks_append_through_one_connection_in_the_order_they_called(
             assert len(xadds) <= 1, xadds  # the publisher's connection, and no other
             got = [(e.id, e.data) for e in await collect_events(log, name, 300)]
             assert got == [(event_id, str(i)) for i, event_id in enumerate(ids)]
-        finally:
-            await log.aclose()
 
     run(test)
 
@@ -173,16 +164,15 @@ def test_the_first_subscriber_of_each_new_stream_is_served_without_waiting_for_t
     name = unique(request)
 
     async def test() -> None:
-        log = RedisEventLog(redis_url, block_ms=4000, socket_timeout=8)
-        try:
+        async with contextlib.aclosing(
+            RedisEventLog(redis_url, block_ms=4000, socket_timeout=8)
+        ) as log:
             for i in range(3):
                 stream = f"{name}-{i}"
                 await log.append(stream, "hello")
                 subscription = log.subscribe(stream)
                 assert b"data: hello" in await asyncio.wait_for(anext(subscription), 2)
                 await subscription.aclose()
-        finally:
-            await log.aclose()
 
     run(test)
 
@@ -202,8 +192,9 @@ def test_a_stream_quiet_for_longer_than_the_socket_timeout_does_not_break(
         return [c["id"] for c in redis_clients(redis_url) if c["cmd"] == "xread"]
 
     async def test() -> None:
-        log = RedisEventLog(redis_url, block_ms=200, socket_timeout=0.5)
-        try:
+        async with contextlib.aclosing(
+            RedisEventLog(redis_url, block_ms=200, socket_timeout=0.5)
+        ) as log:
             follower = asyncio.ensure_future(collect(log.subscribe(name, final_events=["done"])))
             first = await log.append(name, "before")
             while not reader_ids():
@@ -213,8 +204,6 @@ def test_a_stream_quiet_for_longer_than_the_socket_timeout_does_not_break(
             assert reader_ids() == before  # the same connection: it never broke
             last = await log.append(name, "after", event="done")
             assert await asyncio.wait_for(follower, 5) == [(first, "before"), (last, "after")]
-        finally:
-            await log.aclose()
 
     run(test)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -232,8 +221,7 @@ def test_a_client_that_leaves_is_forgotten_at_once_and_leaves_no_task(
     name = unique(request)
 
     async def test() -> None:
-        log = make_log()
-        try:
+        async with contextlib.aclosing(make_log()) as log:
             await log.append(name, "first")
             comms = []
             for _ in range(20):
@@ -251,8 +239,6 @@ def test_a_client_that_leaves_is_forgotten_at_once_and_leaves_no_task(
                 await comm.wait(5)
                 assert comm.future.done() and not comm.future.cancelled()
             assert log.subscribers == 0
-        finally:
-            await log.aclose()
 
     run(test)
 
@@ -263,8 +249,7 @@ def test_a_slow_subscriber_is_disconnected_and_counted_and_read_resumes_it(
     name = unique(request)
 
     async def test() -> None:
-        log = make_log(max_pending=3)
-        try:
+        async with contextlib.aclosing(make_log(max_pending=3)) as log:
             slow = log.subscribe(name, start="live")
             reader = log.read(name)
             first = await log.append(name, "0")
@@ -279,8 +264,6 @@ def test_a_slow_subscriber_is_disconnected_and_counted_and_read_resumes_it(
             # read() resubscribes after the last event it gave out: nothing lost.
             assert [(await anext(reader)).data for _ in range(9)] == [str(i) for i in range(1, 10)]
             await reader.aclose()
-        finally:
-            await log.aclose()
 
     run(test)
 
@@ -290,8 +273,7 @@ def test_redis_down_when_a_client_connects_gets_retry_and_a_clean_end() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
 
     async def test() -> None:
-        log = RedisEventLog(url)
-        try:
+        async with contextlib.aclosing(RedisEventLog(url)) as log:
             for last_id in (None, "1-0"):  # a new client, and one that resumes
                 response = ResumableEventSourceResponse(log, "s", last_id, final_events=["done"])
                 messages = await exchange(response, http_scope())
@@ -300,8 +282,6 @@ def test_redis_down_when_a_client_connects_gets_retry_and_a_clean_end() -> None:
                 assert messages[-1]["more_body"] is False
             with pytest.raises(EventLogUnavailable):
                 await log.append("s", "x")
-        finally:
-            await log.aclose()
 
     run(test)
 
@@ -313,8 +293,7 @@ def test_a_subscriber_ahead_of_the_shared_reader_skips_what_it_has_seen(
     name = unique(request)
 
     async def test() -> None:
-        log = RedisEventLog(redis_url)
-        try:
+        async with contextlib.aclosing(RedisEventLog(redis_url)) as log:
             ids = [await log.append(name, str(i)) for i in range(5)]
             early = log.subscribe(name, ids[0], final_events=["done"])
             assert (await anext(early)).count(b"data:") == 4  # the shared reader now reads it
@@ -327,8 +306,6 @@ def test_a_subscriber_ahead_of_the_shared_reader_skips_what_it_has_seen(
             end = await log.append(name, "end", event="done")
             assert await asyncio.wait_for(task, 5) == [(end, "end")]  # not 3 and 4 again
             await early.aclose()
-        finally:
-            await log.aclose()
 
     run(test)
 
@@ -353,8 +330,9 @@ def test_followers_see_a_delay_not_a_gap_through_a_redis_kill_and_a_pause(
     with faulty_redis(tmp_path) as server:
 
         async def test() -> None:
-            log = RedisEventLog(server.url, block_ms=500, socket_timeout=1.0)
-            try:
+            async with contextlib.aclosing(
+                RedisEventLog(server.url, block_ms=500, socket_timeout=1.0)
+            ) as log:
                 followers = [
                     asyncio.ensure_future(collect(log.subscribe("s", final_events=["done"])))
                     for _ in range(5)
@@ -372,8 +350,6 @@ def test_followers_see_a_delay_not_a_gap_through_a_redis_kill_and_a_pause(
                 for follower in followers:
                     got = await asyncio.wait_for(follower, 15)
                     assert [event_id for event_id, _ in got] == ids
-            finally:
-                await log.aclose()
 
         run(test, 60)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -388,16 +364,13 @@ def test_idle_timeout_ends_a_quiet_stream_cleanly(
     name = unique(request)
 
     async def test() -> None:
-        log = make_log()
-        try:
+        async with contextlib.aclosing(make_log()) as log:
             await log.append(name, "only")
             response = ResumableEventSourceResponse(log, name, retry=50, idle_timeout=0.2)
             messages = await exchange(response, http_scope())
             assert [e.data for e in parse(body_of(messages).decode()).events] == ["only"]
             assert messages[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
             assert log.subscribers == 0
-        finally:
-            await log.aclose()
 
     run(test)
 
