@@ -174,6 +174,7 @@ def _streams_of(loop: asyncio.AbstractEventLoop) -> _LoopStreams:
     streams = _loops.get(loop)
     if streams is None:
         streams = _loops[loop] = _LoopStreams()
+        _chain_signal_handlers(loop)  # once per loop: the server installed its handlers by now
     return streams
 
 
@@ -204,7 +205,6 @@ async def end_at_server_stop(
     The first call on an event loop chains the signal handlers.
     """
     loop = asyncio.get_running_loop()
-    _chain_signal_handlers(loop)
     streams = _streams_of(loop)
     tracked = Tracked(receive, send)
     tracked.cut = streams.stopping
