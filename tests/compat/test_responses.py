@@ -12,7 +12,7 @@ import pytest
 from asgiref.testing import ApplicationCommunicator
 
 from asgi_stream import BackgroundTask, StreamingResponse
-from tests.asgi import body_of, headers_of, http_scope, request
+from tests.asgi import Endless, body_of, headers_of, http_scope, request
 
 
 def run(response: Any, method: str = "GET") -> list[dict[str, Any]]:
@@ -92,25 +92,17 @@ def test_the_background_task_runs_after_the_body() -> None:
 
 
 def test_a_disconnect_stops_the_stream_and_runs_the_finally() -> None:
-    state: dict[str, Any] = {"finally": False}
-
-    async def endless() -> AsyncIterator[bytes]:
-        try:
-            while True:
-                yield b"tick"
-                await asyncio.sleep(0.01)
-        finally:
-            state["finally"] = True
+    stream = Endless()
 
     async def main() -> None:
-        comm = ApplicationCommunicator(StreamingResponse(endless()), http_scope())
+        comm = ApplicationCommunicator(StreamingResponse(stream.generate()), http_scope())
         await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
         assert (await comm.receive_output(2))["type"] == "http.response.start"
-        assert (await comm.receive_output(2))["body"] == b"tick"
+        assert (await comm.receive_output(2))["body"] == b"tick\n"
         await comm.send_input({"type": "http.disconnect"})
         await comm.wait(2)
         assert comm.future.done() and comm.future.exception() is None
-        assert state["finally"]
+        assert stream.finally_ran
 
     asyncio.run(main())
 

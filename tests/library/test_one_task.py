@@ -26,7 +26,7 @@ from asgiref.testing import ApplicationCommunicator
 
 from asgi_stream import EventSourceResponse, StreamingResponse
 from tests import one_task_app
-from tests.asgi import body_of, http_scope, never_disconnects, request
+from tests.asgi import Endless, body_of, http_scope, never_disconnects, request
 from tests.serving import ServerProcess, serve
 from tests.whatwg_sse import parse
 
@@ -297,15 +297,7 @@ def test_a_body_send_past_send_timeout_ends_the_stream_and_runs_finally(
 
 
 def test_an_error_from_receive_reaches_the_caller_as_itself() -> None:
-    finally_ran = []
-
-    async def generate() -> AsyncIterator[bytes]:
-        try:
-            while True:
-                yield b"x"
-                await asyncio.sleep(0.01)
-        finally:
-            finally_ran.append(True)
+    stream = Endless()
 
     class ReceiveFailed(Exception):
         pass
@@ -318,8 +310,9 @@ def test_an_error_from_receive_reaches_the_caller_as_itself() -> None:
         async def send(message: dict[str, Any]) -> None:
             pass
 
+        response = StreamingResponse(stream.generate())
         with pytest.raises(ReceiveFailed, match="broke"):
-            await asyncio.wait_for(StreamingResponse(generate())(http_scope(), receive, send), 5)
+            await asyncio.wait_for(response(http_scope(), receive, send), 5)
 
     asyncio.run(main())
-    assert finally_ran == [True]
+    assert stream.finally_ran
