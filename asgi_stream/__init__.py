@@ -29,7 +29,7 @@ from .exceptions import ClientDisconnect, HTTPException
 from .fanout import LogSubscription
 from .headers import ConnectionHeaderWarning, Headers, HeadersInput, MutableHeaders
 from .redis_eventlog import RedisEventLog, open_event_log  # redis: imported when a log is made
-from .request import Request
+from .request import KeepRequestBody, Request
 from .response import Content, JSONResponse, Response, StreamingResponse
 from .resumable import ResumableEventSourceResponse, last_event_id, retry_later
 from .routing import Mount, NoMatchFound, Route, Router
@@ -60,6 +60,7 @@ __all__ = [
     "Headers",
     "HeadersInput",
     "JSONResponse",
+    "KeepRequestBody",
     "LogSubscription",
     "MemoryEventLog",
     "Message",

@@ -215,7 +215,12 @@ class BodySender:
             await self._check_fairness()
 
     async def finish(self) -> None:
-        """Wait until every chunk given to :meth:`send` has been sent."""
+        """Wait until every chunk given to :meth:`send` has been sent.
+
+        The heartbeat stops first: once the generator is done, the next
+        message is the last one, and nothing may go out beside it or after it.
+        """
+        self._stop_heartbeat()
         writer = self._writer
         if writer is not None:
             self._finishing = True
@@ -224,13 +229,17 @@ class BodySender:
 
     async def aclose(self) -> None:
         """Stop the heartbeat and the writer, and wait for the writer to end."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._stop_heartbeat()
         writer = self._writer
         if writer is not None and not writer.done():
             writer.cancel()
             await asyncio.wait((writer,))  # not `await writer`: its CancelledError is not ours
+
+    def _stop_heartbeat(self) -> None:
+        self._ping = None  # a heartbeat already due is not sent either
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     # -- fairness and the switch to joining ---------------------------------------------------
 

@@ -24,16 +24,16 @@ import asyncio
 import json
 import re
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from .datastructures import URL, Address, FormData, QueryParams, State
 from .exceptions import ClientDisconnect, HTTPException
 from .headers import Headers
-from .types import Message, Receive, Scope
+from .types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["Request"]
+__all__ = ["KeepRequestBody", "Request"]
 
 #: The default limit on a request body, in bytes (413 beyond it).
 MAX_BODY_SIZE = 1024 * 1024
@@ -183,6 +183,24 @@ class Request:
             await self._take()
         return {"type": "http.disconnect"}
 
+    async def next_message(self) -> Message:
+        """The server's messages in order, as its ``receive()`` gives them: the
+        body's pieces, then ``http.disconnect`` (for good).
+
+        For code that reads the request through a raw ASGI ``receive``, a
+        framework's own request object say, while :meth:`receive` waits
+        beside it (:class:`KeepRequestBody` hands this to the app). Pieces the
+        other took meanwhile are kept for it, under :attr:`max_body_size`:
+        past it, a 413.
+        """
+        while not self._unread:
+            if self._too_large:
+                raise HTTPException(413, "Request body too large")
+            if self._disconnected:
+                return {"type": "http.disconnect"}
+            await self._take()
+        return self._unread.popleft()
+
     async def _take(self) -> None:
         """Take one message from the server and :meth:`_keep` it.
 
@@ -315,6 +333,70 @@ class Request:
         if router is None or not hasattr(router, "url_path_for"):
             raise RuntimeError("url_for() needs a router: serve the app with asgi_stream.Router")
         return URL(str(router.url_path_for(name, **path_params).make_absolute_url(self.base_url)))
+
+
+class SharedReceive:
+    """A ``receive`` that two may wait on at once without taking from each other.
+
+    Calling it is :meth:`Request.next_message`: every message, the body
+    first, for the app and whatever it uses to read the request.
+    :meth:`wait_for_disconnect` is :meth:`Request.receive`: only
+    ``http.disconnect``, for a streaming response's disconnect watch, which
+    finds it with :func:`disconnect_only`.
+    """
+
+    __slots__ = ("request",)
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+
+    def __call__(self) -> Awaitable[Message]:
+        return self.request.next_message()
+
+    def wait_for_disconnect(self) -> Awaitable[Message]:
+        return self.request.receive()
+
+
+def disconnect_only(receive: Receive) -> Receive:
+    """The ``receive`` to wait on for ``http.disconnect`` alone.
+
+    A :class:`SharedReceive` has one that leaves the body to the app; any
+    other ``receive`` is returned as it is (our router already gives a
+    response :meth:`Request.receive`, which never returns the body).
+    """
+    return receive.wait_for_disconnect if isinstance(receive, SharedReceive) else receive
+
+
+class KeepRequestBody:
+    """ASGI middleware: the request body is kept for whoever reads the request.
+
+    A streaming response waits on ``receive()`` for the client to leave while
+    its generator runs. A generator that reads the upload itself
+    (``request.stream()`` of a FastAPI or Starlette request) calls the same
+    ``receive()``, and each message goes to one of the two: the watch would
+    take pieces of the body. Our :class:`~asgi_stream.Router` shares one
+    reader between them; wrap any other app in this middleware to do the same
+    there::
+
+        app.add_middleware(KeepRequestBody)  # FastAPI, Starlette
+        app = KeepRequestBody(app)           # any ASGI app
+
+    The app is given a :class:`SharedReceive`. Pieces of the body the watch
+    takes before the app asks are held for it, at most ``max_body_size``
+    bytes of the request in all (a 413 beyond; the limit of :class:`Request`
+    by default). Lifespan and websocket scopes pass through untouched.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_size: int = MAX_BODY_SIZE) -> None:
+        self.app = app
+        self.max_body_size = max_body_size
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive, max_body_size=self.max_body_size)
+        await self.app(scope, SharedReceive(request), send)
 
 
 _COOKIE_ESCAPE = re.compile(r"\\(?:([0-3][0-7]{2})|(.))")

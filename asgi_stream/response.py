@@ -89,11 +89,14 @@ How a stream ends
    (The watch and that generator must not both call the server's
    ``receive()``, or each would take messages meant for the other; the router
    gives the response :meth:`Request.receive
-   <asgi_stream.request.Request.receive>`, which never hands out the body.)
+   <asgi_stream.request.Request.receive>`, which never hands out the body,
+   and :class:`~asgi_stream.request.KeepRequestBody` does the same for any
+   other app, a FastAPI or Starlette one among them.)
 3. **The generator raises** after the headers are out. The status line can no
    longer change, so we do the one honest thing left: stop *without* the final
    message and re-raise. The server logs the error and closes the connection
-   with the body unfinished, which the client reports as an error.
+   with the body unfinished, which the client reports as an error. (Before the
+   headers, the error is answered as itself: see below.)
 4. **HEAD** wants the headers only. We never start the generator (an endless
    stream would otherwise run for nobody) and close it unstarted.
 5. **The client stops reading** but stays connected. A server's ``send()``
@@ -113,6 +116,37 @@ How a stream ends
 In every ending the content is closed (the object you gave, not only a
 wrapper around it: a file given to a response that never started is closed
 too), and the background task (:mod:`asgi_stream.background`) runs last.
+
+Before the first chunk
+----------------------
+
+A generator often checks something before it yields anything: that the user
+may see this feed, that the job exists. When such a check fails it raises,
+``HTTPException(403)`` say, and the client deserves a 403, not a ``200``
+followed by a cut. So the headers are held back until the first chunk, and
+only then sent, with it:
+
+======================================  =========================================
+what happens first                      what the client gets
+======================================  =========================================
+the generator yields its first chunk    the headers, then that chunk
+the generator ends without a chunk      the headers and an empty, complete body
+it raises an HTTP error (ours, or any   that error's status, headers and JSON
+exception with an int ``status_code``   ``{"detail": ...}``; nothing is raised
+and a ``detail``: Starlette's and       further, since it is an answer
+FastAPI's ``HTTPException``)
+it raises anything else                 a JSON 500, then the exception is
+                                        raised on, for the server to log
+``first_chunk_wait`` passes first       the headers, sent from a timer's task so
+(0.2 s by default)                      that the client hears of the stream
+                                        early (a slow first token); from then
+                                        on, an error is an ending as in 3 above
+======================================  =========================================
+
+The wait never delays a chunk: the first one goes out as soon as it is made.
+A heartbeat (``ping=``) starts when the headers go out, whichever way. The
+generator is still stepped by the body task alone; only the sending of the
+headers may move to the timer's task.
 
 Blocking and fairness
 ---------------------
@@ -149,6 +183,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import json
+import logging
 import math
 from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any, Protocol
@@ -158,16 +193,20 @@ from .coalesce import HEARTBEAT, BodySender
 from .concurrency import aiterate, close_iterator
 from .exceptions import ClientDisconnect
 from .headers import HeadersInput, MutableHeaders, encode_header, encode_response_headers
+from .request import disconnect_only
 from .serverstop import end_at_server_stop
 from .types import Message, Receive, Scope, Send
 
 __all__ = ["Content", "JSONResponse", "Response", "StreamingResponse"]
 
+logger = logging.getLogger("asgi_stream")
+
 #: What a streaming response may iterate over: chunks of str, bytes or memoryview.
 Content = AsyncIterable[Any] | Iterable[Any]
 
-#: The last message of every response: "the body is complete".
-END_OF_BODY: Message = {"type": "http.response.body", "body": b"", "more_body": False}
+#: How long a streaming response holds its headers back, by default, waiting
+#: for the first chunk (see "Before the first chunk" above).
+FIRST_CHUNK_WAIT = 0.2
 
 # Statuses that never have a body, so never a Content-Length (RFC 9110 §8.6).
 _NO_BODY_STATUSES = frozenset({204, 304})
@@ -200,6 +239,17 @@ async def _send(send: Send, message: Message) -> None:
         await send(message)
     except OSError as exc:
         raise ClientDisconnect from exc
+
+
+def end_message(body: bytes = b"") -> Message:
+    """The last message of a response: "the body is complete".
+
+    A new dict each time, as is every message we send: middleware may change
+    a message it is handed (Starlette's ``GZipMiddleware`` rewrites its
+    ``body`` in place), so one shared between sends would carry one stream's
+    bytes into the next.
+    """
+    return {"type": "http.response.body", "body": body, "more_body": False}
 
 
 class Response:
@@ -313,7 +363,9 @@ class Response:
         return {
             "type": "http.response.start",
             "status": self.status_code,
-            "headers": self.raw_headers,
+            # A copy: middleware that adds a header to the message must not
+            # add it to this response (which may be sent again) as well.
+            "headers": list(self.raw_headers),
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -331,7 +383,7 @@ class Response:
         """The messages of this response: the headers, then the whole body at once."""
         body = b"" if scope.get("method") == "HEAD" else self.body
         await _send(send, self.start_message())
-        await _send(send, {"type": "http.response.body", "body": body, "more_body": False})
+        await _send(send, end_message(body))
 
 
 class JSONResponse(Response):
@@ -343,6 +395,34 @@ class JSONResponse(Response):
         return json.dumps(
             content, ensure_ascii=False, allow_nan=False, separators=(",", ":")
         ).encode("utf-8")
+
+
+def json_error(status_code: int, detail: Any, headers: HeadersInput | None = None) -> Response:
+    """The JSON error ``{"detail": detail}``, or a logged 500 when that cannot be
+    sent (a detail that is not JSON, a status out of range): the client gets
+    JSON either way, never the server's plain-text 500."""
+    try:
+        return JSONResponse({"detail": detail}, status_code, headers)
+    except (TypeError, ValueError):
+        logger.exception("an HTTP error (status %r) could not be sent as JSON", status_code)
+        return JSONResponse({"detail": "Internal Server Error"}, 500)
+
+
+def error_response(exc: BaseException) -> Response | None:
+    """The answer an exception asks for, if it is an HTTP error: ours
+    (:class:`~asgi_stream.exceptions.HTTPException`) or any other with an int
+    ``status_code`` and a ``detail`` (Starlette's and FastAPI's), as JSON with
+    its ``headers``. ``None`` for any other exception."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and not isinstance(status, bool) and hasattr(exc, "detail"):
+        return json_error(status, exc.detail, getattr(exc, "headers", None))
+    return None
+
+
+async def service_unavailable(scope: Scope, receive: Receive, send: Send) -> None:
+    """The JSON 503 for a request that came, or whose stream had not begun, as
+    the server stops."""
+    await JSONResponse({"detail": "Service Unavailable"}, 503)(scope, receive, send)
 
 
 class ContentEncoder(Protocol):
@@ -385,6 +465,10 @@ class StreamingResponse(Response):
       default is the SSE comment ``: heartbeat``) or a function called for each
       heartbeat that returns one. The generator is not involved: a timer sends
       it, beside the generator.
+    * ``first_chunk_wait`` (seconds; default :data:`FIRST_CHUNK_WAIT`) is how
+      long the headers wait for the first chunk, so that an error before it
+      can still be answered with its own status (see "Before the first chunk"
+      at the top of this module). ``0`` sends them at once.
     """
 
     reusable = False
@@ -403,10 +487,14 @@ class StreamingResponse(Response):
         coalesce: bool | None = None,
         ping: float | None = None,
         ping_message: Any = HEARTBEAT,
+        first_chunk_wait: float = FIRST_CHUNK_WAIT,
     ) -> None:
         if coalesce not in (None, True, False):
             raise TypeError(f"coalesce must be None, True or False, not {coalesce!r}")
         self.send_timeout = _checked_seconds("send_timeout", send_timeout)
+        if not (first_chunk_wait == 0 and type(first_chunk_wait) in (int, float)):
+            _checked_seconds("first_chunk_wait", first_chunk_wait)  # 0 is allowed here
+        self.first_chunk_wait = first_chunk_wait
         self.coalesce = coalesce
         self.ping = _checked_seconds("ping", ping)
         self.ping_message = ping_message
@@ -435,12 +523,16 @@ class StreamingResponse(Response):
         if scope.get("method") == "HEAD":
             await close_iterator(self.content)
             await _send(send, self.start_message())
-            await _send(send, END_OF_BODY)
+            await _send(send, end_message())
             return
         # The server's stop signal ends the stream cleanly (asgi_stream.serverstop).
         # Its send notes the headers and the end; the chunks in between, where
-        # it has nothing to note, go straight to the server's send.
-        async with end_at_server_stop(scope, receive, send) as (receive, noted_send):
+        # it has nothing to note, go straight to the server's send. The receive
+        # is only ever the disconnect watch's, so it is the one that leaves the
+        # request body to whoever reads it.
+        async with end_at_server_stop(
+            scope, disconnect_only(receive), send, service_unavailable
+        ) as (receive, noted_send):
             await self.stream(receive, noted_send, chunk_send=send)
 
     async def stream(self, receive: Receive, send: Send, chunk_send: Send | None = None) -> None:
@@ -478,14 +570,16 @@ class StreamingResponse(Response):
             self.ping,
             self._make_ping,
         )
+        headers = _Headers(send, self.start_message(), sender)
         try:
-            await _send(send, self.start_message())
-            sender.start()
+            headers.hold(self.first_chunk_wait)
             as_is = self.content_encoder is None  # bytes go to the wire untouched
             send_chunk = sender.send  # looked up once: this loop runs once per chunk
             async for chunk in body:
                 if ending.stopped:
                     raise asyncio.CancelledError  # the generator swallowed ours: stop anyway
+                if not headers.sent:
+                    await headers.send()  # the first chunk: the headers go before it
                 try:
                     waiting = send_chunk(
                         chunk if as_is and type(chunk) is bytes else self.wire_bytes(chunk)
@@ -496,10 +590,12 @@ class StreamingResponse(Response):
                     await ending.throw_into(body, cancel, sender, self.wire_bytes)
                 except OSError as exc:  # from send(): the client is gone, or frozen
                     raise ClientDisconnect from exc
+            if not headers.sent:
+                await headers.send()  # an empty body
             await sender.finish()
             ending.unwatch()  # before the last message: see "It is complete" above
             encoder = self.content_encoder
-            end = END_OF_BODY if encoder is None else {**END_OF_BODY, "body": encoder.finish()}
+            end = end_message() if encoder is None else end_message(encoder.finish())
             await _send(send if timeout is None else _timed(send, timeout), end)
         except asyncio.CancelledError:
             if not ending.stopped_us():
@@ -508,10 +604,18 @@ class StreamingResponse(Response):
                 raise ending.error from None
         except ClientDisconnect:
             raise
-        except Exception:
+        except Exception as exc:
+            if not headers.out:
+                # Nothing is sent yet: the error can still be answered as itself.
+                answer = error_response(exc)
+                await headers.answer(answer or json_error(500, "Internal Server Error"))
+                if answer is not None:
+                    return  # an HTTP error is an answer, not a failure
+                raise  # the 500 is sent; the server logs what went wrong
             await sender.finish()  # the generator failed: what it made before goes out first
             raise
         finally:
+            await headers.aclose()
             await sender.aclose()
             await close_iterator(body)
 
@@ -616,6 +720,76 @@ class _Ending:
         task = asyncio.current_task()
         assert task is not None
         return self.stopped and task.uncancel() == 0
+
+
+class _Headers:
+    """The ``http.response.start`` message of one stream, held back until the
+    first chunk, for at most a given time (see "Before the first chunk").
+
+    The body task calls :meth:`send` before the first chunk. If the generator
+    is slower than the wait, a timer sends the headers from a task of its own
+    instead, so the client hears of the stream early; the generator is not
+    disturbed, and the first chunk waits until that send is done. Either way
+    the headers go out once, and the body sender starts (and with it the
+    heartbeat) as soon as they are out.
+    """
+
+    __slots__ = ("_early", "_send", "_sender", "_start", "_timer", "out", "sent")
+
+    def __init__(self, send: Send, start: Message, sender: BodySender) -> None:
+        self._send = send
+        self._start = start
+        self._sender = sender
+        self._timer: asyncio.TimerHandle | None = None
+        self._early: asyncio.Task[None] | None = None  # the timer's send of the headers
+        #: Sent, or being sent by the timer's task: the status can no longer change.
+        self.out = False
+        #: Sent, and :meth:`send` has seen it: the body may follow.
+        self.sent = False
+
+    def hold(self, wait: float) -> None:
+        """Hold the headers back for at most ``wait`` seconds (0: not at all)."""
+        if wait:
+            self._timer = asyncio.get_running_loop().call_later(wait, self._send_early)
+
+    async def send(self) -> None:
+        """Make sure the headers are out, then return."""
+        self.out = True
+        if self._early is not None:
+            await self._early  # the timer's task is sending them: wait for it
+        else:
+            if self._timer is not None:
+                self._timer.cancel()
+            await self._send_start()
+        self.sent = True
+
+    async def answer(self, response: Response) -> None:
+        """Send ``response`` instead of the held headers (an error's answer)."""
+        self.out = True
+        if self._timer is not None:
+            self._timer.cancel()
+        await _send(self._send, response.start_message())
+        await _send(self._send, end_message(response.body))
+
+    async def aclose(self) -> None:
+        """Stop the timer, and wait for its task to end (its error, if any, is
+        the body task's own to raise, or moot)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        early = self._early
+        if early is not None and not early.done():
+            early.cancel()
+            await asyncio.wait((early,))
+        if early is not None and not early.cancelled():
+            early.exception()  # retrieved: an early send that failed is not logged twice
+
+    def _send_early(self) -> None:
+        self.out = True
+        self._early = asyncio.get_running_loop().create_task(self._send_start())
+
+    async def _send_start(self) -> None:
+        await _send(self._send, self._start)
+        self._sender.start()
 
 
 def _timed(send: Send, seconds: float) -> Send:

@@ -60,14 +60,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Literal
 
 from .background import BackgroundTask, BackgroundTasks
 from .eventlog_base import EventIDNotFound, EventLog, EventLogUnavailable
 from .headers import HeadersInput
 from .request import Request
-from .response import Response
+from .response import FIRST_CHUNK_WAIT, Response
 from .sse import EventSourceResponse, ServerSentEvent
 from .types import Receive, Scope, Send
 
@@ -104,6 +104,11 @@ class ResumableEventSourceResponse(EventSourceResponse):
     stream that has had no event for that long ends cleanly: the browser
     reconnects with its ``Last-Event-ID``, and the endpoint gets to look at
     the stream again (the catalogue's jobs find a job whose worker died).
+
+    ``ping``, ``ping_message_factory``, ``send_timeout`` and
+    ``first_chunk_wait`` are :class:`~asgi_stream.EventSourceResponse`'s: a
+    quiet feed behind a proxy wants ``ping=15`` or so, or the proxy's read
+    timeout (nginx's ``proxy_read_timeout``, 60 s) cuts it.
     """
 
     def __init__(
@@ -119,6 +124,10 @@ class ResumableEventSourceResponse(EventSourceResponse):
         status_code: int = 200,
         headers: HeadersInput | None = None,
         background: BackgroundTask | BackgroundTasks | None = None,
+        ping: float | None = None,
+        ping_message_factory: Callable[[], ServerSentEvent] | None = None,
+        send_timeout: float | None = None,
+        first_chunk_wait: float = FIRST_CHUNK_WAIT,
     ) -> None:
         if start not in ("beginning", "live"):
             raise ValueError(f'start must be "beginning" or "live", not {start!r}')
@@ -135,7 +144,16 @@ class ResumableEventSourceResponse(EventSourceResponse):
         if retry is not None:
             ServerSentEvent(retry=retry)  # validates it here, where it is wrong
         self._retry_ms = retry
-        super().__init__(self._events(), status_code, headers, background=background)
+        super().__init__(
+            self._events(),
+            status_code,
+            headers,
+            background=background,
+            ping=ping,
+            ping_message_factory=ping_message_factory,
+            send_timeout=send_timeout,
+            first_chunk_wait=first_chunk_wait,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:

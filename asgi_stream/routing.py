@@ -77,7 +77,7 @@ from .datastructures import URLPath
 from .exceptions import ClientDisconnect, HTTPException
 from .headers import is_token
 from .request import MAX_BODY_SIZE, Request, route_path
-from .response import JSONResponse, Response
+from .response import JSONResponse, Response, error_response, json_error
 from .types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["Mount", "NoMatchFound", "Route", "Router"]
@@ -349,12 +349,10 @@ class Mount:
         except Exception as exc:
             if started or scope["type"] != "http":
                 raise
-            status = getattr(exc, "status_code", None)
-            if isinstance(status, int) and hasattr(exc, "detail"):
-                error = _json_error(status, exc.detail, getattr(exc, "headers", None))
-            else:
+            error = error_response(exc)
+            if error is None:
                 logger.exception("mounted app failed: %s %s", scope["method"], scope["path"])
-                error = _json_error(500, "Internal Server Error")
+                error = json_error(500, "Internal Server Error")
             await error(scope, receive, send)
 
 
@@ -474,12 +472,12 @@ class Router:
         try:
             response = await self.respond(request)
         except HTTPException as exc:
-            response = _json_error(exc.status_code, exc.detail, exc.headers)
+            response = json_error(exc.status_code, exc.detail, exc.headers)
         except ClientDisconnect:
             return  # the client left while sending its body: nobody to answer
         except Exception:
             logger.exception("endpoint failed: %s %s", scope["method"], scope["path"])
-            response = _json_error(500, "Internal Server Error")
+            response = json_error(500, "Internal Server Error")
         if isinstance(response, Mount):
             await response(scope, receive, send)  # the body is the mounted app's to read
         else:
@@ -596,17 +594,6 @@ async def _run_hook(hook: Hook) -> None:
     result = hook()
     if result is not None:
         await result
-
-
-def _json_error(status_code: int, detail: Any, headers: Any = None) -> Response:
-    """The JSON error ``{"detail": detail}``, or a logged 500 when that cannot be
-    sent (a detail that is not JSON, a status out of range): the client gets
-    JSON either way, never the server's plain-text 500."""
-    try:
-        return JSONResponse({"detail": detail}, status_code, headers)
-    except (TypeError, ValueError):
-        logger.exception("an HTTP error (status %r) could not be sent as JSON", status_code)
-        return JSONResponse({"detail": "Internal Server Error"}, 500)
 
 
 def _redirect(path: str, query: bytes) -> Response:

@@ -58,101 +58,17 @@ import contextlib
 import signal
 import threading
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from types import FrameType
 from typing import Any
 
-from .types import Message, Receive, Scope, Send
+from .inflight import Tracked
+from .types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["stop_streams"]
 
 #: The signals a server takes as "stop gracefully".
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-_DISCONNECT: Message = {"type": "http.disconnect"}
-
-
-class Tracked:
-    """One request in flight: its task, and ``receive`` and ``send`` wrapped so
-    that it can be ended as if its client had left, then finished cleanly."""
-
-    __slots__ = (
-        "_receive",
-        "_send",
-        "cancelled",
-        "complete",
-        "cut",
-        "receiving",
-        "start",
-        "task",
-        "woken",
-    )
-
-    def __init__(self, receive: Receive, send: Send) -> None:
-        task = asyncio.current_task()
-        assert task is not None, "an ASGI app runs inside an asyncio task"
-        self.task = task
-        self._receive = receive
-        self._send = send
-        self.start: Message | None = None  # the http.response.start message, once sent
-        self.complete = False  # the final body message has been sent
-        self.cut = False  # receive() says http.disconnect from now on
-        self.cancelled = False  # the owner ran out of patience and cancelled the task
-        self.receiving: asyncio.Task[Any] | None = None  # the task waiting in receive()
-        self.woken: asyncio.Task[Any] | None = None  # the waiting task we cancelled
-
-    async def receive(self) -> Message:
-        if self.cut:
-            return _DISCONNECT
-        task = asyncio.current_task()
-        self.receiving = task
-        try:
-            return await self._receive()
-        except asyncio.CancelledError:
-            if task is None or task is not self.woken or task.uncancel() > 0:
-                raise
-            return _DISCONNECT
-        finally:
-            self.receiving = None
-
-    def send(self, message: Message) -> Awaitable[None]:
-        # A plain function that hands back the server's own awaitable: a stream
-        # calls it for every chunk, and this way adds no coroutine of its own.
-        if not message.get("more_body"):  # a body chunk has nothing to note: it goes first
-            if message["type"] == "http.response.start":
-                self.start = message
-            else:
-                self.complete = True
-        return self._send(message)
-
-    def cut_short(self) -> None:
-        """Make ``receive()`` return ``http.disconnect``, now and from now on."""
-        if self.start is not None and _has_content_length(self.start):
-            return  # a body of announced length cannot end early
-        self.cut = True
-        if self.receiving is not None:
-            self.woken = self.receiving
-            self.receiving.cancel()
-
-    async def finish(self, scope: Scope) -> None:
-        """Complete a response that was cut short: 503 before the headers, the
-        final empty body message after them."""
-        # Imported here: the response module hooks this one in.
-        from .response import END_OF_BODY, JSONResponse
-
-        if self.complete:
-            return
-        if self.start is None:
-            unavailable = JSONResponse({"detail": "Service Unavailable"}, 503)
-            await unavailable(scope, self.receive, self._send)
-        elif not _has_content_length(self.start):
-            with contextlib.suppress(OSError):  # the client may be gone too (ASGI 2.4)
-                await self._send(END_OF_BODY)
-        # A body shorter than its Content-Length cannot be ended cleanly: the
-        # server closes the connection short and says so in its log, as it should.
-
-
-def _has_content_length(start: Message) -> bool:
-    return any(name.lower() == b"content-length" for name, _ in start.get("headers", ()))
 
 
 class _LoopStreams:
@@ -193,15 +109,17 @@ def stop_streams() -> None:
 
 @contextlib.asynccontextmanager
 async def end_at_server_stop(
-    scope: Scope, receive: Receive, send: Send
+    scope: Scope, receive: Receive, send: Send, unavailable: ASGIApp
 ) -> AsyncIterator[tuple[Receive, Send]]:
     """Run a response with ``receive`` and ``send`` that end it cleanly when the server stops.
 
-    ``async with end_at_server_stop(scope, receive, send) as (receive, send):``
-    and send the response with the two it gives. When the server begins to
-    stop (see the module's docstring), ``receive()`` returns
+    ``async with end_at_server_stop(scope, receive, send, unavailable) as
+    (receive, send):`` and send the response with the two it gives. When the
+    server begins to stop (see the module's docstring), ``receive()`` returns
     ``http.disconnect``; once the response has returned, the block finishes
-    it: the final empty body message, or a 503 if it had not started.
+    it (:meth:`~asgi_stream.inflight.Tracked.finish`): the final empty body
+    message, or ``unavailable`` (an ASGI app: the caller's 503) if it had not
+    started.
     The first call on an event loop chains the signal handlers.
     """
     loop = asyncio.get_running_loop()
@@ -212,7 +130,7 @@ async def end_at_server_stop(
     try:
         yield tracked.receive, tracked.send
         if tracked.cut:
-            await tracked.finish(scope)
+            await tracked.finish(scope, unavailable)
     finally:
         streams.open.discard(tracked)
 

@@ -58,8 +58,8 @@ from __future__ import annotations
 
 import asyncio
 
-from .response import JSONResponse
-from .serverstop import Tracked
+from .inflight import Tracked
+from .response import service_unavailable
 from .types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["GracefulShutdown"]
@@ -85,7 +85,7 @@ class GracefulShutdown:
             await self.app(scope, receive, send)
             return
         if self.shutting_down:
-            await _unavailable(scope, receive, send)
+            await service_unavailable(scope, receive, send)
             return
         request = Tracked(receive, send)
         self._requests.add(request)
@@ -97,7 +97,7 @@ class GracefulShutdown:
                 if not request.cancelled or request.task.uncancel() > 0:
                     raise
             if request.cut or request.cancelled:
-                await request.finish(scope)
+                await request.finish(scope, service_unavailable)
         finally:
             self._requests.discard(request)
             if self.shutting_down and not self._requests:
@@ -131,7 +131,3 @@ class GracefulShutdown:
         for request in self._requests:
             request.cancelled = True
             request.task.cancel()
-
-
-async def _unavailable(scope: Scope, receive: Receive, send: Send) -> None:
-    await JSONResponse({"detail": "Service Unavailable"}, 503)(scope, receive, send)

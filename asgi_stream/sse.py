@@ -37,7 +37,7 @@ from typing import Any
 
 from .background import BackgroundTask, BackgroundTasks
 from .headers import HeadersInput
-from .response import Content, StreamingResponse
+from .response import FIRST_CHUNK_WAIT, Content, StreamingResponse
 
 __all__ = ["EventSourceResponse", "ServerSentEvent"]
 
@@ -231,6 +231,7 @@ class EventSourceResponse(StreamingResponse):
         ping_message_factory: Callable[[], ServerSentEvent] | None = None,
         send_timeout: float | None = None,
         coalesce: bool | None = None,
+        first_chunk_wait: float = FIRST_CHUNK_WAIT,
         data_sender_callable: None = None,
         client_close_handler_callable: None = None,
     ) -> None:
@@ -250,6 +251,7 @@ class EventSourceResponse(StreamingResponse):
             coalesce=coalesce,
             ping=ping,
             ping_message=ping_message_factory or _HEARTBEAT,
+            first_chunk_wait=first_chunk_wait,
         )
         # Our encoders end lines with LF, and put no CR or LF anywhere else
         # (see the module's docstring), so another line ending is one replace().

@@ -30,6 +30,7 @@ PUBLIC = frozenset(
         "ServerSentEvent",
         # The request and routing
         *("Request", "Router", "Route", "Mount", "HTTPException", "ClientDisconnect"),
+        "KeepRequestBody",
         *("URLPath", "NoMatchFound"),
         *("Headers", "MutableHeaders", "QueryParams", "URL", "Address", "State"),
         # Around a stream
@@ -58,7 +59,7 @@ OWN_NAMESPACE = {"asgi_stream.starlette"}
 
 def test_the_public_api_is_the_declared_list() -> None:
     assert set(asgi_stream.__all__) == PUBLIC
-    assert len(asgi_stream.__all__) == len(PUBLIC) == 49
+    assert len(asgi_stream.__all__) == len(PUBLIC) == 50
 
 
 def ruff_order(name: str) -> tuple[int, list[str | int]]:
