@@ -572,7 +572,7 @@ class StreamingResponse(Response):
         )
         headers = _Headers(send, self.start_message(), sender)
         try:
-            headers.hold(self.first_chunk_wait)
+            await headers.hold(self.first_chunk_wait)
             as_is = self.content_encoder is None  # bytes go to the wire untouched
             send_chunk = sender.send  # looked up once: this loop runs once per chunk
             async for chunk in body:
@@ -747,10 +747,12 @@ class _Headers:
         #: Sent, and :meth:`send` has seen it: the body may follow.
         self.sent = False
 
-    def hold(self, wait: float) -> None:
-        """Hold the headers back for at most ``wait`` seconds (0: not at all)."""
+    async def hold(self, wait: float) -> None:
+        """Hold the headers back for at most ``wait`` seconds; 0 sends them now."""
         if wait:
             self._timer = asyncio.get_running_loop().call_later(wait, self._send_early)
+        else:
+            await self.send()
 
     async def send(self) -> None:
         """Make sure the headers are out, then return."""

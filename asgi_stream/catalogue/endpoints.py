@@ -445,7 +445,10 @@ class Catalogue:
             except FileNotFoundError:
                 yield _event("Log file not found", event="error")
 
-        return _event_stream(generate())
+        # The headers go at once: every error here is an event, and the
+        # request's own access-log line (written as its headers go out) must
+        # come before the point where the follower starts reading.
+        return _event_stream(generate(), first_chunk_wait=0)
 
 
 app = create_app()
