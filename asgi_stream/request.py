@@ -24,7 +24,7 @@ import asyncio
 import json
 import re
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -285,14 +285,19 @@ class Request:
         except (UnicodeDecodeError, ValueError, RecursionError):  # deep nesting too
             raise HTTPException(400, "Request body is not valid JSON") from None
 
-    async def form(self) -> FormData:
+    def form(self) -> FormReading:
         """The body as an HTML form: ``application/x-www-form-urlencoded`` only.
 
+        As in Starlette, ``await request.form()`` gives the :class:`FormData`,
+        and so does ``async with request.form() as form:``.
         ``multipart/form-data`` (file uploads) needs a parser the standard
         library lacks, so it is a 415 that says so, as is any other type: read
         such a body with :meth:`stream` and a parser of your choice. 400 when
         the form is not UTF-8, or has more than 1000 fields.
         """
+        return FormReading(self)
+
+    async def _read_form(self) -> FormData:
         media_type = self.headers.get("content-type", "").partition(";")[0].strip().lower()
         if media_type != "application/x-www-form-urlencoded":
             raise HTTPException(
@@ -315,6 +320,27 @@ class Request:
         if router is None or not hasattr(router, "url_path_for"):
             raise RuntimeError("url_for() needs a router: serve the app with asgi_stream.Router")
         return URL(str(router.url_path_for(name, **path_params).make_absolute_url(self.base_url)))
+
+
+class FormReading:
+    """What :meth:`Request.form` returns: awaited, or entered with ``async with``,
+    it reads the form. Starlette's ``async with`` closes the form's uploaded
+    files on the way out; a form here has none (urlencoded only), so leaving
+    the block has nothing to close."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+
+    def __await__(self) -> Generator[Any, None, FormData]:
+        return self._request._read_form().__await__()
+
+    async def __aenter__(self) -> FormData:
+        return await self._request._read_form()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
 
 
 _COOKIE_ESCAPE = re.compile(r"\\(?:([0-3][0-7]{2})|(.))")

@@ -88,7 +88,7 @@ def test_mounted_starlette_fastapi_and_static_files(tmp_path: Path) -> None:
     assert get(app, "/childish")[0] == 404  # a mount owns whole segments only
 
 
-@pytest.mark.parametrize("prefix", ["child", "/child/", "/{x}", "//"])
+@pytest.mark.parametrize("prefix", ["child", "/child/", "/{path}", "//"])
 def test_a_bad_mount_prefix_is_refused(prefix: str) -> None:
     with pytest.raises(ValueError, match="mount prefix"):
         Router().mount(prefix, Router())
