@@ -281,7 +281,7 @@ class Mount:
     (``/users/{username}``): the child gets their values in
     ``scope["path_params"]``, with those of any mount around it, and its
     ``root_path`` ends with the text they matched (``/users/ada``). The
-    parameter name ``path`` is the mount's own, for :meth:`url_path_for`.
+    parameter name ``path`` is the mount's own, in :meth:`Router.url_path_for`.
 
     Only the paths *below* the prefix are the child's: ``/users`` itself, for
     a mount at ``/users``, is answered by the router with Starlette's 307 to
