@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import re
+import reprlib
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -305,10 +306,9 @@ def _event_of_another_library(item: object) -> ServerSentEvent:
         data = item.raw_data if item.raw_data is not None else _fastapi_json(item.data)
         return ServerSentEvent(data, item.event, item.id, item.retry, item.comment)
     raise TypeError(
-        f"an EventSourceResponse item is str, bytes, a number, a ServerSentEvent "
-        f"or a dict of its fields, not {type(item).__qualname__}: {item!r}. For data as "
-        f"JSON, yield ServerSentEvent.from_json(value) (a Pydantic model: "
-        f"model.model_dump_json())"
+        "an EventSourceResponse item is str, bytes, a number, a ServerSentEvent or a dict "
+        f"of its fields, not {type(item).__qualname__}: {reprlib.repr(item)}. For data as "
+        "JSON, yield ServerSentEvent.from_json(value) (a Pydantic model: model.model_dump_json())"
     )
 
 

@@ -63,8 +63,10 @@ def starlette_compatible(cls: type[R]) -> type[R]:
     """A subclass of ``cls`` that is also a Starlette response, made once per class.
 
     ``cls`` is one of our responses or a subclass; the Starlette base is
-    ``StreamingResponse`` for a streaming one, ``JSONResponse`` for JSON, else
-    ``Response``. Starlette must be installed (:class:`ImportError` if not).
+    FastAPI's ``EventSourceResponse`` for an SSE one when FastAPI is installed
+    (Starlette's ``StreamingResponse`` when not), ``StreamingResponse`` for
+    another streaming one, ``JSONResponse`` for JSON, else ``Response``.
+    Starlette must be installed (:class:`ImportError` if not).
     """
     if not (isinstance(cls, type) and issubclass(cls, ours.Response)):
         raise TypeError(f"starlette_compatible() takes an asgi_stream response class, not {cls!r}")

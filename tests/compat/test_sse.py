@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import fastapi.sse
+import pydantic
 import pytest
 import sse_starlette
 from asgiref.testing import ApplicationCommunicator
@@ -212,3 +213,15 @@ def test_fastapis_events_in_our_response_send_json_data_and_raw_data() -> None:
         b"data: <b>as it is</b>\ndata: second line\n\n"
         b": only\n\n"
     )
+
+
+def test_a_pydantic_model_in_our_response_is_a_type_error_that_says_how() -> None:
+    """Outside FastAPI's response_class=, nobody serializes a model for us."""
+
+    class Reading(pydantic.BaseModel):
+        value: int
+
+    response = EventSourceResponse(iter(()))
+    with pytest.raises(TypeError, match="model_dump_json"):
+        response.encode_chunk(Reading(value=1))
+    assert response.encode_chunk(Reading(value=1).model_dump_json()) == b'data: {"value":1}\n\n'
