@@ -11,6 +11,7 @@ stepping the generator from first step to last.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -175,3 +176,16 @@ def test_a_twin_has_starlettes_set_cookie() -> None:
     response.set_cookie("greeting", "Hello, cookies!")
     messages = asyncio.run(request(response, http_scope()))
     assert headers_of(messages)[b"set-cookie"].startswith(b'greeting="Hello\\054 cookies!"')
+
+
+def test_without_fastapi_an_sse_twin_is_starlettes_streaming_response(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "fastapi.sse", None)  # "import fastapi.sse" now fails
+
+    class Mine(asgi_stream.EventSourceResponse):
+        pass
+
+    twin = starlette_compatible(Mine)
+    assert issubclass(twin, starlette_responses.StreamingResponse)
+    assert not issubclass(twin, fastapi.sse.EventSourceResponse)
