@@ -3,7 +3,7 @@
 Two things end requests that would otherwise run for ever: a server's stop
 signal (:mod:`asgi_stream.serverstop`, per stream) and the
 :class:`~asgi_stream.shutdown.GracefulShutdown` middleware (per app). Both need
-the same three moves, which :class:`Tracked` makes:
+the same three moves, which ``Tracked`` makes:
 
 ========================  ===================================================
 move                      how
@@ -23,7 +23,7 @@ length was announced (``Content-Length``) is never cut: ending it early would
 be an error on the wire.
 
 What to answer before the headers is the caller's policy, not this module's:
-:meth:`Tracked.finish` takes it as an ASGI app (both callers pass a JSON 503).
+``Tracked.finish()`` takes it as an ASGI app (both callers pass a JSON 503).
 So this module imports no response, and nothing that imports it has to
 import the responses either.
 """

@@ -24,7 +24,7 @@ import asyncio
 import json
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Generator
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -303,14 +303,19 @@ class Request:
         except (UnicodeDecodeError, ValueError, RecursionError):  # deep nesting too
             raise HTTPException(400, "Request body is not valid JSON") from None
 
-    async def form(self) -> FormData:
+    def form(self) -> FormReading:
         """The body as an HTML form: ``application/x-www-form-urlencoded`` only.
 
+        As in Starlette, ``await request.form()`` gives the :class:`FormData`,
+        and so does ``async with request.form() as form:``.
         ``multipart/form-data`` (file uploads) needs a parser the standard
         library lacks, so it is a 415 that says so, as is any other type: read
         such a body with :meth:`stream` and a parser of your choice. 400 when
         the form is not UTF-8, or has more than 1000 fields.
         """
+        return FormReading(self)
+
+    async def _read_form(self) -> FormData:
         media_type = self.headers.get("content-type", "").partition(";")[0].strip().lower()
         if media_type != "application/x-www-form-urlencoded":
             raise HTTPException(
@@ -360,7 +365,7 @@ class SharedReceive:
 def disconnect_only(receive: Receive) -> Receive:
     """The ``receive`` to wait on for ``http.disconnect`` alone.
 
-    A :class:`SharedReceive` has one that leaves the body to the app; any
+    A ``SharedReceive`` has one that leaves the body to the app; any
     other ``receive`` is returned as it is (our router already gives a
     response :meth:`Request.receive`, which never returns the body).
     """
@@ -381,7 +386,7 @@ class KeepRequestBody:
         app.add_middleware(KeepRequestBody)  # FastAPI, Starlette
         app = KeepRequestBody(app)           # any ASGI app
 
-    The app is given a :class:`SharedReceive`. Pieces of the body the watch
+    The app is given a ``SharedReceive``. Pieces of the body the watch
     takes before the app asks are held for it, at most ``max_body_size``
     bytes of the request in all (a 413 beyond; the limit of :class:`Request`
     by default). Lifespan and websocket scopes pass through untouched.
@@ -397,6 +402,27 @@ class KeepRequestBody:
             return
         request = Request(scope, receive, max_body_size=self.max_body_size)
         await self.app(scope, SharedReceive(request), send)
+
+
+class FormReading:
+    """What :meth:`Request.form` returns: awaited, or entered with ``async with``,
+    it reads the form. Starlette's ``async with`` closes the form's uploaded
+    files on the way out; a form here has none (urlencoded only), so leaving
+    the block has nothing to close."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+
+    def __await__(self) -> Generator[Any, None, FormData]:
+        return self._request._read_form().__await__()
+
+    async def __aenter__(self) -> FormData:
+        return await self._request._read_form()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
 
 
 _COOKIE_ESCAPE = re.compile(r"\\(?:([0-3][0-7]{2})|(.))")

@@ -465,7 +465,7 @@ class StreamingResponse(Response):
       default is the SSE comment ``: heartbeat``) or a function called for each
       heartbeat that returns one. The generator is not involved: a timer sends
       it, beside the generator.
-    * ``first_chunk_wait`` (seconds; default :data:`FIRST_CHUNK_WAIT`) is how
+    * ``first_chunk_wait`` (seconds; default 0.2) is how
       long the headers wait for the first chunk, so that an error before it
       can still be answered with its own status (see "Before the first chunk"
       at the top of this module). ``0`` sends them at once.

@@ -183,6 +183,22 @@ def compile_pattern(path: str) -> tuple[re.Pattern[str], dict[str, Callable[[str
     return re.compile("".join(regex)), converters
 
 
+def fill_pattern(path: str, path_params: Mapping[str, Any]) -> str:
+    """The pattern ``path`` with the value of each of its parameters put in,
+    percent-encoded; a :class:`ValueError` for a value the pattern would not
+    match (``"a/b"`` for a ``str`` parameter, ``-1`` for an ``int``)."""
+
+    def fill(parameter: re.Match[str]) -> str:
+        key, _, kind = parameter[1].partition(":")
+        kind = kind or "str"
+        text = str(path_params[key])
+        if not re.fullmatch(CONVERTERS[kind][0], text):
+            raise ValueError(f"{text!r} is not a valid {key!r} for the route {path!r}")
+        return quote(text, _SEGMENT_SAFE + "/" if kind == "path" else _SEGMENT_SAFE)
+
+    return _BRACED.sub(fill, path)
+
+
 def _check_methods(methods: Iterable[str]) -> frozenset[str]:
     """The method names, upper-cased; refused unless each is an HTTP token.
 
@@ -245,16 +261,7 @@ class Route:
         """
         if name != self.name or set(path_params) != set(self.converters):
             raise _no_match(name, path_params)
-
-        def fill(parameter: re.Match[str]) -> str:
-            key, _, kind = parameter[1].partition(":")
-            kind = kind or "str"
-            text = str(path_params[key])
-            if not re.fullmatch(CONVERTERS[kind][0], text):
-                raise ValueError(f"{text!r} is not a valid {key!r} for the route {self.path!r}")
-            return quote(text, _SEGMENT_SAFE + "/" if kind == "path" else _SEGMENT_SAFE)
-
-        return URLPath(_BRACED.sub(fill, self.path))
+        return URLPath(fill_pattern(self.path, path_params))
 
     async def call(self, request: Request) -> Any:
         """Run the endpoint: awaited if async, in the thread pool if not."""
@@ -269,6 +276,16 @@ class Mount:
     As Starlette's ``Mount`` does, the child sees the prefix added to its
     ``root_path``; its ``path`` is the full path, root path included, which is
     how uvicorn builds a scope and what every ASGI framework can route on.
+
+    The prefix may hold parameters, as a route's pattern does
+    (``/users/{username}``): the child gets their values in
+    ``scope["path_params"]``, with those of any mount around it, and its
+    ``root_path`` ends with the text they matched (``/users/ada``). The
+    parameter name ``path`` is the mount's own, in :meth:`Router.url_path_for`.
+
+    Only the paths *below* the prefix are the child's: ``/users`` itself, for
+    a mount at ``/users``, is answered by the router with Starlette's 307 to
+    ``/users/``, whatever app is mounted there.
 
     ``prefix="/"`` mounts the app at the root, as the router's *fallback*: it
     serves every request that no route serves, wherever it was added among
@@ -285,14 +302,20 @@ class Mount:
     def __init__(self, prefix: str, app: ASGIApp, name: str | None = None) -> None:
         if prefix == "/":
             prefix = ""  # the root: every path is under it
-        elif prefix != prefix.rstrip("/") or not prefix.startswith("/") or "{" in prefix:
+        elif prefix != prefix.rstrip("/") or not prefix.startswith("/"):
             raise ValueError(
-                f"mount prefix {prefix!r} must be '/', or start with '/', not end "
-                "with one, and have no parameters"
+                f"mount prefix {prefix!r} must be '/', or start with '/' and not end with one"
             )
         self.prefix = prefix
         self.app = app
         self.name = name
+        regex, self.converters = compile_pattern(prefix or "/")
+        if "path" in self.converters:
+            raise ValueError(
+                f"mount prefix {prefix!r}: the parameter name 'path' is the mount's own"
+            )
+        # What follows the prefix is "/" and the rest of the path, or nothing.
+        self._regex = re.compile(regex.pattern + "(?P<path>/.*)") if self.converters else None
 
     @property
     def routes(self) -> list[Any]:
@@ -306,9 +329,13 @@ class Mount:
         and ``("legacy", path="/a.css")`` is the prefix and that path (for
         static files); an unnamed one finds its app's names as they are.
         """
+        if not set(self.converters) <= set(path_params):
+            raise _no_match(name, path_params)
+        prefix = fill_pattern(self.prefix, path_params)
+        inner_params = {k: v for k, v in path_params.items() if k not in self.converters}
         if self.name is not None:
-            if name == self.name and set(path_params) == {"path"}:
-                return URLPath(self.prefix + "/" + quote(str(path_params["path"]).lstrip("/")))
+            if name == self.name and set(inner_params) == {"path"}:
+                return URLPath(prefix + "/" + quote(str(inner_params["path"]).lstrip("/")))
             if not name.startswith(self.name + ":"):
                 raise _no_match(name, path_params)
         inner = name if self.name is None else name[len(self.name) + 1 :]
@@ -316,26 +343,40 @@ class Mount:
         if find is None:
             raise _no_match(name, path_params)
         try:
-            path = find(inner, **path_params)
+            path = find(inner, **inner_params)
         except _no_match_errors():
             raise _no_match(name, path_params) from None
-        return URLPath(self.prefix + str(path), getattr(path, "protocol", "http"))
+        return URLPath(prefix + str(path), getattr(path, "protocol", "http"))
 
-    def match(self, path: str) -> str | None:
-        """The rest of ``path`` after the prefix, when it is under the prefix."""
-        if path == self.prefix or path.startswith(self.prefix + "/"):
-            return path[len(self.prefix) :]
-        return None
+    def match(self, path: str) -> tuple[str, dict[str, Any]] | None:
+        """When ``path`` is below the prefix: the rest of it (``/`` and what
+        follows), and the prefix's parameters, converted."""
+        if self._regex is None:
+            if path.startswith(self.prefix + "/"):
+                return path[len(self.prefix) :], {}
+            return None
+        found = self._regex.fullmatch(path)
+        if found is None:
+            return None
+        texts = found.groupdict()
+        rest = texts.pop("path")
+        try:
+            return rest, {key: self.converters[key](text) for key, text in texts.items()}
+        except ValueError:  # as for a route: a number too long for int() matches nothing
+            return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        rest = self.match(route_path(scope))
-        assert rest is not None, "the router calls a mount only for a path under its prefix"
-        root_path = scope.get("root_path", "") + self.prefix
+        path = route_path(scope)
+        matched = self.match(path)
+        assert matched is not None, "the router calls a mount only for a path under its prefix"
+        rest, params = matched
+        root_path = scope.get("root_path", "") + path[: len(path) - len(rest)]
         child = {
             **scope,
             "root_path": root_path,
             "path": root_path + rest,
             "app_root_path": scope.get("app_root_path", scope.get("root_path", "")),
+            "path_params": {**scope.get("path_params", {}), **params},
         }
         started = False
 
@@ -505,15 +546,19 @@ class Router:
         if isinstance(route, Mount):
             return route
         request.check_declared_size()  # 413 before any response starts, whoever reads the body
-        scope["path_params"] = params
+        # Merged, as Starlette does: a route in a mount with parameters sees them too.
+        scope["path_params"] = {**scope.get("path_params", {}), **params}
         return self.as_response(route, await route.call(request))
 
     def _other_slash(self, path: str) -> str | None:
-        """``path`` with its trailing slash added or taken off, if a route serves that."""
+        """``path`` with its trailing slash added or taken off, if a route or a
+        mount (not the one at the root, which takes every path) serves that."""
         if path == "/":
             return None
         other = path[:-1] if path.endswith("/") else path + "/"
-        served = any(isinstance(r, Route) and r.match(other) is not None for r in self.routes)
+        served = any(
+            (isinstance(r, Route) or r.prefix) and r.match(other) is not None for r in self.routes
+        )
         return other if served else None
 
     def as_response(self, route: Route, result: Any) -> ASGIApp:
@@ -540,8 +585,8 @@ class Router:
             if isinstance(route, Mount):
                 if not route.prefix:
                     fallback = route  # tried last, whatever its place
-                elif route.match(path) is not None:
-                    return route, {}
+                elif (matched := route.match(path)) is not None:
+                    return route, matched[1]
                 continue
             params = route.match(path)
             if params is None:

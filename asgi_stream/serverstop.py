@@ -117,7 +117,7 @@ async def end_at_server_stop(
     (receive, send):`` and send the response with the two it gives. When the
     server begins to stop (see the module's docstring), ``receive()`` returns
     ``http.disconnect``; once the response has returned, the block finishes
-    it (:meth:`~asgi_stream.inflight.Tracked.finish`): the final empty body
+    it (``Tracked.finish()`` in :mod:`asgi_stream.inflight`): the final empty body
     message, or ``unavailable`` (an ASGI app: the caller's 503) if it had not
     started.
     The first call on an event loop chains the signal handlers.

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import json
 import re
+import reprlib
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -188,8 +190,19 @@ class EventSourceResponse(StreamingResponse):
       (``{"event": "done", "data": "Completed"}``);
     * ``bytes`` (or ``bytearray``, ``memoryview``): already encoded, sent as
       they are (never wrapped twice);
-    * anything else: the data of one event is its ``str()``, as in
-      sse-starlette (yielding ``100`` sends ``data: 100``).
+    * a number (``int`` or ``float``): the data of one event is its text, as
+      in sse-starlette (yielding ``100`` sends ``data: 100``);
+    * an event of sse-starlette (``ServerSentEvent``, ``JSONServerSentEvent``)
+      or of FastAPI (``fastapi.sse.ServerSentEvent``, whose ``data`` is sent
+      as JSON and ``raw_data`` as it is): its fields are made into our
+      :class:`ServerSentEvent`, which checks them, so a line break in its
+      ``event`` or ``id`` is a :class:`ValueError` (sse-starlette deletes it
+      silently), and the response's ``sep`` is used.
+
+    Anything else (a Pydantic model, a list, any object) is a
+    :class:`TypeError` that says what to yield instead, never its ``str()``
+    on the wire. Under FastAPI's ``response_class=``, FastAPI serializes
+    such items itself (see :mod:`asgi_stream.starlette`).
 
     ``Cache-Control: no-cache`` stops caches from replaying a live stream and
     ``X-Accel-Buffering: no`` stops nginx from holding events back; your own
@@ -268,9 +281,49 @@ class EventSourceResponse(StreamingResponse):
             return self.encode_chunk(ServerSentEvent(**chunk))
         elif isinstance(chunk, bytes | bytearray | memoryview):
             return super().encode_chunk(chunk)
-        else:
+        elif isinstance(chunk, int | float) and not isinstance(chunk, bool):
             encoded = _encode_data(str(chunk))
+        else:
+            return self.encode_chunk(_event_of_another_library(chunk))
         return encoded if self._line_end is None else encoded.replace(b"\n", self._line_end)
+
+
+def _event_of_another_library(item: object) -> ServerSentEvent:
+    """Our event with the fields of sse-starlette's or FastAPI's event ``item``;
+    a :class:`TypeError` that says what to yield for anything else.
+
+    Their fields are copied into ours rather than their ``encode()`` trusted:
+    ours checks every field, so no value, however it was made, can add a line
+    to the stream. A class is looked up in ``sys.modules``, not imported: if
+    its module was never imported, no item can be one of its instances.
+    """
+    sse_starlette = sys.modules.get("sse_starlette.event")
+    if sse_starlette is not None and isinstance(item, sse_starlette.ServerSentEvent):
+        # JSONServerSentEvent, its subclass, holds its JSON in data already.
+        # Its own line ending is not kept: the response's is used.
+        return ServerSentEvent(item.data, item.event, item.id, item.retry, item.comment)
+    fastapi = sys.modules.get("fastapi.sse")
+    if fastapi is not None and isinstance(item, fastapi.ServerSentEvent):
+        # FastAPI's data is sent as JSON, its raw_data as it is.
+        data = item.raw_data if item.raw_data is not None else _fastapi_json(item.data)
+        return ServerSentEvent(data, item.event, item.id, item.retry, item.comment)
+    raise TypeError(
+        "an EventSourceResponse item is str, bytes, a number, a ServerSentEvent or a dict "
+        f"of its fields, not {type(item).__qualname__}: {reprlib.repr(item)}. For data as "
+        "JSON, yield ServerSentEvent.from_json(value) (a Pydantic model: model.model_dump_json())"
+    )
+
+
+def _fastapi_json(value: Any) -> str | None:
+    """The JSON FastAPI sends for the ``data`` of its event (it is installed: the
+    event is one of its objects)."""
+    if value is None:
+        return None
+    if hasattr(value, "model_dump_json"):
+        return str(value.model_dump_json())
+    from fastapi.encoders import jsonable_encoder  # here: only FastAPI's events come here
+
+    return json.dumps(jsonable_encoder(value))
 
 
 def _refuse_callbacks(data_sender: object, client_close_handler: object) -> None:

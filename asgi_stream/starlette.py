@@ -15,6 +15,17 @@ resolution order: what goes on the wire, the disconnect, HEAD, a server's
 stop, all as in the rest of this documentation. Starlette's class only adds
 ``isinstance`` (and what ours lacks: ``set_cookie`` and ``delete_cookie``).
 
+Where FastAPI is installed, the twin of ``EventSourceResponse`` (and of its
+subclasses) has FastAPI's ``fastapi.sse.EventSourceResponse`` for its
+Starlette class. That class is a marker: given as a route's
+``response_class=`` for an endpoint that *yields*, it tells FastAPI to
+serialize each item as FastAPI's documentation says (models, dicts and
+strings as JSON, FastAPI's own ``ServerSentEvent``) and to make the response
+itself, from its own Starlette ``StreamingResponse``; the class given is never
+instantiated. So such an endpoint behaves exactly as with FastAPI's class, and
+an endpoint that *returns* ``EventSourceResponse(...)`` gets all of ours
+(docs/migrating.rst, "Inside a FastAPI or Starlette app").
+
 The library imports no framework, and this module does not either until a
 twin is asked for: ``from asgi_stream.starlette import StreamingResponse``
 runs the module's ``__getattr__`` (PEP 562), which imports Starlette then, and
@@ -52,15 +63,19 @@ def starlette_compatible(cls: type[R]) -> type[R]:
     """A subclass of ``cls`` that is also a Starlette response, made once per class.
 
     ``cls`` is one of our responses or a subclass; the Starlette base is
-    ``StreamingResponse`` for a streaming one, ``JSONResponse`` for JSON, else
-    ``Response``. Starlette must be installed (:class:`ImportError` if not).
+    FastAPI's ``EventSourceResponse`` for an SSE one when FastAPI is installed
+    (Starlette's ``StreamingResponse`` when not), ``StreamingResponse`` for
+    another streaming one, ``JSONResponse`` for JSON, else ``Response``.
+    Starlette must be installed (:class:`ImportError` if not).
     """
     if not (isinstance(cls, type) and issubclass(cls, ours.Response)):
         raise TypeError(f"starlette_compatible() takes an asgi_stream response class, not {cls!r}")
     from starlette import responses  # here: the library imports no framework until asked
 
     base: type[Any]
-    if issubclass(cls, ours.StreamingResponse):
+    if issubclass(cls, sse.EventSourceResponse):
+        base = _fastapi_event_source_response() or responses.StreamingResponse
+    elif issubclass(cls, ours.StreamingResponse):
         base = responses.StreamingResponse
     elif issubclass(cls, ours.JSONResponse):
         base = responses.JSONResponse
@@ -75,6 +90,17 @@ def starlette_compatible(cls: type[R]) -> type[R]:
         {"__module__": __name__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__},
     )
     return twin
+
+
+def _fastapi_event_source_response() -> type[Any] | None:
+    """FastAPI's ``EventSourceResponse`` (a Starlette ``StreamingResponse``), or
+    ``None`` without FastAPI: the class FastAPI's routing looks for in a route's
+    ``response_class`` before it serializes what the endpoint yields."""
+    try:
+        from fastapi.sse import EventSourceResponse
+    except ImportError:
+        return None
+    return EventSourceResponse
 
 
 if TYPE_CHECKING:

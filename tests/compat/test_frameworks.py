@@ -11,11 +11,13 @@ stepping the generator from first step to last.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import fastapi.sse
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -132,12 +134,12 @@ def test_url_for_in_a_starlette_app_mounted_in_a_router_behind_a_root_path(
         (
             EventSourceResponse,
             asgi_stream.EventSourceResponse,
-            starlette_responses.StreamingResponse,
+            fastapi.sse.EventSourceResponse,  # FastAPI serializes for it (test_fastapi_sse.py)
         ),
         (
             ResumableEventSourceResponse,
             asgi_stream.ResumableEventSourceResponse,
-            starlette_responses.StreamingResponse,
+            fastapi.sse.EventSourceResponse,
         ),
     ],
 )
@@ -155,7 +157,8 @@ def test_starlette_compatible_refuses_what_is_not_our_response() -> None:
 
 
 def test_a_twin_as_fastapis_response_class_for_a_generator_endpoint() -> None:
-    """FastAPI builds the response itself, from what the endpoint yields."""
+    """FastAPI builds the response itself, serializing what the endpoint yields
+    as FastAPI does (tests/compat/test_fastapi_sse.py has the details)."""
     app = FastAPI()
 
     @app.get("/events", response_class=EventSourceResponse)
@@ -165,7 +168,7 @@ def test_a_twin_as_fastapis_response_class_for_a_generator_endpoint() -> None:
 
     messages = asyncio.run(request(app, http_scope("GET", "/events")))
     assert headers_of(messages)[b"content-type"] == b"text/event-stream; charset=utf-8"
-    assert body_of(messages) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+    assert body_of(messages) == b"".join(b'data: {"data":%d}\n\n' % n for n in range(3))
 
 
 def test_a_twin_has_starlettes_set_cookie() -> None:
@@ -173,3 +176,16 @@ def test_a_twin_has_starlettes_set_cookie() -> None:
     response.set_cookie("greeting", "Hello, cookies!")
     messages = asyncio.run(request(response, http_scope()))
     assert headers_of(messages)[b"set-cookie"].startswith(b'greeting="Hello\\054 cookies!"')
+
+
+def test_without_fastapi_an_sse_twin_is_starlettes_streaming_response(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "fastapi.sse", None)  # "import fastapi.sse" now fails
+
+    class Mine(asgi_stream.EventSourceResponse):
+        pass
+
+    twin = starlette_compatible(Mine)
+    assert issubclass(twin, starlette_responses.StreamingResponse)
+    assert not issubclass(twin, fastapi.sse.EventSourceResponse)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from starlette.requests import Request as StarletteRequest
 
 from asgi_stream import HTTPException, NoMatchFound, Request, Router, StreamingResponse
 from asgi_stream.request import MAX_BODY_SIZE
@@ -91,6 +92,9 @@ def body_app(read: str) -> Router:
         if read == "form":
             form = await request_.form()
             return {"items": form.multi_items(), "text": str(form)}
+        if read == "form-block":  # Starlette's other way, which closes uploads at its end
+            async with request_.form() as form:
+                return {"items": form.multi_items(), "text": str(form)}
         chunks = [chunk async for chunk in request_.stream()]
         return {"chunks": len(chunks), "body": b"".join(chunks).decode()}
 
@@ -109,6 +113,32 @@ def test_body_json_and_stream() -> None:
     assert post(body_app("body"), b"abc") == (200, {"body": "abc"})
     assert post(body_app("json"), b'{"a": [1]}') == (200, {"a": [1]})
     assert post(body_app("stream"), b"abc") == (200, {"chunks": 1, "body": "abc"})
+
+
+def test_a_second_stream_is_an_error_as_in_starlette() -> None:
+    """Both raise RuntimeError at the second stream's first step (docs/differences.rst)."""
+
+    async def second_stream(request_: Any) -> type[BaseException] | None:
+        assert b"".join([chunk async for chunk in request_.stream()]) == b"abc"
+        try:
+            await request_.stream().__anext__()
+        except RuntimeError as exc:
+            return type(exc)
+        return None
+
+    def receive_of(parts: list[bytes]) -> Any:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": parts.pop(0), "more_body": bool(parts)}
+
+        return receive
+
+    async def main() -> list[type[BaseException] | None]:
+        return [
+            await second_stream(kind(http_scope("POST"), receive_of([b"ab", b"c"])))
+            for kind in (Request, StarletteRequest)
+        ]
+
+    assert asyncio.run(main()) == [RuntimeError, RuntimeError]
 
 
 def test_a_stream_read_twice_is_an_error_but_body_then_stream_is_not() -> None:
@@ -134,8 +164,9 @@ def test_a_stream_read_twice_is_an_error_but_body_then_stream_is_not() -> None:
 FORM = [(b"content-type", b"application/x-www-form-urlencoded")]
 
 
-def test_form_reads_an_urlencoded_body() -> None:
-    status, reply = post(body_app("form"), b"a=1&a=2&b=%C3%A9+x&empty=", FORM)
+@pytest.mark.parametrize("read", ["form", "form-block"])
+def test_form_reads_an_urlencoded_body(read: str) -> None:
+    status, reply = post(body_app(read), b"a=1&a=2&b=%C3%A9+x&empty=", FORM)
     assert status == 200
     assert reply["items"] == [["a", "1"], ["a", "2"], ["b", "é x"], ["empty", ""]]
     assert reply["text"] == "a=1&a=2&b=%C3%A9+x&empty="
@@ -151,8 +182,9 @@ def test_form_of_any_other_type_is_a_415_that_says_what_to_do(content_type: byte
     assert "request.stream()" in reply["detail"]
 
 
-def test_a_form_that_is_not_utf8_is_a_400() -> None:
-    assert post(body_app("form"), b"a=%FF", FORM)[0] == 400
+@pytest.mark.parametrize("read", ["form", "form-block"])
+def test_a_form_that_is_not_utf8_is_a_400(read: str) -> None:
+    assert post(body_app(read), b"a=%FF", FORM)[0] == 400
 
 
 def test_a_declared_body_beyond_the_limit_is_a_413_before_the_stream_starts() -> None:

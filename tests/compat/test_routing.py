@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse as StarletteJSON
+from starlette.routing import Mount as StarletteMount
 from starlette.routing import NoMatchFound as StarletteNoMatchFound
 from starlette.routing import Route as StarletteRoute
 from starlette.testclient import TestClient
@@ -232,3 +233,70 @@ def test_an_endpoint_error_is_a_logged_json_500_and_not_raised(
         status, _, body = get(router, "/boom")
     assert (status, body) == (500, {"detail": "Internal Server Error"})
     assert "ValueError: boom" in caplog.text
+
+
+def scope_recorder(seen: list[dict[str, Any]]) -> Any:
+    """A plain ASGI app (not a router) that notes the scope it is called with."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append({key: scope.get(key) for key in ("path", "root_path", "path_params")})
+        await StarletteJSON({})(scope, receive, send)
+
+    return app
+
+
+def starlette_mounting(prefix: str, app: Any) -> Starlette:
+    return Starlette(routes=[StarletteMount(prefix, app=app)])
+
+
+def our_mounting(prefix: str, app: Any) -> Router:
+    router = Router()
+    router.mount(prefix, app)
+    return router
+
+
+@pytest.mark.parametrize("mounting", [starlette_mounting, our_mounting])
+def test_a_mount_prefix_with_parameters_passes_them_in_path_params(mounting: Any) -> None:
+    seen: list[dict[str, Any]] = []
+    app = mounting("/users/{username}/v{version:int}", scope_recorder(seen))
+    assert get(app, "/users/ada/v2/posts/7")[0] == 200
+    assert seen == [
+        {
+            "path": "/users/ada/v2/posts/7",
+            "root_path": "/users/ada/v2",
+            "path_params": {"username": "ada", "version": 2},
+        }
+    ]
+
+
+@pytest.mark.parametrize("mounting", [starlette_mounting, our_mounting])
+def test_the_bare_mount_prefix_is_a_307_to_it_with_a_slash_for_any_app(mounting: Any) -> None:
+    seen: list[dict[str, Any]] = []
+    app = mounting("/users", scope_recorder(seen))
+    status, headers, _ = get(app, "/users")
+    assert status == 307
+    assert headers[b"location"].decode().endswith("/users/")  # Starlette's is absolute
+    assert seen == []  # the mounted app never saw it
+    assert get(app, "/users/")[0] == 200
+
+
+def test_a_router_in_a_mount_with_parameters_sees_them_and_builds_urls_with_them() -> None:
+    inner = Router()
+
+    @inner.get("/posts/{post_id:int}", name="post")
+    async def post(request_: Request) -> dict[str, Any]:
+        return {
+            "params": request_.path_params,
+            "url": str(request_.url_for("post", **request_.path_params)),
+        }
+
+    outer = Router()
+    outer.mount("/users/{username}", inner)
+    status, _, reply = get(outer, "/users/ada/posts/3")
+    assert status == 200
+    assert reply == {
+        "params": {"username": "ada", "post_id": 3},
+        "url": "http://testserver/users/ada/posts/3",
+    }
+    with pytest.raises(NoMatchFound):
+        outer.url_path_for("post", post_id=3)  # the mount's parameter is missing

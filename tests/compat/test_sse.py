@@ -12,7 +12,10 @@ import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 
+import fastapi.sse
+import pydantic
 import pytest
+import sse_starlette
 from asgiref.testing import ApplicationCommunicator
 
 from asgi_stream import BackgroundTask, ConnectionHeaderWarning, EventSourceResponse
@@ -174,3 +177,51 @@ def test_the_background_task_runs_after_a_disconnect() -> None:
         assert ran.is_set()
 
     asyncio.run(main())
+
+
+def test_sse_starlettes_events_are_sent_as_events_with_the_responses_sep() -> None:
+    items = [
+        sse_starlette.ServerSentEvent("one", event="tick", id="1", retry=10, comment="c"),
+        sse_starlette.JSONServerSentEvent({"n": 2, "word": "zwei"}),
+        sse_starlette.ServerSentEvent(3),  # data that is not text: its str(), as there
+    ]
+    assert run(EventSourceResponse(iter(items), sep="\r\n")) == (
+        b": c\r\nevent: tick\r\nid: 1\r\nretry: 10\r\ndata: one\r\n\r\n"
+        b'data: {"n":2,"word":"zwei"}\r\n\r\n'
+        b"data: 3\r\n\r\n"
+    )
+
+
+@pytest.mark.parametrize("field", ["event", "id"])
+def test_a_line_break_in_an_sse_starlette_event_field_is_refused_not_sent(field: str) -> None:
+    """sse-starlette deletes it; we refuse it, as for our own events."""
+    item = sse_starlette.ServerSentEvent("x", **{field: "a\ndata: injected"})
+    with pytest.raises(ValueError, match="CR"):
+        EventSourceResponse(iter(())).encode_chunk(item)
+
+
+def test_fastapis_events_in_our_response_send_json_data_and_raw_data() -> None:
+    items = [
+        fastapi.sse.ServerSentEvent(data={"a": [1, 2]}, event="json", id="5"),
+        fastapi.sse.ServerSentEvent(data="quoted"),
+        fastapi.sse.ServerSentEvent(raw_data="<b>as it is</b>\nsecond line"),
+        fastapi.sse.ServerSentEvent(comment="only"),
+    ]
+    assert run(EventSourceResponse(iter(items))) == (
+        b'event: json\nid: 5\ndata: {"a": [1, 2]}\n\n'
+        b'data: "quoted"\n\n'
+        b"data: <b>as it is</b>\ndata: second line\n\n"
+        b": only\n\n"
+    )
+
+
+def test_a_pydantic_model_in_our_response_is_a_type_error_that_says_how() -> None:
+    """Outside FastAPI's response_class=, nobody serializes a model for us."""
+
+    class Reading(pydantic.BaseModel):
+        value: int
+
+    response = EventSourceResponse(iter(()))
+    with pytest.raises(TypeError, match="model_dump_json"):
+        response.encode_chunk(Reading(value=1))
+    assert response.encode_chunk(Reading(value=1).model_dump_json()) == b'data: {"value":1}\n\n'

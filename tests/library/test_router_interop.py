@@ -88,7 +88,7 @@ def test_mounted_starlette_fastapi_and_static_files(tmp_path: Path) -> None:
     assert get(app, "/childish")[0] == 404  # a mount owns whole segments only
 
 
-@pytest.mark.parametrize("prefix", ["child", "/child/", "/{x}", "//"])
+@pytest.mark.parametrize("prefix", ["child", "/child/", "/{path}", "//"])
 def test_a_bad_mount_prefix_is_refused(prefix: str) -> None:
     with pytest.raises(ValueError, match="mount prefix"):
         Router().mount(prefix, Router())
@@ -185,3 +185,40 @@ def test_a_mounted_app_that_fails_before_answering_is_a_logged_500(
     router.mount("/broken", broken)
     assert get(router, "/broken/x") == (500, b'{"detail":"Internal Server Error"}')
     assert "mounted app failed: GET /broken/x" in caplog.text
+
+
+def test_the_bare_prefix_of_a_mount_redirects_keeping_root_path_and_query() -> None:
+    async def plain(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("the mounted app must not see its bare prefix")
+
+    router = Router()
+    router.mount("/users", plain)
+    scope = http_scope("POST", "/api/users", b"page=2")
+    scope["root_path"] = "/api"
+    messages = asyncio.run(request(router, scope))
+    assert messages[0]["status"] == 307  # the method and body are kept, as for Starlette's
+    assert headers_of(messages)[b"location"] == b"/api/users/?page=2"
+
+
+def test_a_route_at_a_mounts_prefix_serves_it_whichever_came_first() -> None:
+    router = Router()
+    router.mount("/users", Router())
+    router.add("/users", lambda request: {"list": []})
+    assert get(router, "/users") == (200, b'{"list":[]}')
+
+
+def test_a_mount_with_parameters_builds_its_urls_with_them() -> None:
+    child = Router()
+    child.add("/posts/{post_id:int}", lambda request: {}, name="post")
+    router = Router()
+    router.mount("/users/{username}", child, name="user")
+    assert router.url_path_for("user:post", username="a b", post_id=1) == "/users/a%20b/posts/1"
+    assert router.url_path_for("user", username="ada", path="/a.css") == "/users/ada/a.css"
+    with pytest.raises(ValueError):
+        router.url_path_for("user:post", username="a/b", post_id=1)  # would not match
+
+
+def test_a_mount_parameter_that_does_not_convert_matches_nothing() -> None:
+    router = Router()
+    router.mount("/v{version:int}", Router())
+    assert get(router, "/v" + "9" * 5000 + "/x")[0] == 404  # int() refuses it: no match, not a 500

@@ -122,7 +122,7 @@ class StarletteStyleError(Exception):
 
 
 @pytest.mark.parametrize("detail", [{"when": object()}, float("nan")], ids=["object", "nan"])
-@pytest.mark.parametrize("where", ["endpoint", "mount"])
+@pytest.mark.parametrize("where", ["endpoint", "mount/"])
 def test_an_error_whose_detail_is_not_json_is_a_logged_json_500(
     caplog: pytest.LogCaptureFixture, detail: Any, where: str
 ) -> None:

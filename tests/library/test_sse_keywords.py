@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from asgi_stream import EventSourceResponse, ServerSentEvent
-from tests.asgi import body_of, http_scope, request
+from tests.asgi import body_of, http_scope, never_disconnects, request
 from tests.waiting import BOUND
 from tests.whatwg_sse import parse
 
@@ -70,19 +70,56 @@ class Custom:
         return "custom\nobject"
 
 
-def test_an_item_of_any_other_type_is_sent_as_the_data_of_its_str() -> None:
+def test_a_number_is_sent_as_the_data_of_its_text() -> None:
     async def generate() -> Any:
         yield 100
         yield 1.5
-        yield None
-        yield Custom()
         yield "last"
 
     messages = sent(EventSourceResponse(generate()))
     assert messages[-1] == END  # the stream was not aborted after the headers
     events = parse(body_of(messages).decode()).events
-    assert [e.data for e in events] == ["100", "1.5", "None", "custom\nobject", "last"]
+    assert [e.data for e in events] == ["100", "1.5", "last"]
     assert body_of(messages).startswith(b"data: 100\n\n")
+
+
+def sent_until_error(response: EventSourceResponse) -> tuple[list[dict[str, Any]], BaseException]:
+    """The messages a response sent before it raised, and what it raised."""
+    messages: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        messages.append(message)
+
+    async def main() -> BaseException:
+        with pytest.raises(Exception) as raised:
+            await asyncio.wait_for(response(http_scope(), never_disconnects, send), BOUND)
+        return raised.value
+
+    return messages, asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "item",
+    [None, Custom(), [1, 2], object(), True],
+    ids=["None", "object-with-str", "list", "object", "bool"],
+)
+def test_an_item_of_any_other_type_is_a_type_error_and_never_its_str(item: object) -> None:
+    finished = []
+
+    async def generate() -> Any:
+        try:
+            yield "before"
+            yield item
+            yield "after"
+        finally:
+            finished.append(True)
+
+    messages, error = sent_until_error(EventSourceResponse(generate()))
+    assert isinstance(error, TypeError)
+    assert "ServerSentEvent.from_json" in str(error)  # says what to yield instead
+    assert body_of(messages) == b"data: before\n\n"  # nothing of the item went out
+    assert messages[-1].get("more_body") is True  # the body did not end cleanly
+    assert finished == [True]
 
 
 # sep
