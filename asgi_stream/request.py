@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Generator
 from typing import Any
@@ -183,24 +184,6 @@ class Request:
             await self._take()
         return {"type": "http.disconnect"}
 
-    async def next_message(self) -> Message:
-        """The server's messages in order, as its ``receive()`` gives them: the
-        body's pieces, then ``http.disconnect`` (for good).
-
-        For code that reads the request through a raw ASGI ``receive``, a
-        framework's own request object say, while :meth:`receive` waits
-        beside it (:class:`KeepRequestBody` hands this to the app). Pieces the
-        other took meanwhile are kept for it, under :attr:`max_body_size`:
-        past it, a 413.
-        """
-        while not self._unread:
-            if self._too_large:
-                raise HTTPException(413, "Request body too large")
-            if self._disconnected:
-                return {"type": "http.disconnect"}
-            await self._take()
-        return self._unread.popleft()
-
     async def _take(self) -> None:
         """Take one message from the server and :meth:`_keep` it.
 
@@ -341,22 +324,46 @@ class Request:
 
 
 class SharedReceive:
-    """A ``receive`` that two may wait on at once without taking from each other.
+    """A ``receive`` that several may call at once without taking from each other.
 
-    Calling it is :meth:`Request.next_message`: every message, the body
-    first, for the app and whatever it uses to read the request.
-    :meth:`wait_for_disconnect` is :meth:`Request.receive`: only
-    ``http.disconnect``, for a streaming response's disconnect watch, which
-    finds it with :func:`disconnect_only`.
+    Each *task* that calls it reads the request's messages from the first, as
+    if it alone were calling the server's ``receive()``: the body's pieces in
+    order, then ``http.disconnect``. So a framework's request reading the
+    upload in one task, and a disconnect listener throwing every message away
+    in another (Starlette's ``StreamingResponse`` has one, under ASGI 2.3), no
+    longer take pieces from each other. The pieces are kept for the later
+    readers until the request ends, at most the request's ``max_body_size``
+    (a 413 beyond). :meth:`wait_for_disconnect` waits for ``http.disconnect``
+    alone: a streaming response's watch finds it with :func:`disconnect_only`.
     """
 
-    __slots__ = ("request",)
+    __slots__ = ("_body", "_read", "request")
 
     def __init__(self, request: Request) -> None:
         self.request = request
+        self._body: list[Message] = []  # every piece so far, for each reader to read
+        self._read: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = (
+            weakref.WeakKeyDictionary()  # how many pieces each task has read
+        )
 
-    def __call__(self) -> Awaitable[Message]:
-        return self.request.next_message()
+    async def __call__(self) -> Message:
+        task = asyncio.current_task()
+        assert task is not None, "an ASGI app runs inside an asyncio task"
+        read = self._read.get(task, 0)
+        request = self.request
+        while read == len(self._body):
+            if request._unread:  # taken from the server by anyone: everyone's now
+                self._body.extend(request._unread)
+                request._unread.clear()
+            elif request._too_large:
+                self._body.clear()
+                raise HTTPException(413, "Request body too large")
+            elif request._disconnected:
+                return {"type": "http.disconnect"}
+            else:
+                await request._take()
+        self._read[task] = read + 1
+        return dict(self._body[read])  # a copy each: a reader may change what it is given
 
     def wait_for_disconnect(self) -> Awaitable[Message]:
         return self.request.receive()
@@ -386,10 +393,11 @@ class KeepRequestBody:
         app.add_middleware(KeepRequestBody)  # FastAPI, Starlette
         app = KeepRequestBody(app)           # any ASGI app
 
-    The app is given a ``SharedReceive``. Pieces of the body the watch
-    takes before the app asks are held for it, at most ``max_body_size``
-    bytes of the request in all (a 413 beyond; the limit of :class:`Request`
-    by default). Lifespan and websocket scopes pass through untouched.
+    The app is given a ``SharedReceive``: every task that reads the request
+    reads all of it, whoever took it from the server first. The pieces are
+    kept until the request ends, at most ``max_body_size`` bytes (a 413
+    beyond; the limit of :class:`Request` by default: raise it for uploads).
+    Lifespan and websocket scopes pass through untouched.
     """
 
     def __init__(self, app: ASGIApp, max_body_size: int = MAX_BODY_SIZE) -> None:

@@ -2,6 +2,10 @@
 
 * ``/upload``: a generator reads the upload with ``request.stream()`` and
   sends its length and SHA-256 (the app has ``KeepRequestBody``).
+* ``/upload-starlette``: the same with Starlette's own ``StreamingResponse``,
+  whose disconnect listener reads every message too.
+* ``/upload-models``: the same as FastAPI's ``response_class=`` SSE, yielding
+  Pydantic models (FastAPI serializes them; the twin is FastAPI's class too).
 * ``/feed/{name}``: an SSE stream whose generator raises FastAPI's
   ``HTTPException(403)`` before its first event, unless the name is
   ``public``.
@@ -16,6 +20,8 @@ import hashlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, HTTPException, Request
+from pydantic import BaseModel
+from starlette import responses
 from starlette.middleware.gzip import GZipMiddleware
 
 from asgi_stream import KeepRequestBody
@@ -26,16 +32,36 @@ app.add_middleware(GZipMiddleware, minimum_size=10)
 app.add_middleware(KeepRequestBody, max_body_size=16 * 1024 * 1024)
 
 
+async def digest(request: Request) -> AsyncIterator[str]:
+    sha, size = hashlib.sha256(), 0
+    async for chunk in request.stream():
+        sha.update(chunk)
+        size += len(chunk)
+    yield f"{size} {sha.hexdigest()}\n"
+
+
 @app.post("/upload")
 async def upload(request: Request) -> StreamingResponse:
-    async def digest() -> AsyncIterator[str]:
-        sha, size = hashlib.sha256(), 0
-        async for chunk in request.stream():
-            sha.update(chunk)
-            size += len(chunk)
-        yield f"{size} {sha.hexdigest()}\n"
+    return StreamingResponse(digest(request), media_type="text/plain")
 
-    return StreamingResponse(digest(), media_type="text/plain")
+
+@app.post("/upload-starlette")
+async def upload_starlette(request: Request) -> responses.StreamingResponse:
+    return responses.StreamingResponse(digest(request), media_type="text/plain")
+
+
+class Digest(BaseModel):
+    size: int
+    sha256: str
+
+
+@app.post("/upload-models", response_class=EventSourceResponse)
+async def upload_models(request: Request) -> AsyncIterator[Digest]:
+    sha, size = hashlib.sha256(), 0
+    async for chunk in request.stream():
+        sha.update(chunk)
+        size += len(chunk)
+    yield Digest(size=size, sha256=sha.hexdigest())
 
 
 @app.get("/feed/{name}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 
@@ -38,16 +39,31 @@ def http(server: ServerProcess) -> Iterator[httpx.Client]:
         yield client
 
 
-def test_a_generator_reads_the_whole_upload_beside_the_disconnect_watch(http: httpx.Client) -> None:
-    body = os.urandom(1024 * 1024)
+BODY = os.urandom(1024 * 1024)
 
-    def pieces() -> Iterator[bytes]:  # sent chunked, in many messages
-        for start in range(0, len(body), 16 * 1024):
-            yield body[start : start + 16 * 1024]
 
-    response = http.post("/upload", content=pieces())
+def pieces() -> Iterator[bytes]:  # sent chunked, in many messages
+    for start in range(0, len(BODY), 16 * 1024):
+        yield BODY[start : start + 16 * 1024]
+
+
+@pytest.mark.parametrize("path", ["/upload", "/upload-starlette"])
+def test_a_generator_reads_the_whole_upload_beside_the_disconnect_watch(
+    http: httpx.Client, path: str
+) -> None:
+    response = http.post(path, content=pieces())
     assert response.status_code == 200
-    assert response.text == f"{len(body)} {hashlib.sha256(body).hexdigest()}\n"
+    assert response.text == f"{len(BODY)} {hashlib.sha256(BODY).hexdigest()}\n"
+
+
+def test_fastapis_response_class_serializes_models_and_reads_the_upload(
+    http: httpx.Client,
+) -> None:
+    response = http.post("/upload-models", content=pieces())
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    event = response.text.removeprefix("data: ").strip()
+    assert json.loads(event) == {"size": len(BODY), "sha256": hashlib.sha256(BODY).hexdigest()}
 
 
 def test_an_http_exception_before_the_first_event_is_its_status(http: httpx.Client) -> None:
