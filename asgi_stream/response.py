@@ -135,8 +135,9 @@ it raises an HTTP error (ours, or any   that error's status, headers and JSON
 exception with an int ``status_code``   ``{"detail": ...}``; nothing is raised
 and a ``detail``: Starlette's and       further, since it is an answer
 FastAPI's ``HTTPException``)
-it raises anything else                 a JSON 500, then the exception is
-                                        raised on, for the server to log
+it raises anything else                 a JSON 500; the exception is logged
+                                        (the ``asgi_stream`` logger), as the
+                                        router logs an endpoint's
 ``first_chunk_wait`` passes first       the headers, sent from a timer's task so
 (0.2 s by default)                      that the client hears of the stream
                                         early (a slow first token); from then
@@ -608,10 +609,13 @@ class StreamingResponse(Response):
             if not headers.out:
                 # Nothing is sent yet: the error can still be answered as itself.
                 answer = error_response(exc)
-                await headers.answer(answer or json_error(500, "Internal Server Error"))
-                if answer is not None:
-                    return  # an HTTP error is an answer, not a failure
-                raise  # the 500 is sent; the server logs what went wrong
+                if answer is None:
+                    # As the router does for an endpoint: the request is
+                    # answered in full, so the error is logged, not raised on.
+                    logger.exception("a stream failed before its first chunk")
+                    answer = json_error(500, "Internal Server Error")
+                await headers.answer(answer)
+                return
             await sender.finish()  # the generator failed: what it made before goes out first
             raise
         finally:

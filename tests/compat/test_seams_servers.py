@@ -80,7 +80,7 @@ def test_another_error_before_the_first_event_is_a_json_500(
     response = http.get("/boom")
     assert response.status_code == 500
     assert response.json() == {"detail": "Internal Server Error"}
-    # Logged, with its traceback, once the complete 500 is out.
+    # Logged, with its traceback, by the asgi_stream logger.
     asyncio.run(until(lambda: "the feed broke before it began" in server.output(), BOUND))
 
 
