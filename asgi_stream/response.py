@@ -745,10 +745,11 @@ class _Headers:
         self._start = start
         self._sender = sender
         self._timer: asyncio.TimerHandle | None = None
-        self._early: asyncio.Task[None] | None = None  # the timer's send of the headers
-        #: Sent, or being sent by the timer's task: the status can no longer change.
+        # The timer's send of the headers while it runs, or after it failed.
+        self._early: asyncio.Task[None] | None = None
+        #: Sent, or being sent: the status can no longer change.
         self.out = False
-        #: Sent, and :meth:`send` has seen it: the body may follow.
+        #: Sent: the body may follow.
         self.sent = False
 
     async def hold(self, wait: float) -> None:
@@ -760,41 +761,47 @@ class _Headers:
 
     async def send(self) -> None:
         """Make sure the headers are out, then return."""
-        self.out = True
         if self._early is not None:
-            await self._early  # the timer's task is sending them: wait for it
-        else:
-            if self._timer is not None:
-                self._timer.cancel()
+            await self._early  # the timer's task is sending them (or failed to)
+        elif not self.sent:
+            self._cancel_timer()
+            self.out = True
             await self._send_start()
-        self.sent = True
 
     async def answer(self, response: Response) -> None:
         """Send ``response`` instead of the held headers (an error's answer)."""
+        self._cancel_timer()
         self.out = True
-        if self._timer is not None:
-            self._timer.cancel()
         await _send(self._send, response.start_message())
         await _send(self._send, end_message(response.body))
 
     async def aclose(self) -> None:
-        """Stop the timer, and wait for its task to end (its error, if any, is
-        the body task's own to raise, or moot)."""
-        if self._timer is not None:
-            self._timer.cancel()
+        """Stop the timer, and the timer's send if it is still under way."""
+        self._cancel_timer()
         early = self._early
         if early is not None and not early.done():
             early.cancel()
             await asyncio.wait((early,))
-        if early is not None and not early.cancelled():
-            early.exception()  # retrieved: an early send that failed is not logged twice
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _send_early(self) -> None:
+        self._timer = None
         self.out = True
-        self._early = asyncio.get_running_loop().create_task(self._send_start())
+        early = self._early = asyncio.get_running_loop().create_task(self._send_start())
+        early.add_done_callback(self._sent_early)
+
+    def _sent_early(self, early: asyncio.Task[None]) -> None:
+        # Kept only if it failed, for send() to raise; an idle stream holds no task.
+        if early.cancelled() or early.exception() is None:
+            self._early = None
 
     async def _send_start(self) -> None:
         await _send(self._send, self._start)
+        self.sent = True
         self._sender.start()
 
 
