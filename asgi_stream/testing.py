@@ -254,6 +254,8 @@ class StreamedResponse:
         self._raised = False  # whether the test has been given it
         self._started = False
         self._wants_trailers = False
+        self._sent_all = False  # the app has sent its last message
+        self._left = False  # the client has gone
         self._pending: list[bytes] = []  # a file's pieces (pathsend), read one at a time
 
     def __repr__(self) -> str:
@@ -285,16 +287,33 @@ class StreamedResponse:
             return b"", False
 
     async def _send(self, message: Message) -> None:
-        if self._disconnected.is_set():
+        if self._left:
             return  # the client has gone: a server drops what comes after (uvicorn does)
         kind = message.get("type")
+        if self._sent_all:
+            raise RuntimeError(f"unexpected ASGI message {kind!r} after the response completed")
         if not self._started:
             if kind != "http.response.start":
                 raise RuntimeError(f"expected 'http.response.start' first, but got {kind!r}")
             self._started = True
+            self._wants_trailers = bool(message.get("trailers", False))
         elif kind not in {"http.response.body", "http.response.pathsend", "http.response.trailers"}:
             raise RuntimeError(f"unexpected ASGI message {kind!r} after the response started")
+        self._sent_all = self._ends_response(message)
+        if self._sent_all:
+            self._disconnected.set()  # as uvicorn: once the response is sent, receive() says so
         await self._mailbox.put(message)
+
+    def _ends_response(self, message: Message) -> bool:
+        """Whether ``message`` is the response's last: its body's end, or its last trailers."""
+        kind = message["type"]
+        if kind == "http.response.trailers":
+            return not message.get("more_trailers", False)
+        if kind == "http.response.pathsend" or (
+            kind == "http.response.body" and not message.get("more_body", False)
+        ):
+            return not self._wants_trailers
+        return False
 
     async def _run_app(self) -> None:
         try:
@@ -319,7 +338,6 @@ class StreamedResponse:
             raise
         self.status = int(start["status"])
         self.headers = Headers(start.get("headers", ()))
-        self._wants_trailers = bool(start.get("trailers", False))
         return self
 
     async def _next_message(self) -> Message:
@@ -352,26 +370,18 @@ class StreamedResponse:
             if self._pending:
                 return self._pending.pop(0)
             message = await self._next_message()
+            self.complete = self._ends_response(message)
             kind = message["type"]
             if kind == "http.response.pathsend":
                 if self.scope["method"] != "HEAD":
                     self._pending = _read_file(message["path"])
-                self._body_ended()
             elif kind == "http.response.trailers":
                 self.trailers = Headers([*self.trailers.raw, *message.get("headers", ())])
-                if not message.get("more_trailers", False):
-                    self.complete = True
-            else:
-                if not message.get("more_body", False):
-                    self._body_ended()
+            elif kind == "http.response.body":
                 chunk = bytes(message.get("body", b""))
                 if chunk and self.scope["method"] != "HEAD":
                     return chunk
         return self._pending.pop(0) if self._pending else b""
-
-    def _body_ended(self) -> None:
-        self.complete = not self._wants_trailers
-        self._disconnected.set()  # as uvicorn: once the response is sent, receive() says so
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
         """Each piece of the body, as the app sent it, until it is complete."""
@@ -408,6 +418,7 @@ class StreamedResponse:
         task, self._task = self._task, None
         if task is None:
             return
+        self._left = True
         self._disconnected.set()
         self._mailbox.close()  # frees a send() waiting for room
         if not task.done():
@@ -634,6 +645,10 @@ class EventStreamParser:
     def _line(self, line: str) -> MessageEvent | None:
         if line == "":
             return self._dispatch()
+        if line.startswith(":"):  # a comment: kept as written, space and all
+            if self.fields is not None:
+                self.fields.append(("", line[1:]))
+            return None
         name, colon, value = line.partition(":")
         if colon and value.startswith(" "):
             value = value[1:]
