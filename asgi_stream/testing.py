@@ -288,7 +288,11 @@ class StreamedResponse:
 
     async def _send(self, message: Message) -> None:
         if self._left:
-            return  # the client has gone: a server drops what comes after (uvicorn does)
+            # The client has gone: a server drops what comes after (uvicorn does).
+            # It yields too, so that an app sending on regardless cannot starve the
+            # loop, and the wait for it to return can end.
+            await asyncio.sleep(0)
+            return
         kind = message.get("type")
         if self._sent_all:
             raise RuntimeError(f"unexpected ASGI message {kind!r} after the response completed")

@@ -150,13 +150,20 @@ async def test_the_core_reads_events_and_leaves(make_app: Callable[[Ticker], Any
 
 
 async def test_the_app_is_at_most_one_message_ahead_of_the_reader() -> None:
-    ticker = Ticker()
-    async with stream(router_app(ticker), "GET", "/events") as response:
+    sent = 0
+
+    async def firehose() -> AsyncIterator[bytes]:  # never waits for anything but its reader
+        nonlocal sent
+        while True:
+            sent += 1
+            yield b"x"
+
+    async with stream(StreamingResponse(firehose())) as response:
         await response.read_chunk()
-        for _ in range(200):  # the app would send dozens of events meanwhile, unbounded
+        for _ in range(200):  # unbounded, the app would send a chunk on every turn
             await asyncio.sleep(0)
-        # Read one, sent one that waits in the buffer, and one whose send() waits.
-        assert ticker.sent <= 3
+        # One read, one waiting in the buffer, one whose send() waits, one the generator holds.
+        assert sent <= 4
 
 
 # Errors
@@ -272,6 +279,17 @@ async def test_an_app_that_ignores_the_disconnect_is_named_and_cancelled() -> No
         async with stream(deaf, close_timeout=0.05):
             pass
     assert cancelled.is_set()
+
+
+async def test_an_app_that_sends_on_after_the_client_left_cannot_hang_the_test() -> None:
+    async def sends_regardless(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        while True:
+            await send({"type": "http.response.body", "body": b"x", "more_body": True})
+
+    with pytest.raises(AppStillRunning, match="sends_regardless"):
+        async with stream(sends_regardless, close_timeout=0.05) as response:
+            await response.read_chunk()
 
 
 # The request
