@@ -5,7 +5,7 @@ gives a client and most test clients do not: the response as soon as its
 headers are sent, then its body one piece at a time, for as long as the test
 wants, then a way to leave. (httpx's ``ASGITransport`` runs the app to its end
 before it returns, so it waits forever on an endless stream.) :func:`stream`
-runs the app in a task of its own, in a fresh :mod:`contextvars` context as a
+runs the app in a task of its own, in a fresh ``contextvars`` context as a
 server's connection task would be, and stands between it and the test as the
 server and the socket would:
 
@@ -65,7 +65,7 @@ import codecs
 import collections
 import contextvars
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -329,7 +329,15 @@ class StreamedResponse:
 
     # The test's side.
 
-    async def _open(self) -> StreamedResponse:
+    async def start(self) -> StreamedResponse:
+        """Send the request: run the app until it sends ``http.response.start``.
+
+        Raises what the app raised before that, :class:`ReadTimeout` if it sent
+        nothing for ``read_timeout``, :class:`IncompleteResponse` if it
+        returned without a response; the app has finished then.
+        """
+        if self._task is not None:
+            raise RuntimeError(f"{self!r} has already started")
         # An empty context, as a server's connection task has: a contextvar the
         # test set is not the app's, and what the app sets stays the app's.
         self._task = asyncio.get_running_loop().create_task(
@@ -407,6 +415,8 @@ class StreamedResponse:
         async for chunk in self.aiter_bytes():
             for event in parser.feed(chunk):
                 yield event
+        for event in parser.close():
+            yield event
 
     async def read(self) -> bytes:
         """The rest of the body, to its end (never returns from an endless stream: it times out)."""
@@ -439,7 +449,7 @@ class StreamedResponse:
             raise self._error
 
     async def __aenter__(self) -> StreamedResponse:
-        return self
+        return await self.start()
 
     async def __aexit__(
         self,
@@ -471,38 +481,25 @@ class _Lines:
             self._pending = lines.pop() + "\r"
         return lines
 
+    def flush(self) -> list[str]:
+        """The line a CR at the very end ended, when the stream has ended there."""
+        if not self._pending.endswith("\r"):
+            return []
+        line, self._pending = self._pending[:-1], ""
+        return [line]
+
     def end(self) -> list[str]:
-        """The line still open when the stream ends, if there is one."""
-        rest = (self._pending + self._decoder.decode(b"", final=True)).removesuffix("\r")
+        """Every line still held when the stream ends, an unterminated last one included."""
+        lines = self.flush()
+        rest = self._pending + self._decoder.decode(b"", final=True)
         self._pending = ""
-        return [rest] if rest else []
+        return [*lines, rest] if rest else lines
 
 
 def _read_file(path: str) -> list[bytes]:
     """A file sent with ``http.response.pathsend``, in pieces, as a server would send it."""
     with open(path, "rb") as file:
         return list(iter(lambda: file.read(FILE_CHUNK), b""))
-
-
-class _Opening:
-    """What :func:`stream` returns: ``async with`` it, or ``await`` it and close it yourself."""
-
-    def __init__(self, response: StreamedResponse) -> None:
-        self._response = response
-
-    def __await__(self) -> Generator[Any, None, StreamedResponse]:
-        return self._response._open().__await__()
-
-    async def __aenter__(self) -> StreamedResponse:
-        return await self._response._open()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self._response.aclose()
 
 
 def stream(
@@ -515,8 +512,8 @@ def stream(
     scope: Mapping[str, Any] | None = None,
     read_timeout: float = 5.0,
     close_timeout: float = 5.0,
-) -> _Opening:
-    """Send one request to ``app``; the response once its headers are sent::
+) -> StreamedResponse:
+    """One request to ``app``; ``async with`` it for the response, once its headers are sent::
 
         async with stream(app, "GET", "/events") as response:
             assert response.status == 200
@@ -528,6 +525,8 @@ def stream(
     iterable or async iterable of bytes, which the app receives piece by
     piece (``more_body``) as it asks. ``scope`` overrides keys of the
     :func:`http_scope` made from the rest (``root_path``, ``state``...).
+    Without ``async with``, ``await response.start()`` sends the request, and
+    :meth:`StreamedResponse.aclose` leaves.
     """
     pairs = encode_headers(() if headers is None else headers)
     names = {name for name, _ in pairs}
@@ -538,10 +537,9 @@ def stream(
     elif not isinstance(body, bytes) and b"transfer-encoding" not in names:
         pairs.append((b"transfer-encoding", b"chunked"))
     built = {**http_scope(method, path, headers=pairs), **(scope or {})}
-    response = StreamedResponse(
+    return StreamedResponse(
         app, built, body, read_timeout=read_timeout, close_timeout=close_timeout
     )
-    return _Opening(response)
 
 
 @asynccontextmanager
@@ -628,7 +626,9 @@ class EventStreamParser:
         self.retry: int | None = None
         """The last valid ``retry`` received, in milliseconds."""
         self.last_event_id = ""
+        """The last ``id`` received (an event carries the one in force when it was dispatched)."""
         self.fields: list[tuple[str, str]] | None = [] if keep_fields else None
+        """Every field line so far, with ``keep_fields``; else ``None``."""
         self._data: list[str] = []
         self._type = ""
         self._lines = _Lines()
@@ -641,6 +641,15 @@ class EventStreamParser:
             if self._first:
                 self._first = False
                 line = line.removeprefix("\ufeff")
+            event = self._line(line)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def close(self) -> list[MessageEvent]:
+        """The stream has ended: the events a last CR completes (an unfinished line is dropped)."""
+        events = []
+        for line in self._lines.flush():
             event = self._line(line)
             if event is not None:
                 events.append(event)
@@ -693,4 +702,5 @@ def parse_event_stream(text: str | bytes) -> ParsedEventStream:
     """
     parser = EventStreamParser(keep_fields=True)
     events = parser.feed(text.encode() if isinstance(text, str) else text)
+    events += parser.close()
     return ParsedEventStream(events, parser.fields or [], parser.retry)

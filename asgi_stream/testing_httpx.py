@@ -35,7 +35,7 @@ imports httpx only when :class:`StreamingTransport` is first asked for
 (``from asgi_stream.testing_httpx import StreamingTransport`` runs the
 module's ``__getattr__``, PEP 562, which makes the class then, once), as
 :mod:`asgi_stream.starlette` does with Starlette: the class is
-:class:`Transport`'s logic on httpx's two transport bases, so that it is an
+``Transport``'s logic on httpx's two transport bases, so that it is an
 ``httpx.AsyncBaseTransport`` and an ``httpx.BaseTransport`` both, as httpx's
 own ``MockTransport`` is.
 
@@ -177,7 +177,7 @@ class Transport:
         if self.state is not None:
             scope["state"] = dict(self.state)
         try:
-            return await testing.stream(
+            response = testing.stream(
                 self.app,
                 request.method,
                 url.raw_path.decode("ascii"),
@@ -187,6 +187,7 @@ class Transport:
                 read_timeout=self._read_timeout(request),
                 close_timeout=self.close_timeout,
             )
+            return await response.start()
         except testing.ReadTimeout as exc:
             raise httpx.ReadTimeout(str(exc), request=request) from exc
 
