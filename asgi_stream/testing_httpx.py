@@ -91,7 +91,10 @@ async def _cancel_all(timeout: float) -> None:
         task.cancel()
     if tasks:
         await asyncio.wait(tasks, timeout=timeout)
-    await asyncio.get_running_loop().shutdown_asyncgens()
+    loop = asyncio.get_running_loop()
+    await loop.shutdown_asyncgens()
+    # The threads of run_in_executor(None, ...), which an app's sync code may have started.
+    await asyncio.wait_for(loop.shutdown_default_executor(), timeout)
 
 
 class Transport:

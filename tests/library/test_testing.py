@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import litestar
+import litestar.response
 import pytest
 import sse_starlette
 from fastapi import FastAPI
@@ -94,7 +96,20 @@ def router_app(ticker: Ticker) -> Any:
     return router
 
 
-APPS = {"fastapi+sse-starlette": fastapi_app, "starlette+twin": starlette_app, "router": router_app}
+def litestar_app(ticker: Ticker) -> Any:
+    @litestar.get("/events")
+    async def events() -> litestar.response.ServerSentEvent:
+        return litestar.response.ServerSentEvent(ticker.events())
+
+    return litestar.Litestar([events])
+
+
+APPS = {
+    "fastapi+sse-starlette": fastapi_app,
+    "starlette+twin": starlette_app,
+    "router": router_app,
+    "litestar": litestar_app,
+}
 
 
 @pytest.mark.parametrize("make_app", APPS.values(), ids=APPS.keys())
@@ -119,8 +134,9 @@ def test_three_events_from_an_endless_stream_with_a_sync_client(
     make_app: Callable[[Ticker], Any],
 ) -> None:
     ticker = Ticker()
+    app = make_app(ticker)  # Litestar starts a logging thread of its own here
     threads = threading.active_count()
-    with httpx.Client(transport=StreamingTransport(make_app(ticker))) as client:
+    with httpx.Client(transport=StreamingTransport(app)) as client:
         with connect_sse(client, "GET", URL) as source:
             events = []
             for event in source.iter_sse():
