@@ -336,8 +336,8 @@ class StreamedResponse:
         nothing for ``read_timeout``, :class:`IncompleteResponse` if it
         returned without a response; the app has finished then.
         """
-        if self._task is not None:
-            raise RuntimeError(f"{self!r} has already started")
+        if self._task is not None or self._left:
+            raise RuntimeError(f"{self!r} was already sent")
         # An empty context, as a server's connection task has: a contextvar the
         # test set is not the app's, and what the app sets stays the app's.
         self._task = asyncio.get_running_loop().create_task(
@@ -378,6 +378,8 @@ class StreamedResponse:
         Raises what the app raised, :class:`IncompleteResponse` if it returned
         midway, :class:`ReadTimeout` if it sent nothing for ``read_timeout``.
         """
+        if self._left and not self.complete:
+            raise RuntimeError(f"{self!r} is closed: the client has left")
         while not self.complete:
             if self._pending:
                 return self._pending.pop(0)

@@ -258,6 +258,15 @@ async def test_an_error_after_the_client_left_is_raised_on_leaving() -> None:
             pass
 
 
+async def test_a_closed_response_cannot_be_read_or_sent_again() -> None:
+    async with stream(router_app(Ticker()), "GET", "/events") as response:
+        await response.read_chunk()
+    with pytest.raises(RuntimeError, match="closed"):
+        await response.read_chunk()
+    with pytest.raises(RuntimeError, match="already sent"):
+        await response.start()
+
+
 # Timeouts
 
 
