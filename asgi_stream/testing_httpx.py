@@ -47,7 +47,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import testing
@@ -133,7 +133,7 @@ class Transport:
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` to the app; its response, as soon as the app has started it."""
-        response = await self._open(request, request.stream)
+        response = await self._open(request)
         return _response(request, response, _classes().async_body(response))
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -142,9 +142,9 @@ class Transport:
             if self._thread is None:
                 self._thread = LoopThread()
             thread = self._thread
-        opening = self._open(request, request.stream)
-        response = thread.run(opening, self._bound(request))
-        return _response(request, response, _classes().sync_body(response, thread, self))
+        bound = self._bound(request)
+        response = thread.run(self._open(request), bound)
+        return _response(request, response, _classes().sync_body(response, thread, bound))
 
     def close(self) -> None:
         """Stop the app's thread, if the sync client started one."""
@@ -161,13 +161,13 @@ class Transport:
         """How long one step on the app's thread may take: the response's own bounds, and more."""
         return self._read_timeout(request) + 2 * self.close_timeout + MARGIN
 
-    async def _open(
-        self, request: httpx.Request, body: Iterable[bytes] | Any
-    ) -> testing.StreamedResponse:
+    async def _open(self, request: httpx.Request) -> testing.StreamedResponse:
         import httpx  # here: the library imports httpx only when a test uses it
 
-        content: testing.Body = body
-        if isinstance(body, httpx.ByteStream):  # the whole body, already in memory
+        # The request's body as the app will receive it: the whole of it when httpx
+        # has it in memory, else piece by piece from its (async or sync) stream.
+        content: testing.Body = request.stream
+        if isinstance(request.stream, httpx.ByteStream):
             content = request.read()
         url = request.url
         host, port = url.host, url.port or (443 if url.scheme == "https" else 80)
@@ -237,11 +237,11 @@ class SyncBody:
     """The body of a response to ``httpx.Client``: each read runs on the app's thread."""
 
     def __init__(
-        self, response: testing.StreamedResponse, thread: LoopThread, transport: Transport
+        self, response: testing.StreamedResponse, thread: LoopThread, bound: float
     ) -> None:
         self._response = response
         self._thread = thread
-        self._bound = response.read_timeout + 2 * transport.close_timeout + MARGIN
+        self._bound = bound  # how long one step on the thread may take
 
     def __iter__(self) -> SyncBody:
         return self
