@@ -41,7 +41,9 @@ from asgiref.testing import ApplicationCommunicator
 
 from asgi_stream.testing import http_scope, stream
 from asgi_stream.testing_httpx import StreamingTransport
+from asgi_stream.tools.process import ServerProcess
 
+from . import procfs
 from .apps import asgi_stream_sse
 from .client import EventCounter, stream_path
 
@@ -131,14 +133,23 @@ def run(events: int, rounds: int, output: Path, command: str) -> dict[str, Any]:
 
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {CLIENT_CPU})
+    started = time.time()
     with (
         tempfile.TemporaryDirectory() as tmp,
         servers(PRIMARY, ["asgi-stream SSE"], Path(tmp)) as up,
     ):
-        found = asyncio.run(measure(events, rounds, up["asgi-stream SSE"].port))
+        server = up["asgi-stream SSE"]
+        before = procfs.machine_busy_seconds(), procfs.own_seconds(), server_seconds(server)
+        measuring = time.time()
+        found = asyncio.run(measure(events, rounds, server.port))
+        after = procfs.machine_busy_seconds(), procfs.own_seconds(), server_seconds(server)
+        # Cores kept busy by other processes than this one and its server, on average.
+        busy, own, served = (end - start for end, start in zip(after, before, strict=True))
+        other_load = (busy - own - served) / (time.time() - measuring)
     results = {
         "command": command,
-        "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)),
+        "other_load": round(max(other_load, 0.0), 2),
         "events": events,
         "rounds": rounds,
         "readers": found,
@@ -149,12 +160,17 @@ def run(events: int, rounds: int, output: Path, command: str) -> dict[str, Any]:
     return results
 
 
+def server_seconds(server: ServerProcess) -> float:
+    return procfs.cpu_seconds(server.process.pid)
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = [
         "# How fast a test reads a stream",
         "",
         f"`{results['command']}`, {results['started_utc']} UTC: one SSE stream of "
-        f"{results['events']:,} events, median of {results['rounds']} rounds.",
+        f"{results['events']:,} events, median of {results['rounds']} rounds; other processes "
+        f"kept {results['other_load']} of the cores busy.",
         "",
         "| reader | events/s | ratio to ApplicationCommunicator |",
         "|---|---:|---:|",
