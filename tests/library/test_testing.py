@@ -407,7 +407,8 @@ async def test_head_gets_the_headers_and_no_body() -> None:
         assert await response.read() == b""
 
     async def sends_a_body_anyway(scope: Scope, receive: Receive, send: Send) -> None:
-        await StreamingResponse([b"dropped"])(scope, receive, send)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"dropped, as a server drops it"})
 
     async with stream(sends_a_body_anyway, "HEAD") as response:
         assert await response.read() == b""
