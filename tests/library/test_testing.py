@@ -486,15 +486,16 @@ def live(cls: type) -> int:
     return sum(isinstance(thing, cls) for thing in gc.get_objects())
 
 
-async def test_a_thousand_streams_leave_no_task_or_object_behind() -> None:
+async def test_a_thousand_streams_leave_no_task_thread_or_object_behind() -> None:
     ticker = Ticker()
     app = router_app(ticker)
-    tasks = len(asyncio.all_tasks())
+    tasks, threads = len(asyncio.all_tasks()), threading.active_count()
     for _ in range(1000):
         async with stream(app, "GET", "/events") as response:
             await response.read_chunk()
     del response
     assert len(asyncio.all_tasks()) == tasks
+    assert threading.active_count() == threads
     assert live(StreamedResponse) == 0
     assert ticker.finally_ran
 
