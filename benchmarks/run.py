@@ -37,6 +37,11 @@ The measurements, as the issue names them:
 (g) fan-out across two server processes and Redis, asgi-stream's event log
     against broadcaster and Litestar channels (:mod:`benchmarks.scaleout`,
     which writes its own ``scaleout.json`` and ``scaleout.md``);
+(h) how fast a test reads a stream: :mod:`asgi_stream.testing` and its httpx
+    transport against asgiref's ``ApplicationCommunicator`` and a real uvicorn
+    with httpx (:mod:`benchmarks.testing_clients`, which writes its own
+    ``testing.json`` and ``testing.md``, and runs alone as
+    ``python3 -m benchmarks.testing_clients``);
 
 and, on uvicorn with h11 and on hypercorn, (a) again with the eager reader
 for a reduced set of candidates. :mod:`benchmarks.report` writes the JSON,
@@ -77,7 +82,7 @@ READERS = {"eager": False, "batched": True}
 # Many streams are read by one epoll loop; the batched reader keeps that loop
 # from becoming the bottleneck when a server interleaves small writes.
 SCALING_BATCHED = True
-SECTIONS = ("a", "b", "c", "d", "e", "f", "g", "secondary")
+SECTIONS = ("a", "b", "c", "d", "e", "f", "g", "h", "secondary")
 #: The two kinds of generator of (e): name -> whether it awaits before each event.
 GENERATORS = {"never awaits": False, "awaits": True}
 #: Candidates that differ from another only in fan-out, so are measured only there.
@@ -137,6 +142,8 @@ class Settings:
     scaleout_levels: tuple[int, ...] = (1_000, 2_000, 4_000, 10_000)
     scaleout_rate: float = 10.0
     scaleout_seconds: float = 3.0
+    testing_events: int = 20_000
+    testing_rounds: int = 3
     secondary_servers: tuple[str, ...] = ("uvicorn-h11", "hypercorn")
     secondary_candidates: tuple[str, ...] = (*REDUCED_SET, "asgi-stream coalesce")
     secondary_events: int = 30_000
@@ -163,6 +170,8 @@ QUICK = Settings(
     fanout_rounds=1,
     scaleout_levels=(200, 400),
     scaleout_seconds=0.5,
+    testing_events=1_000,
+    testing_rounds=1,
     secondary_events=1_000,
     secondary_rounds=1,
 )
@@ -498,6 +507,15 @@ def scaleout(settings: Settings, output: Path) -> dict[str, Any]:
     return {"see": "scaleout.md", "targets": report_["targets"]}
 
 
+def testing_clients(settings: Settings, output: Path) -> dict[str, Any]:
+    """(h): :mod:`benchmarks.testing_clients`, which writes ``testing.json`` and ``testing.md``."""
+    from . import testing_clients as measure_testing  # it imports this module's helpers
+
+    command = "python3 -m benchmarks --sections h (benchmarks/testing_clients.py)"
+    found = measure_testing.run(settings.testing_events, settings.testing_rounds, output, command)
+    return {"see": "testing.md", "readers": found["readers"]}
+
+
 def measure(
     settings: Settings, sections: Sequence[str], tmp: Path, output: Path = RESULTS
 ) -> dict[str, Any]:
@@ -569,6 +587,7 @@ def measure(
     section("d", "(d) idle streams", lambda: idle_streams(settings, tmp))
     section("f", "(f) fan-out", lambda: fanout(settings, tmp))
     section("g", "(g) fan-out across two processes and Redis", lambda: scaleout(settings, output))
+    section("h", "(h) a test reading a stream", lambda: testing_clients(settings, output))
 
     def secondary() -> dict[str, Any]:
         chosen = [c for c in settings.secondary_candidates if c in candidates]

@@ -70,6 +70,10 @@ nitpick_ignore_regex = [
     # The router's own aliases, which its page explains in words, and the protocol a
     # log's fan-out reads from (a LogSubscription is made by EventLog.subscribe).
     ("py:class", "Endpoint|Hook|Lifespan|FanoutSource"),
+    # What a test sends as a request's body and headers, which stream() explains in words.
+    ("py:class", "Body|HeaderPairs"),
+    # httpx, which the testing transport is for: no inventory of its documentation either.
+    ("py:.*", "httpx\\..*"),
     # The type variable of a generic function: ``batched(source: AsyncIterable[T], ...)``.
     ("py:class", r"(asgi_stream\.\w+\.)?[TR]"),
 ]

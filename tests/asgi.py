@@ -1,4 +1,8 @@
-"""Helpers for driving an ASGI app directly with asgiref's ApplicationCommunicator."""
+"""Helpers for driving an ASGI app directly with asgiref's ApplicationCommunicator.
+
+For the exact messages an app sends. A test that reads a whole stream as a client
+would uses :mod:`asgi_stream.testing` instead.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ from typing import Any
 
 from asgiref.testing import ApplicationCommunicator
 
-SERVER_ASGI = {"version": "3.0", "spec_version": "2.3"}
+from asgi_stream import testing
+
+SERVER_ASGI = testing.ASGI
 
 
 def http_scope(
@@ -16,21 +22,14 @@ def http_scope(
     query: bytes = b"",
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> dict[str, Any]:
-    """A scope like the one uvicorn builds for an HTTP/1.1 request."""
-    return {
-        "type": "http",
-        "asgi": SERVER_ASGI,
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query,
-        "root_path": "",
-        "headers": headers or [(b"host", b"testserver")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
+    """A scope like the one uvicorn builds for an HTTP/1.1 request: asgi_stream.testing's.
+
+    With no extensions: the tests that read the exact messages read bodies, and
+    Starlette's FileResponse, say, would answer ``http.response.pathsend`` instead.
+    """
+    scope = dict(testing.http_scope(method, path, query, headers))
+    del scope["extensions"]
+    return scope
 
 
 async def request(

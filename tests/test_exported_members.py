@@ -52,9 +52,21 @@ LIBRARY_MODULES = sorted(
     for path in Path(asgi_stream.__file__).parent.glob("*.py")
     if path.stem not in {"__init__", "__main__"}
 )
-#: A submodule whose public names are its own, imported from it: its names need a
-#: framework, which ``import asgi_stream`` must never load.
-OWN_NAMESPACE = {"asgi_stream.starlette"}
+#: The submodules whose public names are their own, imported from them, each with its
+#: declared list: the Starlette twins need a framework, which ``import asgi_stream`` must
+#: never load, and the testing helpers are for a test suite, not for an app (as pytest's
+#: and httpx's own are).
+OWN_NAMESPACE = {
+    "asgi_stream.starlette": frozenset({"starlette_compatible"}),
+    "asgi_stream.testing": frozenset(
+        {
+            *("stream", "StreamedResponse", "lifespan", "http_scope"),
+            *("EventStreamParser", "MessageEvent", "parse_event_stream", "ParsedEventStream"),
+            *("ReadTimeout", "AppStillRunning", "IncompleteResponse", "LifespanFailed"),
+        }
+    ),
+    "asgi_stream.testing_httpx": frozenset({"StreamingTransport"}),
+}
 
 
 def test_the_public_api_is_the_declared_list() -> None:
@@ -108,6 +120,8 @@ def test_each_modules_all_holds_only_public_names(module_name: str) -> None:
     assert hasattr(module, "__all__"), f"{module_name} states no __all__"
     assert module.__all__ == sorted(module.__all__, key=ruff_order)
     if module_name in OWN_NAMESPACE:
+        assert set(module.__all__) == OWN_NAMESPACE[module_name]
+        assert all(hasattr(module, name) for name in module.__all__)
         return
     for name in module.__all__:
         assert name in asgi_stream.__all__, f"{module_name}.{name} is not public"

@@ -26,6 +26,7 @@ import asgi_stream.catalogue.endpoints as catalogue
 from asgi_stream.catalogue import Catalogue, Settings, create_app
 from asgi_stream.catalogue.chat import ChatChunk, LocalChatModel
 from asgi_stream.request import Request
+from asgi_stream.testing import lifespan, stream
 from tests.asgi import body_of, headers_of, http_scope, request
 from tests.waiting import BOUND, until
 
@@ -427,28 +428,19 @@ def test_the_access_log_is_created_at_startup_and_followed() -> None:
     app = ours()
 
     async def main() -> str:
-        lifespan = ApplicationCommunicator(app, {"type": "lifespan"})
-        await lifespan.send_input({"type": "lifespan.startup"})
-        assert await lifespan.receive_output(BOUND) == {"type": "lifespan.startup.complete"}
-        path = app.access_log.path
-        assert path is not None
-
-        baseline = open_fds()
-        logs = ApplicationCommunicator(app, http_scope("GET", "/logs", b"tick=0.01"))
-        await logs.send_input({"type": "http.request", "body": b"", "more_body": False})
-        await logs.receive_output(BOUND)
-        await until(lambda: open_fds() == baseline + 1)  # the follower is at the log's end
-        await request(app, http_scope("GET", "/settings", b"a=%0A%0Dinjected"))
-        [line] = await read_events(logs, 1)
-        # No client address and no query string: /logs is public.
-        assert line.startswith(b"data: 20")
-        assert line.endswith(b' "GET /settings HTTP/1.1" 200\n\n')
-        assert b"127.0.0.1" not in line
-        await logs.send_input({"type": "http.disconnect"})
-        await logs.wait(BOUND)
-
-        await lifespan.send_input({"type": "lifespan.shutdown"})
-        assert await lifespan.receive_output(BOUND) == {"type": "lifespan.shutdown.complete"}
+        async with lifespan(app, timeout=BOUND):
+            path = app.access_log.path
+            assert path is not None
+            baseline = open_fds()
+            async with stream(app, "GET", "/logs?tick=0.01", read_timeout=BOUND) as logs:
+                await until(lambda: open_fds() == baseline + 1)  # the follower is at the end
+                await request(app, http_scope("GET", "/settings", b"a=%0A%0Dinjected"))
+                line = await logs.read_chunk()
+            # No client address and no query string: /logs is public.
+            assert line.startswith(b"data: 20")
+            assert line.endswith(b' "GET /settings HTTP/1.1" 200\n\n')
+            assert b"127.0.0.1" not in line
+            assert open_fds() == baseline  # leaving waited for the follower to close its file
         return path
 
     assert not os.path.exists(asyncio.run(main()))

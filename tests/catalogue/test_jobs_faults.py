@@ -20,9 +20,9 @@ from asgi_stream.catalogue import Settings, jobs
 from asgi_stream.catalogue.jobs import TOTAL, progress
 from asgi_stream.redis_eventlog import RedisEventLog
 from asgi_stream.routing import Router
+from asgi_stream.testing import parse_event_stream
 from tests.asgi import body_of, http_scope, request
 from tests.redis_server import FaultyRedis, faulty_redis
-from tests.whatwg_sse import parse
 
 pytestmark = pytest.mark.server
 
@@ -55,7 +55,7 @@ def test_a_job_goes_on_through_a_redis_restart_and_its_reader_gets_every_event(
         finally:
             await installed.shutdown()
         assert messages[0]["status"] == 200
-        return [(e.type, e.data) for e in parse(body_of(messages).decode()).events]
+        return [(e.type, e.data) for e in parse_event_stream(body_of(messages).decode()).events]
 
     events = asyncio.run(main())
     expected = [("message", json.dumps(progress(i))) for i in range(TOTAL + 1)]
@@ -73,7 +73,7 @@ def test_while_redis_is_down_the_events_endpoint_answers_retry_not_500(
             await asyncio.to_thread(server.server.stop)
             messages = await request(router, http_scope("GET", path))
             assert messages[0]["status"] == 200
-            assert parse(body_of(messages).decode()).retry == 1000
+            assert parse_event_stream(body_of(messages).decode()).retry == 1000
             assert messages[-1]["more_body"] is False
             # Redis comes back: the job ends, and is recorded as ended, for its readers.
             await asyncio.to_thread(server.kill_and_restart)
@@ -99,7 +99,7 @@ def test_a_job_whose_worker_died_is_declared_lost_to_its_readers(server: FaultyR
             messages = await request(router, http_scope("GET", "/jobs/orphan/events"))
         finally:
             await installed.shutdown()
-        return [(e.type, e.data) for e in parse(body_of(messages).decode()).events]
+        return [(e.type, e.data) for e in parse_event_stream(body_of(messages).decode()).events]
 
     events = asyncio.run(main())
     assert events[0] == ("message", json.dumps(progress(3)))
@@ -120,13 +120,13 @@ def test_a_reader_waiting_when_the_worker_died_comes_back_and_is_told(
         installed = jobs.install(router, Settings(tick=1.0, event_log=server.url))
         try:
             waiting = await request(router, http_scope("GET", "/jobs/stalled/events"))
-            first = parse(body_of(waiting).decode()).events
+            first = parse_event_stream(body_of(waiting).decode()).events
             headers = [(b"last-event-id", first[-1].last_event_id.encode())]
             scope = http_scope("GET", "/jobs/stalled/events", headers=headers)
             again = await request(router, scope)
         finally:
             await installed.shutdown()
-        return first, parse(body_of(again).decode()).events
+        return first, parse_event_stream(body_of(again).decode()).events
 
     first, again = asyncio.run(main())
     assert [e.data for e in first] == [json.dumps(progress(7))]  # then a clean end

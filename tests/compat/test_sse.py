@@ -16,10 +16,10 @@ import fastapi.sse
 import pydantic
 import pytest
 import sse_starlette
-from asgiref.testing import ApplicationCommunicator
 
 from asgi_stream import BackgroundTask, ConnectionHeaderWarning, EventSourceResponse
 from asgi_stream import ServerSentEvent as Event
+from asgi_stream.testing import stream
 from tests.asgi import body_of, http_scope, request
 
 SEPARATORS = {"LF": "\n", "CR": "\r", "CRLF": "\r\n"}
@@ -134,16 +134,11 @@ def test_default_ping_interval_of_a_subclass_is_honoured() -> None:
         await asyncio.sleep(30)
         yield "never"
 
-    async def main() -> dict[str, Any]:
-        comm = ApplicationCommunicator(Pinging(silent()), http_scope())
-        await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
-        assert (await comm.receive_output(2))["type"] == "http.response.start"
-        ping = await comm.receive_output(5)
-        await comm.send_input({"type": "http.disconnect"})
-        await comm.wait(2)
-        return ping
+    async def main() -> bytes:
+        async with stream(Pinging(silent())) as response:
+            return await response.read_chunk()
 
-    assert asyncio.run(main())["body"] == b": heartbeat\n\n"
+    assert asyncio.run(main()) == b": heartbeat\n\n"
 
 
 def test_the_default_ping_interval_is_none_so_no_ping() -> None:
@@ -169,11 +164,8 @@ def test_the_background_task_runs_after_a_disconnect() -> None:
 
     async def main() -> None:
         response = EventSourceResponse(endless(), background=BackgroundTask(ran.set))
-        comm = ApplicationCommunicator(response, http_scope())
-        await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
-        await comm.receive_output(2)
-        await comm.send_input({"type": "http.disconnect"})
-        await comm.wait(2)
+        async with stream(response) as started:
+            await started.read_chunk()
         assert ran.is_set()
 
     asyncio.run(main())

@@ -9,6 +9,7 @@ import pytest
 from asgiref.testing import ApplicationCommunicator
 
 from asgi_stream import Broadcast, EventSourceResponse, ServerSentEvent, Subscription
+from asgi_stream.testing import stream
 from tests.asgi import http_scope
 
 BODY = "http.response.body"
@@ -90,19 +91,12 @@ def test_closing_the_broadcast_ends_every_stream_after_what_it_holds() -> None:
 def test_an_event_source_response_streams_a_subscription_and_leaves_on_disconnect() -> None:
     async def main() -> None:
         news = Broadcast()
-        comm = ApplicationCommunicator(EventSourceResponse(news.subscribe()), http_scope())
-        await comm.send_input({"type": "http.request", "body": b""})
-        assert (await comm.receive_output(1))["type"] == "http.response.start"
-        while not news.subscribers:
-            await asyncio.sleep(0)
-        news.publish(ServerSentEvent("hi", id="1"))
-        assert await comm.receive_output(1) == {
-            "type": BODY,
-            "body": b"id: 1\ndata: hi\n\n",
-            "more_body": True,
-        }
-        await comm.send_input({"type": "http.disconnect"})
-        await comm.wait(1)
+        async with stream(EventSourceResponse(news.subscribe()), read_timeout=1) as response:
+            assert response.status == 200
+            while not news.subscribers:
+                await asyncio.sleep(0)
+            news.publish(ServerSentEvent("hi", id="1"))
+            assert await response.read_chunk() == b"id: 1\ndata: hi\n\n"
         assert news.subscribers == 0
 
     asyncio.run(main())

@@ -21,9 +21,9 @@ from asgiref.testing import ApplicationCommunicator
 
 from asgi_stream import EventLog, MemoryEventLog, ResumableEventSourceResponse, open_event_log
 from asgi_stream.redis_eventlog import RedisEventLog
+from asgi_stream.testing import parse_event_stream
 from tests.asgi import body_of, http_scope, request
 from tests.library.test_resumable_start import late_joiner
-from tests.whatwg_sse import parse
 
 pytestmark = pytest.mark.server
 
@@ -118,7 +118,7 @@ def test_the_poison_pill_of_the_issue_never_reaches_a_reader(
         await log.append(name, "done", event="done")
         response = ResumableEventSourceResponse(log, name, final_events=["done"])
         messages = await request_messages(response)
-        return [e.data for e in parse(body_of(messages).decode()).events]
+        return [e.data for e in parse_event_stream(body_of(messages).decode()).events]
 
     assert run(make_log, test) == ["tick 1", "done"]
 
@@ -172,7 +172,10 @@ def test_a_reader_skips_malformed_redis_entries_with_a_warning_and_goes_on(
         for bad_id in bad_ids:
             assert f"skipped entry {bad_id} " in caplog.text
         assert messages[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
-        return [(e.type, e.data, e.last_event_id) for e in parse(body_of(messages).decode()).events]
+        return [
+            (e.type, e.data, e.last_event_id)
+            for e in parse_event_stream(body_of(messages).decode()).events
+        ]
 
     events = asyncio.run(main())
     expected = [f"good {i}" for i in range(1 if not resume else 2, len(MALFORMED) + 2)] + ["end"]
@@ -202,7 +205,7 @@ def test_a_live_reader_skips_a_malformed_entry_as_it_arrives(
             await comm.wait(5)
         finally:
             await log.aclose()
-        return [e.data for e in parse(body_of(messages).decode()).events]
+        return [e.data for e in parse_event_stream(body_of(messages).decode()).events]
 
     assert asyncio.run(main()) == ["after it", ""]
     assert "skipped entry" in caplog.text

@@ -30,11 +30,11 @@ from asgi_stream import (
     RedisEventLog,
     ResumableEventSourceResponse,
 )
+from asgi_stream.testing import parse_event_stream
 from asgi_stream.tools.process import free_port
 from tests.asgi import body_of, http_scope
 from tests.asgi import request as exchange
 from tests.redis_server import faulty_redis
-from tests.whatwg_sse import parse
 
 pytestmark = pytest.mark.server
 
@@ -69,7 +69,7 @@ async def collect(subscription: LogSubscription) -> list[tuple[str, str]]:
     async with contextlib.aclosing(subscription):
         async for chunk in subscription:
             text += chunk
-    return [(e.last_event_id, e.data) for e in parse(text.decode()).events]
+    return [(e.last_event_id, e.data) for e in parse_event_stream(text.decode()).events]
 
 
 def redis_clients(url: str) -> list[dict[str, Any]]:
@@ -278,7 +278,7 @@ def test_redis_down_when_a_client_connects_gets_retry_and_a_clean_end() -> None:
                 response = ResumableEventSourceResponse(log, "s", last_id, final_events=["done"])
                 messages = await exchange(response, http_scope())
                 assert messages[0]["status"] == 200
-                assert parse(body_of(messages).decode()).retry == 1000
+                assert parse_event_stream(body_of(messages).decode()).retry == 1000
                 assert messages[-1]["more_body"] is False
             with pytest.raises(EventLogUnavailable):
                 await log.append("s", "x")
@@ -368,7 +368,9 @@ def test_idle_timeout_ends_a_quiet_stream_cleanly(
             await log.append(name, "only")
             response = ResumableEventSourceResponse(log, name, retry=50, idle_timeout=0.2)
             messages = await exchange(response, http_scope())
-            assert [e.data for e in parse(body_of(messages).decode()).events] == ["only"]
+            assert [e.data for e in parse_event_stream(body_of(messages).decode()).events] == [
+                "only"
+            ]
             assert messages[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
             assert log.subscribers == 0
 

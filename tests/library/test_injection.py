@@ -13,7 +13,7 @@ module goes further, in the two places where a value meets the wire:
 * **EventSourceResponse items of every kind**: str, :class:`ServerSentEvent`,
   dicts with ``event`` and ``id`` fields, pre-encoded bytes, mixed in one
   stream. The stream is parsed by the independent WHATWG parser of
-  ``tests/whatwg_sse.py``: exactly one event per item, with its own type, data
+  ``asgi_stream.testing``: exactly one event per item, with its own type, data
   and id, and no field that an item did not ask for. A dict item whose
   ``event`` or ``id`` holds a line break stops the stream with a
   ``ValueError`` (an error after the headers: the body ends incomplete), and
@@ -34,9 +34,9 @@ from hypothesis import strategies as st
 
 from asgi_stream import EventSourceResponse, ServerSentEvent
 from asgi_stream.headers import CONNECTION_SPECIFIC, encode_response_headers
+from asgi_stream.testing import parse_event_stream
 from tests.asgi import http_scope
 from tests.serving import ServerProcess
-from tests.whatwg_sse import parse
 
 pytestmark = pytest.mark.server
 
@@ -198,7 +198,7 @@ def test_every_kind_of_item_gives_exactly_its_own_event(specs: list[Any]) -> Non
     # so only a dict item can carry one into the stream.
     specs = [s for s in specs if isinstance(s, str) or s[0] == "dict" or single_line(s[1])]
     body, error = run([as_item(s) for s in specs])
-    parsed = parse(body.decode("utf-8"))
+    parsed = parse_event_stream(body.decode("utf-8"))
 
     first_bad = next(
         (i for i, s in enumerate(specs) if not isinstance(s, str) and not single_line(s[1])),
@@ -229,10 +229,10 @@ def test_every_kind_of_item_gives_exactly_its_own_event(specs: list[Any]) -> Non
 def test_the_property_test_sees_a_forged_event_when_one_is_sent() -> None:
     # The check above can fail: a raw bytes item may say anything, and it shows.
     body, _ = run([b"data: a\n\nevent: forged\ndata: b\n\n"])
-    assert [e.type for e in parse(body.decode()).events] == ["message", "forged"]
+    assert [e.type for e in parse_event_stream(body.decode()).events] == ["message", "forged"]
 
 
 def test_a_lone_surrogate_stops_the_stream_and_none_of_it_is_sent() -> None:
     body, error = run(["ok", "bad \ud800", "never"])
     assert isinstance(error, UnicodeEncodeError)
-    assert [e.data for e in parse(body.decode()).events] == ["ok"]
+    assert [e.data for e in parse_event_stream(body.decode()).events] == ["ok"]

@@ -25,10 +25,10 @@ import pytest
 from asgiref.testing import ApplicationCommunicator
 
 from asgi_stream import EventSourceResponse, StreamingResponse
+from asgi_stream.testing import parse_event_stream
 from tests import one_task_app
 from tests.asgi import Endless, body_of, http_scope, never_disconnects, request
 from tests.serving import ServerProcess, serve
-from tests.whatwg_sse import parse
 
 CASES = [(kind, guard) for kind in one_task_app.KINDS for guard in one_task_app.GUARDS]
 IDS = [f"{kind}-{guard}" for kind, guard in CASES]
@@ -38,7 +38,7 @@ EXPECTED_ENDING = [("error", "timed out"), ("done", "1 task")]
 
 def ending_of(body: bytes) -> list[tuple[str, str]]:
     """The events after the burst, as (type, data), from the body's text."""
-    events = parse(body.decode()).events
+    events = parse_event_stream(body.decode()).events
     return [(event.type, event.data) for event in events[one_task_app.BURST :]]
 
 
@@ -61,7 +61,7 @@ def test_in_process_a_resumable_streams_own_timeout_ends_it_cleanly() -> None:
     response = asyncio.run(one_task_app.resumable())
     messages = asyncio.run(request(response, http_scope(), timeout=10))
     assert messages[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
-    events = parse(body_of(messages).decode()).events
+    events = parse_event_stream(body_of(messages).decode()).events
     assert [event.data for event in events] == [str(i) for i in range(one_task_app.BURST)]
 
 
@@ -100,7 +100,7 @@ def test_on_real_servers_a_resumable_stream_ends_cleanly_at_its_idle_timeout(
     one_task_server: ServerProcess,
 ) -> None:
     reply = httpx.get(f"{one_task_server.url}/resumable", timeout=20)  # raises if cut
-    events = parse(reply.text).events
+    events = parse_event_stream(reply.text).events
     assert [event.data for event in events] == [str(i) for i in range(one_task_app.BURST)]
 
 

@@ -12,8 +12,8 @@ import pytest
 from asgiref.testing import ApplicationCommunicator
 
 from asgi_stream import EventLog, MemoryEventLog, ResumableEventSourceResponse
+from asgi_stream.testing import parse_event_stream
 from tests.asgi import body_of, http_scope
-from tests.whatwg_sse import parse
 
 
 async def late_joiner(
@@ -39,7 +39,7 @@ async def late_joiner(
     while messages[-1]["type"] != "http.response.body" or messages[-1]["more_body"]:
         messages.append(await comm.receive_output(5))
     await comm.wait(5)
-    return [(e.type, e.data) for e in parse(body_of(messages).decode()).events]
+    return [(e.type, e.data) for e in parse_event_stream(body_of(messages).decode()).events]
 
 
 def test_by_default_a_late_joiner_gets_every_event_held_then_the_live_ones() -> None:
@@ -66,7 +66,7 @@ def test_a_live_joiner_of_a_stream_that_does_not_exist_yet_gets_its_first_event(
         await log.append("new", "", event="done")
         while messages[-1]["type"] != "http.response.body" or messages[-1]["more_body"]:
             messages.append(await comm.receive_output(5))
-        return [(e.type, e.data) for e in parse(body_of(messages).decode()).events]
+        return [(e.type, e.data) for e in parse_event_stream(body_of(messages).decode()).events]
 
     assert asyncio.run(main()) == [("message", "first"), ("done", "")]
 

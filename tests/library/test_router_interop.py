@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asgiref.testing import ApplicationCommunicator
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
@@ -20,6 +19,7 @@ from starlette.routing import Route as StarletteRoute
 from starlette.staticfiles import StaticFiles
 
 from asgi_stream import Request, Router, StreamingResponse
+from asgi_stream.testing import stream
 from tests.asgi import body_of, headers_of, http_scope, request
 
 
@@ -159,17 +159,11 @@ def test_a_stream_through_cors_gets_its_header_and_stops_on_disconnect() -> None
     async def main() -> dict[bytes, bytes]:
         finally_ran = asyncio.Event()
         headers = [(b"host", b"testserver"), (b"origin", b"https://app.example")]
-        comm = ApplicationCommunicator(
-            cors_app(finally_ran), http_scope("GET", "/events", headers=headers)
-        )
-        await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
-        start = await comm.receive_output(1)
-        assert (await comm.receive_output(1))["body"] == b"data: tick\n\n"
-        await comm.send_input({"type": "http.disconnect"})
-        await asyncio.wait_for(finally_ran.wait(), 2)
-        await comm.wait(2)
-        assert not comm.future.cancelled()
-        return dict(start["headers"])
+        app = cors_app(finally_ran)
+        async with stream(app, "GET", "/events", headers=headers, close_timeout=2) as response:
+            assert await response.read_chunk() == b"data: tick\n\n"
+        assert finally_ran.is_set()  # by the time the app returned, which leaving waits for
+        return dict(response.headers.raw)
 
     sent = asyncio.run(main())
     assert sent[b"access-control-allow-origin"] == b"https://app.example"

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from asgi_stream import EventSourceResponse, ServerSentEvent
+from asgi_stream.testing import parse_event_stream
 from tests.asgi import body_of, headers_of, http_scope, request
-from tests.whatwg_sse import parse
 
 # Text that is likely to contain every kind of line break and other trouble.
 nasty_text = st.lists(
@@ -87,7 +87,7 @@ def test_an_int_id_is_sent_as_its_str() -> None:
 
 @given(data=nasty_text, comment=st.none() | nasty_text)
 def test_no_data_or_comment_can_forge_an_event_or_a_field(data: str, comment: str | None) -> None:
-    parsed = parse(ServerSentEvent(data=data, comment=comment).encode().decode())
+    parsed = parse_event_stream(ServerSentEvent(data=data, comment=comment).encode().decode())
     assert len(parsed.events) == 1
     event = parsed.events[0]
     assert event.type == "message"
@@ -103,7 +103,7 @@ def test_event_and_id_either_round_trip_or_are_refused(data: str, event: str, id
     except ValueError:
         assert any(c in event for c in "\r\n") or any(c in id for c in "\r\n\0")
         return
-    parsed = parse(encoded.decode())
+    parsed = parse_event_stream(encoded.decode())
     assert len(parsed.events) == 1
     assert parsed.events[0].type == (event or "message")
     assert parsed.events[0].last_event_id == id
@@ -118,7 +118,7 @@ def test_a_stream_of_str_items_gives_exactly_those_events(items: list[str]) -> N
             yield item
 
     messages = asyncio.run(request(EventSourceResponse(generate()), http_scope()))
-    parsed = parse(body_of(messages).decode())
+    parsed = parse_event_stream(body_of(messages).decode())
     assert [e.data for e in parsed.events] == [
         item.replace("\r\n", "\n").replace("\r", "\n") for item in items
     ]

@@ -2,7 +2,7 @@
 
 Items of any type, and the keywords ``ping``, ``sep`` and ``ping_message_factory``.
 
-Every body is read back with the independent WHATWG parser of ``tests/whatwg_sse.py``.
+Every body is read back with the independent WHATWG parser of ``asgi_stream.testing``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from asgi_stream import EventSourceResponse, ServerSentEvent
+from asgi_stream.testing import parse_event_stream
 from tests.asgi import body_of, http_scope, never_disconnects, request
 from tests.waiting import BOUND
-from tests.whatwg_sse import parse
 
 END = {"type": "http.response.body", "body": b"", "more_body": False}
 
@@ -78,7 +78,7 @@ def test_a_number_is_sent_as_the_data_of_its_text() -> None:
 
     messages = sent(EventSourceResponse(generate()))
     assert messages[-1] == END  # the stream was not aborted after the headers
-    events = parse(body_of(messages).decode()).events
+    events = parse_event_stream(body_of(messages).decode()).events
     assert [e.data for e in events] == ["100", "1.5", "last"]
     assert body_of(messages).startswith(b"data: 100\n\n")
 
@@ -145,7 +145,7 @@ def test_sep_is_the_line_ending_of_every_line_written_pings_included(sep: str) -
     body = body_of(run_with(EventSourceResponse(generate(), sep=sep, ping=0.02), pings)).decode()
     assert body.replace(sep, "") == body.replace("\r", "").replace("\n", "")  # no other ending
     assert body.endswith(sep + sep)
-    parsed = parse(body)
+    parsed = parse_event_stream(body)
     assert [(e.type, e.data, e.last_event_id) for e in parsed.events] == [
         ("message", "two\nlines", ""),
         ("e", "d", "1"),
@@ -193,7 +193,7 @@ def test_ping_sends_a_heartbeat_only_while_the_stream_is_idle() -> None:
         yield "end"
 
     messages = run_with(EventSourceResponse(generate(), ping=0.2), pings)
-    parsed = parse(body_of(messages).decode())
+    parsed = parse_event_stream(body_of(messages).decode())
     assert [e.data for e in parsed.events] == [*map(str, range(20)), "end"]
     names = [name for name, _ in parsed.fields]
     first_ping = names.index("")
@@ -216,7 +216,7 @@ def test_ping_message_factory_is_called_for_each_ping() -> None:
         yield "end"
 
     response = EventSourceResponse(generate(), ping=0.03, ping_message_factory=make_ping)
-    events = parse(body_of(run_with(response, pings)).decode()).events
+    events = parse_event_stream(body_of(run_with(response, pings)).decode()).events
     pings_sent = [e for e in events if e.type == "ping"]
     assert len(pings_sent) == len(calls) >= 2
     assert [e.data for e in pings_sent] == [str(n) for n in range(1, len(calls) + 1)]

@@ -61,3 +61,27 @@ def test_quick_run_writes_json_table_and_chart(tmp_path):
     assert "| bare |" in table and "## Targets" in table and "## (f) Fan-out" in table
     assert "with empty chunks" in table
     assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_section_h_writes_the_table_of_test_readers(tmp_path):
+    options = ["--quick", "--sections", "h", "--output", str(tmp_path)]
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks", *options],
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    results = json.loads((tmp_path / "testing.json").read_text())
+    readers = results["readers"]
+    assert set(readers) == {
+        "ApplicationCommunicator",
+        "testing.stream",
+        "transport, AsyncClient",
+        "transport, Client",
+        "uvicorn + httpx",
+    }
+    assert readers["ApplicationCommunicator"]["ratio_to_communicator"] == 1.0
+    assert all(entry["events_per_second"] > 0 for entry in readers.values())
+    assert json.loads((tmp_path / "results.json").read_text())["h"]["see"] == "testing.md"
+    assert "| transport, AsyncClient |" in (tmp_path / "testing.md").read_text()
