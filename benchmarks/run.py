@@ -37,6 +37,9 @@ The measurements, as the issue names them:
 (g) fan-out across two server processes and Redis, asgi-stream's event log
     against broadcaster and Litestar channels (:mod:`benchmarks.scaleout`,
     which writes its own ``scaleout.json`` and ``scaleout.md``);
+(h) a 200 MB file, downloaded whole: MB/s and the server's CPU per MB, ours
+    against Starlette's ``FileResponse`` and nginx (:mod:`benchmarks.files`,
+    which writes its own ``files.json`` and ``files.md``);
 
 and, on uvicorn with h11 and on hypercorn, (a) again with the eager reader
 for a reduced set of candidates. :mod:`benchmarks.report` writes the JSON,
@@ -77,7 +80,7 @@ READERS = {"eager": False, "batched": True}
 # Many streams are read by one epoll loop; the batched reader keeps that loop
 # from becoming the bottleneck when a server interleaves small writes.
 SCALING_BATCHED = True
-SECTIONS = ("a", "b", "c", "d", "e", "f", "g", "secondary")
+SECTIONS = ("a", "b", "c", "d", "e", "f", "g", "h", "secondary")
 #: The two kinds of generator of (e): name -> whether it awaits before each event.
 GENERATORS = {"never awaits": False, "awaits": True}
 #: Candidates that differ from another only in fan-out, so are measured only there.
@@ -137,6 +140,8 @@ class Settings:
     scaleout_levels: tuple[int, ...] = (1_000, 2_000, 4_000, 10_000)
     scaleout_rate: float = 10.0
     scaleout_seconds: float = 3.0
+    file_bytes: int = 200 * 1024 * 1024
+    file_rounds: int = 3
     secondary_servers: tuple[str, ...] = ("uvicorn-h11", "hypercorn")
     secondary_candidates: tuple[str, ...] = (*REDUCED_SET, "asgi-stream coalesce")
     secondary_events: int = 30_000
@@ -163,6 +168,8 @@ QUICK = Settings(
     fanout_rounds=1,
     scaleout_levels=(200, 400),
     scaleout_seconds=0.5,
+    file_bytes=10 * 1024 * 1024,
+    file_rounds=1,
     secondary_events=1_000,
     secondary_rounds=1,
 )
@@ -498,6 +505,15 @@ def scaleout(settings: Settings, output: Path) -> dict[str, Any]:
     return {"see": "scaleout.md", "targets": report_["targets"]}
 
 
+def files(settings: Settings, output: Path) -> dict[str, Any]:
+    """(h): :mod:`benchmarks.files`, which writes ``files.json`` and ``files.md``."""
+    from . import files as measure_files  # it imports this module's helpers
+
+    command = "python3 -m benchmarks --sections h (benchmarks/files.py)"
+    report_ = measure_files.run(output, command, settings.file_bytes, settings.file_rounds)
+    return {"see": "files.md", "target": report_["target"]}
+
+
 def measure(
     settings: Settings, sections: Sequence[str], tmp: Path, output: Path = RESULTS
 ) -> dict[str, Any]:
@@ -569,6 +585,7 @@ def measure(
     section("d", "(d) idle streams", lambda: idle_streams(settings, tmp))
     section("f", "(f) fan-out", lambda: fanout(settings, tmp))
     section("g", "(g) fan-out across two processes and Redis", lambda: scaleout(settings, output))
+    section("h", "(h) a 200 MB file", lambda: files(settings, output))
 
     def secondary() -> dict[str, Any]:
         chosen = [c for c in settings.secondary_candidates if c in candidates]
