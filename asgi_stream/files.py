@@ -106,7 +106,7 @@ from urllib.parse import quote
 
 from .background import BackgroundTask, BackgroundTasks
 from .concurrency import run_in_threadpool
-from .exceptions import HTTPException
+from .exceptions import ClientDisconnect, HTTPException
 from .headers import Headers, HeadersInput, encode_header, is_token
 from .response import JSONResponse, Response, StreamingResponse
 from .types import Receive, Scope, Send
@@ -316,26 +316,29 @@ class FileResponse(Response):
         """Hand the whole file to the server, if it offers to send files; whether it did."""
         extensions = scope.get("extensions") or {}
         start = {"type": "http.response.start", "status": self.status_code, "headers": raw}
-        if "http.response.pathsend" in extensions:
-            await send(start)
-            await send({"type": "http.response.pathsend", "path": self.absolute_path})
-            return True
-        if "http.response.zerocopysend" in extensions:
-            file = await run_in_threadpool(open, self.path, "rb")
-            try:
+        try:
+            if "http.response.pathsend" in extensions:
                 await send(start)
-                await send(
-                    {
-                        "type": "http.response.zerocopysend",
-                        "file": file,
-                        "offset": 0,
-                        "count": size,
-                        "more_body": False,
-                    }
-                )
-            finally:
-                file.close()
-            return True
+                await send({"type": "http.response.pathsend", "path": self.absolute_path})
+                return True
+            if "http.response.zerocopysend" in extensions:
+                file = await run_in_threadpool(open, self.path, "rb")
+                try:
+                    await send(start)
+                    await send(
+                        {
+                            "type": "http.response.zerocopysend",
+                            "file": file,
+                            "offset": 0,
+                            "count": size,
+                            "more_body": False,
+                        }
+                    )
+                finally:
+                    file.close()
+                return True
+        except OSError as exc:  # ASGI 2.4: the client is gone
+            raise ClientDisconnect from exc
         return False
 
 

@@ -438,3 +438,54 @@ def test_a_truncated_file_ends_the_body_unfinished(path: Path) -> None:
 
     messages = asyncio.run(scenario())
     assert messages[0]["headers"] and all(m.get("more_body") is not False for m in messages)
+
+
+def test_a_send_that_fails_with_oserror_is_a_disconnect(path: Path) -> None:
+    ran = []
+
+    async def gone(message: Any) -> None:
+        raise OSError("the client is gone")
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    response = FileResponse(path, background=BackgroundTask(ran.append, "ran"))
+    scope = http_scope()
+    scope["extensions"] = {"http.response.pathsend": {}}
+    asyncio.run(response(scope, receive, gone))
+    assert ran == ["ran"]
+
+
+def test_the_starlette_twin_is_a_starlette_file_response(path: Path) -> None:
+    from fastapi import FastAPI
+    from starlette import responses
+    from starlette.testclient import TestClient
+
+    from asgi_stream.starlette import FileResponse as Twin
+
+    assert issubclass(Twin, FileResponse) and issubclass(Twin, responses.FileResponse)
+    api = FastAPI()
+
+    @api.get("/file", response_class=Twin)
+    async def endpoint() -> Twin:
+        return Twin(path)
+
+    with TestClient(api) as client:
+        answer = client.get("/file", headers={"Range": "bytes=10-19"})
+    assert (answer.status_code, answer.content) == (206, CONTENT[10:20])
+
+
+def test_a_file_that_grows_with_its_mtime_put_back_is_still_caught(path: Path) -> None:
+    announced = path.stat()
+    response = FileResponse(path, stat_result=announced)
+    with path.open("ab") as file:
+        file.write(b"more")
+    os.utime(path, ns=(announced.st_atime_ns, announced.st_mtime_ns))
+
+    async def scenario() -> None:
+        comm = ApplicationCommunicator(response, http_scope())
+        await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
+        with pytest.raises(FileChangedError):
+            await comm.wait(5)
+
+    asyncio.run(scenario())
