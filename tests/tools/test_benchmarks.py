@@ -61,3 +61,21 @@ def test_quick_run_writes_json_table_and_chart(tmp_path):
     assert "| bare |" in table and "## Targets" in table and "## (f) Fan-out" in table
     assert "with empty chunks" in table
     assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_file_section_writes_its_own_results(tmp_path):
+    options = ["--quick", "--sections", "h", "--output", str(tmp_path)]
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks", *options],
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    assert json.loads((tmp_path / "results.json").read_text())["h"]["see"] == "files.md"
+    report = json.loads((tmp_path / "files.json").read_text())
+    assert {"bare", "asgi-stream", "starlette"} <= set(report["results"])
+    for entry in report["results"].values():
+        assert entry["mb_per_s"] > 0 and entry["server_cpu_ms_per_mb"] > 0
+    assert report["target"] in {"pass", "miss"}
+    assert "| asgi-stream |" in (tmp_path / "files.md").read_text()
