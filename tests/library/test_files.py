@@ -20,6 +20,7 @@ from asgiref.testing import ApplicationCommunicator
 
 from asgi_stream import BackgroundTask, FileResponse, HTTPException, Route, Router
 from asgi_stream import files as files_module
+from asgi_stream import response as response_module
 from asgi_stream.files import FileChangedError, parse_range
 from tests.asgi import body_of, http_scope, request
 
@@ -489,3 +490,28 @@ def test_a_file_that_grows_with_its_mtime_put_back_is_still_caught(path: Path) -
             await comm.wait(5)
 
     asyncio.run(scenario())
+
+
+@pytest.mark.skipif(
+    hasattr(response_module, "END_OF_BODY"),
+    reason="needs a fresh final message per send: GZipMiddleware writes its trailer into "
+    "the shared END_OF_BODY dict, and every later stream of the process would send it",
+)
+def test_starlettes_gzip_middleware_around_a_file_sent_twice(path: Path) -> None:
+    # GZipMiddleware rewrites messages in place: a reused response must send
+    # its own headers and end again, not what the first request's middleware made.
+    from starlette.middleware.gzip import GZipMiddleware
+    from starlette.testclient import TestClient
+
+    text = path.with_name("big.txt")
+    text.write_text("line of text\n" * 2000)
+    response = FileResponse(text)
+    app = GZipMiddleware(response, minimum_size=10)
+    client = TestClient(app)  # no lifespan: the app is one response
+    for _ in range(2):
+        answer = client.get("/", headers={"Accept-Encoding": "gzip"})
+        assert answer.headers["content-encoding"] == "gzip"
+        assert answer.text == "line of text\n" * 2000
+    plain = client.get("/", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert plain.headers["content-length"] == str(len("line of text\n" * 2000))
