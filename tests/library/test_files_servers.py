@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -96,7 +95,6 @@ def test_ranges_and_conditional_requests(server: ServerProcess) -> None:
             assert missing.status_code == 404
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 def test_curl_resumes_a_cut_download_byte_exact(server: ServerProcess, tmp_path: Path) -> None:
     target = tmp_path / "download.bin"
     url = f"{server.url}/files/data.bin"
