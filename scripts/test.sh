@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh machine, then runs the whole suite:
-# the Python packages (the "test" extra of setup.cfg), a browser for the demo-page tests, and
-# redis-server for the resumable-stream tests, curl for the file-download tests. Anything already present is left alone.
+# the Python packages (the "test" extra of setup.cfg), a browser for the demo-page tests,
+# redis-server for the resumable-stream tests and curl for the file-download tests.
+# Anything already present is left alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
