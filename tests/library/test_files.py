@@ -515,3 +515,22 @@ def test_starlettes_gzip_middleware_around_a_file_sent_twice(path: Path) -> None
     plain = client.get("/", headers={"Accept-Encoding": "identity"})
     assert "content-encoding" not in plain.headers
     assert plain.headers["content-length"] == str(len("line of text\n" * 2000))
+
+
+def test_a_file_gone_before_its_first_read_ends_the_body_unfinished(path: Path) -> None:
+    response = FileResponse(path, stat_result=path.stat())  # no stat() at send time
+    path.unlink()
+
+    async def scenario() -> list[dict[str, Any]]:
+        comm = ApplicationCommunicator(response, http_scope())
+        await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
+        with pytest.raises(FileNotFoundError):
+            await comm.wait(5)
+        messages = []
+        while not comm.output_queue.empty():
+            messages.append(comm.output_queue.get_nowait())
+        return messages
+
+    messages = asyncio.run(scenario())
+    assert messages[0]["status"] == 200
+    assert all(m.get("more_body") is not False for m in messages[1:])
