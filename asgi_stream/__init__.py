@@ -27,6 +27,7 @@ from .eventlog import MemoryEventLog
 from .eventlog_base import Event, EventIDNotFound, EventLog, EventLogUnavailable
 from .exceptions import ClientDisconnect, HTTPException
 from .fanout import LogSubscription
+from .files import FileResponse
 from .headers import ConnectionHeaderWarning, Headers, HeadersInput, MutableHeaders
 from .redis_eventlog import RedisEventLog, open_event_log  # redis: imported when a log is made
 from .request import KeepRequestBody, Request
@@ -55,6 +56,7 @@ __all__ = [
     "EventLog",
     "EventLogUnavailable",
     "EventSourceResponse",
+    "FileResponse",
     "GracefulShutdown",
     "HTTPException",
     "Headers",

@@ -33,7 +33,7 @@ makes the class once. :func:`starlette_compatible` makes the twin of any
 subclass of ours (your own response class, say).
 
 The names: ``Response``, ``JSONResponse``, ``StreamingResponse``,
-``EventSourceResponse``, ``ResumableEventSourceResponse``.
+``EventSourceResponse``, ``ResumableEventSourceResponse``, ``FileResponse``.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import files, resumable, sse
 from . import response as ours
-from . import resumable, sse
 
 __all__ = ["starlette_compatible"]
 
@@ -55,6 +55,7 @@ _TWINS: dict[str, type[ours.Response]] = {
     "StreamingResponse": ours.StreamingResponse,
     "EventSourceResponse": sse.EventSourceResponse,
     "ResumableEventSourceResponse": resumable.ResumableEventSourceResponse,
+    "FileResponse": files.FileResponse,
 }
 
 
@@ -63,17 +64,20 @@ def starlette_compatible(cls: type[R]) -> type[R]:
     """A subclass of ``cls`` that is also a Starlette response, made once per class.
 
     ``cls`` is one of our responses or a subclass; the Starlette base is
-    FastAPI's ``EventSourceResponse`` for an SSE one when FastAPI is installed
-    (Starlette's ``StreamingResponse`` when not), ``StreamingResponse`` for
-    another streaming one, ``JSONResponse`` for JSON, else ``Response``.
-    Starlette must be installed (:class:`ImportError` if not).
+    ``FileResponse`` for a file, FastAPI's ``EventSourceResponse`` for an SSE
+    one when FastAPI is installed (Starlette's ``StreamingResponse`` when
+    not), ``StreamingResponse`` for another streaming one, ``JSONResponse``
+    for JSON, else ``Response``. Starlette must be installed
+    (:class:`ImportError` if not).
     """
     if not (isinstance(cls, type) and issubclass(cls, ours.Response)):
         raise TypeError(f"starlette_compatible() takes an asgi_stream response class, not {cls!r}")
     from starlette import responses  # here: the library imports no framework until asked
 
     base: type[Any]
-    if issubclass(cls, sse.EventSourceResponse):
+    if issubclass(cls, files.FileResponse):
+        base = responses.FileResponse
+    elif issubclass(cls, sse.EventSourceResponse):
         base = _fastapi_event_source_response() or responses.StreamingResponse
     elif issubclass(cls, ours.StreamingResponse):
         base = responses.StreamingResponse
@@ -106,6 +110,7 @@ def _fastapi_event_source_response() -> type[Any] | None:
 if TYPE_CHECKING:
     # For a type checker, each twin is our class (which it subclasses).
     # (``import X as X``: the names are this module's, not imported for its own use.)
+    from .files import FileResponse as FileResponse
     from .response import JSONResponse as JSONResponse
     from .response import Response as Response
     from .response import StreamingResponse as StreamingResponse

@@ -42,6 +42,9 @@ The measurements, as the issue names them:
     with httpx (:mod:`benchmarks.testing_clients`, which writes its own
     ``testing.json`` and ``testing.md``, and runs alone as
     ``python3 -m benchmarks.testing_clients``);
+(i) a 200 MB file, downloaded whole: MB/s and the server's CPU per MB, ours
+    against Starlette's ``FileResponse`` and nginx (:mod:`benchmarks.files`,
+    which writes its own ``files.json`` and ``files.md``);
 
 and, on uvicorn with h11 and on hypercorn, (a) again with the eager reader
 for a reduced set of candidates. :mod:`benchmarks.report` writes the JSON,
@@ -82,7 +85,7 @@ READERS = {"eager": False, "batched": True}
 # Many streams are read by one epoll loop; the batched reader keeps that loop
 # from becoming the bottleneck when a server interleaves small writes.
 SCALING_BATCHED = True
-SECTIONS = ("a", "b", "c", "d", "e", "f", "g", "h", "secondary")
+SECTIONS = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "secondary")
 #: The two kinds of generator of (e): name -> whether it awaits before each event.
 GENERATORS = {"never awaits": False, "awaits": True}
 #: Candidates that differ from another only in fan-out, so are measured only there.
@@ -144,6 +147,8 @@ class Settings:
     scaleout_seconds: float = 3.0
     testing_events: int = 20_000
     testing_rounds: int = 3
+    file_bytes: int = 200 * 1024 * 1024
+    file_rounds: int = 3
     secondary_servers: tuple[str, ...] = ("uvicorn-h11", "hypercorn")
     secondary_candidates: tuple[str, ...] = (*REDUCED_SET, "asgi-stream coalesce")
     secondary_events: int = 30_000
@@ -172,6 +177,8 @@ QUICK = Settings(
     scaleout_seconds=0.5,
     testing_events=1_000,
     testing_rounds=1,
+    file_bytes=10 * 1024 * 1024,
+    file_rounds=1,
     secondary_events=1_000,
     secondary_rounds=1,
 )
@@ -516,6 +523,15 @@ def testing_clients(settings: Settings, output: Path) -> dict[str, Any]:
     return {"see": "testing.md", "readers": found["readers"]}
 
 
+def files(settings: Settings, output: Path) -> dict[str, Any]:
+    """(i): :mod:`benchmarks.files`, which writes ``files.json`` and ``files.md``."""
+    from . import files as measure_files  # it imports this module's helpers
+
+    command = "python3 -m benchmarks --sections i (benchmarks/files.py)"
+    report_ = measure_files.run(output, command, settings.file_bytes, settings.file_rounds)
+    return {"see": "files.md", "target": report_["target"]}
+
+
 def measure(
     settings: Settings, sections: Sequence[str], tmp: Path, output: Path = RESULTS
 ) -> dict[str, Any]:
@@ -588,6 +604,7 @@ def measure(
     section("f", "(f) fan-out", lambda: fanout(settings, tmp))
     section("g", "(g) fan-out across two processes and Redis", lambda: scaleout(settings, output))
     section("h", "(h) a test reading a stream", lambda: testing_clients(settings, output))
+    section("i", "(i) a 200 MB file", lambda: files(settings, output))
 
     def secondary() -> dict[str, Any]:
         chosen = [c for c in settings.secondary_candidates if c in candidates]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh machine, then runs the whole suite:
-# the Python packages (the "test" extra of setup.cfg), a browser for the demo-page tests, and
-# redis-server for the resumable-stream tests. Anything already present is left alone.
+# the Python packages (the "test" extra of setup.cfg), a browser for the demo-page tests,
+# redis-server for the resumable-stream tests and curl for the file-download tests.
+# Anything already present is left alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,7 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

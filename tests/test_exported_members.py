@@ -28,6 +28,7 @@ PUBLIC = frozenset(
         # Responses and Server-Sent Events
         *("Response", "JSONResponse", "StreamingResponse", "EventSourceResponse"),
         "ServerSentEvent",
+        "FileResponse",
         # The request and routing
         *("Request", "Router", "Route", "Mount", "HTTPException", "ClientDisconnect"),
         "KeepRequestBody",
@@ -71,7 +72,7 @@ OWN_NAMESPACE = {
 
 def test_the_public_api_is_the_declared_list() -> None:
     assert set(asgi_stream.__all__) == PUBLIC
-    assert len(asgi_stream.__all__) == len(PUBLIC) == 50
+    assert len(asgi_stream.__all__) == len(PUBLIC) == 51
 
 
 def ruff_order(name: str) -> tuple[int, list[str | int]]:

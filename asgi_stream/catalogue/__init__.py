@@ -15,6 +15,7 @@ an import string (``"asgi_stream.catalogue:app"``), and import only its data
 * :mod:`~asgi_stream.catalogue.jobs`: work that outlives a connection, read
   back through resumable SSE.
 * :mod:`~asgi_stream.catalogue.chat`: the chat models behind ``/chat-stream``.
+* :mod:`~asgi_stream.catalogue.downloads`: a file to download and resume.
 * :mod:`~asgi_stream.catalogue.demo` and ``static/``: the demo page.
 * :mod:`~asgi_stream.catalogue.wire`: each request's ASGI messages, live, for
   the page that made it; :mod:`~asgi_stream.catalogue.tutorial`: the

@@ -45,7 +45,7 @@ from ..routing import Router
 from ..sse import EventSourceResponse, ServerSentEvent
 from ..streams import batched, timeout_each
 from ..types import Receive, Scope, Send
-from . import demo, jobs
+from . import demo, downloads, jobs
 from .accesslog import AccessLog
 from .chat import LocalChatModel, chunk_text, load_chat_model
 from .logfollow import follow
@@ -134,6 +134,7 @@ def create_app(settings: Settings | None = None) -> Router:
     # Other parts of the app install their routes below, one line each.
     demo.install(router)
     jobs.install(router, settings)
+    downloads.install(router)
     router.wire.install(router)
     Tutorial().install(router)
     return router

@@ -496,3 +496,24 @@ def test_timelines_and_a_screenshot(page: webdriver.Chrome, server: ServerProces
     assert page.save_screenshot(str(screenshot))
     assert screenshot.read_bytes().startswith(b"\x89PNG")
     print(f"screenshot: {screenshot}")
+
+
+def test_a_download_stops_and_resumes_with_a_range(page: webdriver.Chrome) -> None:
+    element = card(page, "/download/sample.bin")
+    start = element.find_element(By.CSS_SELECTOR, ".start")
+    tick = element.find_element(By.CSS_SELECTOR, "input[name=tick]")
+    tick.send_keys("1")  # a read a second: Stop comes long before the end
+    start.click()
+    label = element.find_element(By.CSS_SELECTOR, ".progress-label")
+    until(page, lambda: label.text.split(" ")[0].isdigit() and int(label.text.split(" ")[0]) > 0)
+    element.find_element(By.CSS_SELECTOR, ".stop").click()
+    until(page, lambda: start.text == "Resume" and not start.get_attribute("disabled"))
+    tick.clear()  # the server's tick: as fast as the page may go
+    start.click()
+    until(page, lambda: "verified" in label.text, timeout=30)
+    notes = [row.text for row in element.find_elements(By.CSS_SELECTOR, ".events li.note")]
+    assert any("stopped at byte" in note for note in notes)
+    assert any("Range: bytes=" in note and "If-Range" in note for note in notes)
+    opened = element.find_elements(By.CSS_SELECTOR, '.events li.note[data-type="open"]')
+    statuses = [row.find_element(By.CSS_SELECTOR, ".data").text.split(" ")[0] for row in opened]
+    assert statuses == ["200", "206"]

@@ -85,3 +85,21 @@ def test_section_h_writes_the_table_of_test_readers(tmp_path):
     assert all(entry["events_per_second"] > 0 for entry in readers.values())
     assert json.loads((tmp_path / "results.json").read_text())["h"]["see"] == "testing.md"
     assert "| transport, AsyncClient |" in (tmp_path / "testing.md").read_text()
+
+
+def test_the_file_section_writes_its_own_results(tmp_path):
+    options = ["--quick", "--sections", "i", "--output", str(tmp_path)]
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks", *options],
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    assert json.loads((tmp_path / "results.json").read_text())["i"]["see"] == "files.md"
+    report = json.loads((tmp_path / "files.json").read_text())
+    assert {"bare", "asgi-stream", "starlette"} <= set(report["results"])
+    for entry in report["results"].values():
+        assert entry["mb_per_s"] > 0 and entry["server_cpu_ms_per_mb"] > 0
+    assert report["target"] in {"pass", "miss"}
+    assert "| asgi-stream |" in (tmp_path / "files.md").read_text()

@@ -612,6 +612,131 @@ class JobCard extends Card {
   }
 }
 
+/**
+ * GET /download/sample.bin: a file download that stops and resumes.
+ *
+ * The body is read with fetch() in pieces, a little at a time (the reading is
+ * paced, so that there is time to press Stop: TCP's flow control slows the
+ * server down to our pace). Stop aborts the fetch, which closes the
+ * connection; the server's read of the file stops with it. Resume asks for
+ * the rest only: `Range: bytes=N-` with `If-Range: <the ETag>`, so a 206 is
+ * the missing part of the same file, and a 200 (the file changed) the whole
+ * file again. At the end the page checks the SHA-256 of what it put together
+ * against the server's.
+ */
+class DownloadCard extends Card {
+  constructor(spec) {
+    super(spec);
+    this.forget();
+    this.showState();
+  }
+
+  forget() {
+    this.parts = [];
+    this.received = 0;
+    this.etag = null;
+    this.total = null;
+  }
+
+  async start() {
+    if (this.running) return;
+    if (this.received === 0) {
+      this.begin();
+      this.forget();
+      const listing = await (await fetch(`${ROOT}/download`)).json();
+      this.expected = listing.files[0];
+    }
+    const lane = new Lane(this, "", `GET ${this.spec.path}`, { route: "/download/{name}" });
+    this.lanes.push(lane);
+    const headers = {};
+    if (this.received > 0) {
+      headers.Range = `bytes=${this.received}-`;
+      headers["If-Range"] = this.etag;
+    }
+    this.note("", "request", `GET ${this.spec.path}${headers.Range ? ` Range: ${headers.Range}, If-Range: ${this.etag}` : ""}`);
+    this.showState();
+    lane.controller = new AbortController();
+    lane.stop = () => lane.controller.abort();
+    try {
+      const response = await fetch(this.spec.path, { headers, signal: lane.controller.signal });
+      if (response.status === 200) this.forget(); // the whole file: start again from byte 0
+      else if (response.status !== 206) throw new Error(`HTTP ${response.status}`);
+      this.etag = response.headers.get("ETag");
+      this.total = this.received + Number(response.headers.get("Content-Length"));
+      lane.setState("open", `${response.status} ${response.headers.get("Content-Range") ?? ""}`.trim());
+      const reader = response.body.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        this.parts.push(value);
+        this.received += value.length;
+        this.view.show(this.received, this.total);
+        await new Promise((resolve) => setTimeout(resolve, this.pace));
+      }
+      lane.setState("closed", `${this.received} bytes`);
+      await this.check();
+    } catch (error) {
+      const stopped = error.name === "AbortError";
+      lane.setState(stopped ? "closed" : "error", stopped ? `stopped at byte ${this.received}` : String(error));
+    }
+    this.showState();
+  }
+
+  /** The milliseconds between two reads: the card's tick, else the server's, as a pace. */
+  get pace() {
+    return 1000 * (this.tick() ?? server.tick ?? 0.01);
+  }
+
+  async check() {
+    const data = await new Blob(this.parts).arrayBuffer();
+    const digest = crypto.subtle ? await crypto.subtle.digest("SHA-256", data) : null;
+    const hex = digest ? [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("") : "";
+    const same = hex === this.expected.sha256 && data.byteLength === this.expected.size;
+    this.note("", same ? "verified" : "corrupt", `${data.byteLength} bytes, SHA-256 ${hex || "unavailable"}`);
+    this.view.done(same, URL.createObjectURL(new Blob(this.parts)));
+    this.forget();
+  }
+
+  showState() {
+    super.showState();
+    this.startButton.textContent = this.received > 0 ? "Resume" : "Start";
+  }
+}
+
+/** A progress bar in bytes, and a link to the finished file. */
+class DownloadView {
+  constructor(element) {
+    this.element = element;
+    this.element.innerHTML = '<div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="0"><div class="fill"></div></div><p class="progress-label"></p><a class="saved" hidden download="sample.bin">Save the file</a>';
+    this.bar = element.querySelector(".bar");
+    this.fill = element.querySelector(".fill");
+    this.label = element.querySelector(".progress-label");
+    this.link = element.querySelector(".saved");
+  }
+
+  reset() {
+    this.show(0, null);
+    this.link.hidden = true;
+    this.bar.classList.remove("done");
+  }
+
+  show(received, total) {
+    const percentage = total ? Math.floor((100 * received) / total) : 0;
+    this.fill.style.width = `${percentage}%`;
+    this.bar.setAttribute("aria-valuenow", String(percentage));
+    this.label.textContent = total ? `${received} of ${total} bytes` : "";
+  }
+
+  done(verified, url) {
+    this.bar.classList.toggle("done", verified);
+    this.label.textContent += verified ? ": verified (SHA-256)" : ": corrupt";
+    this.link.href = url;
+    this.link.hidden = false;
+  }
+
+  event() {}
+}
+
 function cell(className, text) {
   const span = document.createElement("span");
   span.className = className;
@@ -680,6 +805,14 @@ const CATALOGUE = [
       { label: "job", path: "/jobs", reader: "fetch" },
       { label: "watch", method: "GET", events: ["done", "failed", "reset"], resumable: true },
     ],
+  },
+  {
+    path: "/download/sample.bin",
+    about: "A file download: <code>FileResponse</code> with <code>ETag</code> and <code>Accept-Ranges</code>. The page reads it a little at a time (one read per tick). Stop closes the connection; Resume asks for the rest only, with <code>Range: bytes=N-</code> and <code>If-Range</code>, and gets a 206. At the end the page checks the file's SHA-256.",
+    card: DownloadCard,
+    view: DownloadView,
+    beside: false,
+    lanes: [{ path: "/download/sample.bin", reader: "fetch" }],
   },
 ];
 
