@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -63,8 +64,9 @@ def test_quick_run_writes_json_table_and_chart(tmp_path):
     assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_section_h_writes_the_table_of_test_readers(tmp_path):
-    options = ["--quick", "--sections", "h", "--output", str(tmp_path)]
+def run_quick_section(section: str, output: Path) -> None:
+    """``python3 -m benchmarks --quick --sections SECTION``, its results in ``output``."""
+    options = ["--quick", "--sections", section, "--output", str(output)]
     subprocess.run(
         [sys.executable, "-m", "benchmarks", *options],
         cwd=ROOT,
@@ -72,6 +74,10 @@ def test_section_h_writes_the_table_of_test_readers(tmp_path):
         timeout=120,
         capture_output=True,
     )
+
+
+def test_section_h_writes_the_table_of_test_readers(tmp_path):
+    run_quick_section("h", tmp_path)
     results = json.loads((tmp_path / "testing.json").read_text())
     readers = results["readers"]
     assert set(readers) == {
@@ -88,14 +94,7 @@ def test_section_h_writes_the_table_of_test_readers(tmp_path):
 
 
 def test_the_file_section_writes_its_own_results(tmp_path):
-    options = ["--quick", "--sections", "i", "--output", str(tmp_path)]
-    subprocess.run(
-        [sys.executable, "-m", "benchmarks", *options],
-        cwd=ROOT,
-        check=True,
-        timeout=120,
-        capture_output=True,
-    )
+    run_quick_section("i", tmp_path)
     assert json.loads((tmp_path / "results.json").read_text())["i"]["see"] == "files.md"
     report = json.loads((tmp_path / "files.json").read_text())
     assert {"bare", "asgi-stream", "starlette"} <= set(report["results"])
