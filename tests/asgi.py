@@ -26,9 +26,13 @@ def http_scope(
 
     With no extensions: the tests that read the exact messages read bodies, and
     Starlette's FileResponse, say, would answer ``http.response.pathsend`` instead.
+    ``path`` is taken as it is, the decoded path (a ``?`` in it is part of it),
+    for the tests that send paths no client could.
     """
-    scope = dict(testing.http_scope(method, path, query, headers))
+    scope = dict(testing.http_scope(method, "/", query, headers))
     del scope["extensions"]
+    scope["path"] = path
+    scope["raw_path"] = path.encode("utf-8", "surrogatepass")
     return scope
 
 
