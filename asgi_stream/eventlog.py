@@ -178,6 +178,7 @@ class MemoryEventLog(EventLog):
     async def append(self, stream: str, data: str, event: str | None = None) -> str:
         self.check_stream(stream)
         self.check_event(data, event)
+        self._bind_loop()
         s = self._get_or_create(stream)
         event_id = s.id_of(s.next_seq)
         s.events.append(Event(event_id, data, event))

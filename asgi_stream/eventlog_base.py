@@ -17,6 +17,7 @@ works.
 from __future__ import annotations
 
 import abc
+import asyncio
 import re
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
@@ -82,6 +83,37 @@ class EventLog(abc.ABC):
         self.disconnected = 0
         # Per stream with subscribers in this process, its fan-out (see asgi_stream.fanout).
         self._fanouts: dict[str, Broadcast] = {}
+        # The event loop the log serves now (see _bind_loop).
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _bind_loop(self) -> None:
+        """Serve the running event loop; start afresh if the last one has ended.
+
+        Waiters, tasks and connections belong to the loop that made them. A
+        log made at module level outlives each loop that uses it (one
+        ``asyncio.run()`` or one test client per test), so when a new loop
+        comes, whatever the old one held is dropped (its subscribers ended
+        with it) and made again here. Two loops *at once* (threads) cannot
+        share one log: that is refused.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not in a loop yet: the first await binds it
+        old = self._loop
+        if loop is old:
+            return
+        if old is not None and old.is_running():
+            raise RuntimeError(
+                "this event log serves one event loop at a time, and another loop that "
+                "uses it is still running: open one log per event loop (in the app's "
+                "lifespan, or one per thread)"
+            )
+        self._loop = loop
+        if old is not None:
+            # Their subscribers' tasks ended with their loop: forget them, unwoken.
+            self._fanouts.clear()
+            self._loop_changed()
 
     @property
     def subscribers(self) -> int:
@@ -110,6 +142,7 @@ class EventLog(abc.ABC):
         self.check_stream(stream)
         if start not in ("beginning", "live"):
             raise ValueError(f'start must be "beginning" or "live", not {start!r}')
+        self._bind_loop()
         fanout = self._fanouts.get(stream)
         if fanout is None:
             fanout = self._fanouts[stream] = Broadcast(self.max_pending)
@@ -162,6 +195,9 @@ class EventLog(abc.ABC):
         """End every subscription, after what it holds (at :meth:`aclose`)."""
         for fanout in list(self._fanouts.values()):
             fanout.close()
+
+    def _loop_changed(self) -> None:  # noqa: B027 - a hook
+        """A new event loop replaced one that has ended: drop what belonged to the old one."""
 
     def _join(self, subscription: LogSubscription) -> None:  # noqa: B027 - a hook
         """Set ``subscription.live_from`` now if the backend can (see :mod:`asgi_stream.fanout`)."""

@@ -138,9 +138,8 @@ class RedisEventLog(EventLog):
         socket_timeout: float = 15.0,
         max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
-        from redis.asyncio import Redis  # the optional extra, imported only when used
-        from redis.asyncio.retry import Retry
-        from redis.backoff import ExponentialBackoff, NoBackoff
+        from redis.asyncio.retry import Retry  # the optional extra, imported only when used
+        from redis.backoff import ExponentialBackoff
 
         if maxlen < 1:
             raise ValueError("maxlen must be at least 1")
@@ -169,27 +168,43 @@ class RedisEventLog(EventLog):
             "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
             "health_check_interval": max(1, int(socket_timeout)),
         }
+        self._url = url
+        self._commands = commands
+        self._options = options
+        self._closing = False
+        self._open_connections()
+
+    def _open_connections(self) -> None:
+        """Make what belongs to one event loop: connections, tasks, waiters, cursors."""
+        from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
         # Commands: the pool that replays and looks up.
-        self.redis: Redis = Redis.from_url(url, **commands)
+        self.redis: Redis = Redis.from_url(self._url, **self._commands)
         # The publisher's own connection, and the shared reader's, which
         # retries by itself, from its cursors.
         self._publisher_redis: Redis = Redis.from_url(
-            url, single_connection_client=True, **commands
+            self._url, single_connection_client=True, **self._commands
         )
         self._reader_redis: Redis = Redis.from_url(
-            url, single_connection_client=True, retry=Retry(NoBackoff(), 0), **options
+            self._url, single_connection_client=True, retry=Retry(NoBackoff(), 0), **self._options
         )
         self._reader: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
         self._outbox: list[tuple[str, dict[FieldT, EncodableT], asyncio.Future[str]]] = []
         self._outbox_filled = asyncio.Event()
-        self._closing = False
         #: Per stream the reader reads, the ID of the last entry it handed out.
         self._cursors: dict[str, str] = {}
         self._unresolved: set[str] = set()  # streams whose subscribers wait for a live_from
         self._wake_key = _WAKE_PREFIX + secrets.token_hex(8)
         self._wake_sent = False
         self._replays = asyncio.Semaphore(_REPLAYS)
+
+    def _loop_changed(self) -> None:
+        # The old loop is over, and its connections with it: they cannot be
+        # closed from here (closing is a coroutine of theirs), only dropped.
+        self._open_connections()
 
     @staticmethod
     def key(stream: str) -> str:
@@ -204,6 +219,7 @@ class RedisEventLog(EventLog):
             fields["event"] = event
         if self._closing:
             raise RuntimeError("the event log is closed")
+        self._bind_loop()
         if self._publisher is None:
             self._publisher = asyncio.get_running_loop().create_task(
                 self._publish_forever(), name=f"asgi-stream publisher {self._wake_key}"
@@ -253,6 +269,7 @@ class RedisEventLog(EventLog):
             self._unresolved.add(subscription.stream)
 
     async def _ready(self, subscription: LogSubscription) -> None:
+        self._bind_loop()
         if self._reader is None:
             self._reader = asyncio.get_running_loop().create_task(
                 self._read_forever(), name=f"asgi-stream reader {self._wake_key}"
@@ -404,10 +421,12 @@ class RedisEventLog(EventLog):
             raise EventIDNotFound(cursor, trimmed=True)
 
     async def exists(self, stream: str) -> bool:
+        self._bind_loop()
         with _unavailable():
             return bool(await self.redis.exists(self.key(stream)))
 
     async def last(self, stream: str) -> Event | None:
+        self._bind_loop()
         key = self.key(stream)
         newest = "+"
         while True:  # back past entries that _event() skips, a page at a time
@@ -423,11 +442,13 @@ class RedisEventLog(EventLog):
             newest = "(" + entries[-1][0]  # exclusive: before the oldest one seen
 
     async def expire(self, stream: str, seconds: float) -> None:
+        self._bind_loop()
         with _unavailable():
             await self.redis.expire(self.key(stream), max(1, round(seconds)))
 
     async def aclose(self) -> None:
         """End every subscription, stop the reader, close the connections."""
+        self._bind_loop()
         await super().aclose()
         self._closing = True
         reader, self._reader = self._reader, None
