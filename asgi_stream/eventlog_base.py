@@ -110,10 +110,9 @@ class EventLog(abc.ABC):
                 "lifespan, or one per thread)"
             )
         self._loop = loop
-        if old is not None:
-            # Their subscribers' tasks ended with their loop: forget them, unwoken.
-            self._fanouts.clear()
-            self._loop_changed()
+        # The old loop's subscribers ended with their tasks: forget them, unwoken.
+        self._fanouts.clear()
+        self._new_loop(loop)
 
     @property
     def subscribers(self) -> int:
@@ -196,8 +195,8 @@ class EventLog(abc.ABC):
         for fanout in list(self._fanouts.values()):
             fanout.close()
 
-    def _loop_changed(self) -> None:  # noqa: B027 - a hook
-        """A new event loop replaced one that has ended: drop what belonged to the old one."""
+    def _new_loop(self, loop: asyncio.AbstractEventLoop) -> None:  # noqa: B027 - a hook
+        """``loop`` serves the log from now on: the first, or one after another has ended."""
 
     def _join(self, subscription: LogSubscription) -> None:  # noqa: B027 - a hook
         """Set ``subscription.live_from`` now if the backend can (see :mod:`asgi_stream.fanout`)."""

@@ -84,6 +84,7 @@ class LogSubscription(Subscription):
     __slots__ = (
         "_after",
         "_checked",
+        "_failure",
         "_final_events",
         "_replayed",
         "_skip_through",
@@ -114,16 +115,22 @@ class LogSubscription(Subscription):
         self._replayed = after is None and start == "live"
         self._final_events = final_events
         self._skip_through: tuple[int, int] | None = None
+        self._failure: Exception | None = None
 
     async def _next_frames(self) -> list[Frame]:
         while True:
             if self._ended and not self._pending:
+                if self._failure is not None:
+                    raise self._failure
                 raise StopAsyncIteration
             if self.live_from is None:
                 await self._source._ready(self)
                 continue
             if self._replayed:
-                frames = await super()._next_frames()
+                try:
+                    frames = await super()._next_frames()
+                except StopAsyncIteration:
+                    continue  # the check above says why it ended
             else:
                 frames = await self._replay_page()
                 if not frames:
@@ -157,6 +164,16 @@ class LogSubscription(Subscription):
                 self._end()
                 return frames[: index + 1]
         return frames
+
+    def fail(self, error: Exception) -> None:
+        """End the subscription: what it holds is still given out, then ``error`` is raised.
+
+        What the log does when it cannot go on with a stream: the stream went
+        back (:class:`~asgi_stream.eventlog.EventIDNotFound`: the client is
+        told to reset) or cannot be read (:class:`~asgi_stream.EventLogUnavailable`).
+        """
+        self._failure = error
+        self._end(keep_pending=True)
 
     def _too_slow(self) -> None:
         self.dropped = True
