@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import asyncio
 
-from .sse import ServerSentEvent
+from .sse_format import ServerSentEvent
 
 __all__ = ["Broadcast", "Subscription"]
 

@@ -25,7 +25,7 @@ from typing import Literal
 
 from .broadcast import Broadcast, Frame
 from .fanout import LogSubscription
-from .sse import ServerSentEvent, check_event_type
+from .sse_format import ServerSentEvent, check_event_type
 
 __all__ = ["Event", "EventIDNotFound", "EventLog", "EventLogUnavailable"]
 
