@@ -1,13 +1,25 @@
 """What every event log is: the :class:`EventLog` interface and the types it shares.
 
-This module is the bottom of the event-log modules, so that they import in one
-direction only:
+The event-log modules import in one direction only, from the bottom up:
 
-* :mod:`asgi_stream.eventlog_base` (this module) imports nothing from the others;
-* :mod:`asgi_stream.eventlog` imports it, and adds the in-memory log;
-* :mod:`asgi_stream.redis_eventlog` imports both: it implements :class:`EventLog`
-  on Redis, and holds :func:`~asgi_stream.open_event_log`, which opens either
-  one from a URL (``redis`` itself is imported only when a Redis log is made).
+* :mod:`asgi_stream.sse_format` encodes an event, and imports nothing of the package;
+* :mod:`asgi_stream.broadcast` is the fan-out in one process (``Frame``,
+  ``Broadcast``, ``Subscription``); :mod:`asgi_stream.fanout` builds one
+  stream's fan-out of a log on it (``StreamFanout``, ``LogSubscription``),
+  and declares what a subscription asks of its log (``SubscriptionSource``);
+* :mod:`asgi_stream.eventlog_base` (this module) is the interface, which
+  answers what a subscription asks;
+* :mod:`asgi_stream.redis_eventlog` implements it on Redis, and imports this
+  module alone of the three;
+* :mod:`asgi_stream.eventlog` adds the in-memory log, and
+  :func:`~asgi_stream.open_event_log`, which opens either one from a URL: it
+  imports the Redis module inside the function, only when a URL names Redis
+  (and ``redis`` itself is imported only when a Redis log is made).
+
+Every call goes down that list, through public names: a subscription reaches
+its log through ``fanout.SubscriptionSource``'s methods,
+which :class:`EventLog` implements, and a log reaches its subscribers through
+their fan-out's.
 
 Users need not import any of them: every public name is importable from
 :mod:`asgi_stream`; :mod:`asgi_stream.eventlog`'s docstring explains how a log
@@ -23,8 +35,8 @@ from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from .broadcast import Broadcast, Frame
-from .fanout import LogSubscription
+from .broadcast import Frame
+from .fanout import LogSubscription, StreamFanout
 from .sse_format import ServerSentEvent, check_event_type
 
 __all__ = ["Event", "EventIDNotFound", "EventLog", "EventLogUnavailable"]
@@ -82,7 +94,7 @@ class EventLog(abc.ABC):
         #: Subscribers disconnected for falling ``max_pending`` events behind.
         self.disconnected = 0
         # Per stream with subscribers in this process, its fan-out (see asgi_stream.fanout).
-        self._fanouts: dict[str, Broadcast] = {}
+        self._fanouts: dict[str, StreamFanout] = {}
         # The event loop the log serves now (see _bind_loop).
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -144,10 +156,10 @@ class EventLog(abc.ABC):
         self._bind_loop()
         fanout = self._fanouts.get(stream)
         if fanout is None:
-            fanout = self._fanouts[stream] = Broadcast(self.max_pending)
+            fanout = self._fanouts[stream] = StreamFanout(self.max_pending)
         finals = frozenset(final_events)
         subscription = LogSubscription(self, stream, fanout, after, start, finals)
-        fanout._add(subscription)
+        fanout.attach(subscription)
         self._join(subscription)
         return subscription
 
@@ -165,7 +177,7 @@ class EventLog(abc.ABC):
             try:
                 while True:
                     try:
-                        frames = await subscription._next_frames()
+                        frames = await subscription.next_frames()
                     except StopAsyncIteration:
                         break
                     for frame in frames:
@@ -173,7 +185,7 @@ class EventLog(abc.ABC):
                         after = frame.id
                         yield Event(frame.id, frame.data, frame.event)
             finally:
-                subscription._end()
+                subscription.end()
             if not subscription.dropped:
                 return  # the log was closed
 
@@ -183,12 +195,40 @@ class EventLog(abc.ABC):
         if fanout is not None:
             fanout.deliver(frame)
 
-    def _leave(self, subscription: LogSubscription) -> None:
+    # What a subscription asks of its log (asgi_stream.fanout.SubscriptionSource).
+
+    def leave(self, subscription: LogSubscription) -> None:
+        """Forget ``subscription``, which ended; and its stream, if it was the last one."""
         stream = subscription.stream
         fanout = self._fanouts.get(stream)
         if fanout is not None and not fanout.subscribers:
             del self._fanouts[stream]
             self._forget_stream(stream)
+
+    async def wait_live_from(self, subscription: LogSubscription) -> None:  # noqa: B027 - a hook
+        """Return once ``subscription.live_from`` is set (or it ended).
+
+        A backend whose fan-out knows where it stands at once sets it in
+        :meth:`_join`, and needs nothing here; the Redis log asks its reader.
+        """
+
+    @abc.abstractmethod
+    async def replay_page(
+        self, stream: str, after: str | None, upto: str, check: bool
+    ) -> list[Frame]:
+        """A page of the events after ``after`` (the oldest held if ``None``), up to ``upto``.
+
+        With ``check``, first raise :class:`EventIDNotFound` unless ``after``
+        can be resumed. Raises it too when events right after ``after`` were
+        trimmed.
+        """
+
+    @staticmethod
+    @abc.abstractmethod
+    def position(event_id: str) -> tuple[int, int]:
+        """A valid ID of this log as numbers that order the events of one stream."""
+
+    # The backends' hooks.
 
     def _close_fanouts(self) -> None:
         """End every subscription, after what it holds (at :meth:`aclose`)."""
@@ -201,25 +241,8 @@ class EventLog(abc.ABC):
     def _join(self, subscription: LogSubscription) -> None:  # noqa: B027 - a hook
         """Set ``subscription.live_from`` now if the backend can (see :mod:`asgi_stream.fanout`)."""
 
-    async def _ready(self, subscription: LogSubscription) -> None:  # noqa: B027 - a hook
-        """Return once ``subscription.live_from`` is set; :meth:`_join` did it unless overridden."""
-
     def _forget_stream(self, stream: str) -> None:  # noqa: B027 - a hook
         """The last local subscriber of ``stream`` left."""
-
-    @abc.abstractmethod
-    async def _history(self, stream: str, after: str | None, upto: str, check: bool) -> list[Frame]:
-        """A page of the events after ``after`` (the oldest held if ``None``), up to ``upto``.
-
-        With ``check``, first raise :class:`EventIDNotFound` unless ``after``
-        can be resumed. Raises it too when events right after ``after`` were
-        trimmed.
-        """
-
-    @staticmethod
-    @abc.abstractmethod
-    def _position(event_id: str) -> tuple[int, int]:
-        """A valid ID of this log as numbers that order the events of one stream."""
 
     @abc.abstractmethod
     async def append(self, stream: str, data: str, event: str | None = None) -> str:

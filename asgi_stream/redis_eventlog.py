@@ -141,7 +141,6 @@ from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .broadcast import Frame
-from .eventlog import MemoryEventLog
 from .eventlog_base import (
     DEFAULT_MAX_PENDING,
     DEFAULT_MAXLEN,
@@ -156,7 +155,7 @@ from .fanout import LogSubscription
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["RedisEventLog", "open_event_log"]
+__all__ = ["RedisEventLog"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -289,7 +288,9 @@ class RedisEventLog(EventLog):
         # Commands: the pool that replays and looks up, _COMMANDS at a time at
         # most, so that a storm of resuming clients queues here, in asyncio,
         # where a cancellation is safe, and never finds the pool exhausted.
-        self.redis: Redis = Redis.from_url(self._url, **self._commands)
+        self.redis: Redis = Redis.from_url(
+            self._url, client_name="asgi-stream-commands", **self._commands
+        )
         pool_size = self.redis.connection_pool.max_connections
         self._gate = asyncio.Semaphore(max(1, min(_COMMANDS, pool_size)))
         self._lookups: dict[tuple[Any, ...], asyncio.Task[Any]] = {}  # see _shared
@@ -298,11 +299,14 @@ class RedisEventLog(EventLog):
         # its cursors), so redis-py does not.
         no_retry = {**self._options, "retry": Retry(NoBackoff(), 0)}
         self._publisher_redis: Redis = Redis.from_url(
-            self._url, single_connection_client=True, **no_retry
+            self._url,
+            single_connection_client=True,
+            client_name="asgi-stream-publisher",
+            **no_retry,
         )
         self._append_script = self._publisher_redis.register_script(_APPEND_SCRIPT)
         self._reader_redis: Redis = Redis.from_url(
-            self._url, single_connection_client=True, **no_retry
+            self._url, single_connection_client=True, client_name="asgi-stream-reader", **no_retry
         )
         self._reader: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
@@ -428,14 +432,14 @@ class RedisEventLog(EventLog):
         else:
             self._unresolved.add(subscription.stream)
 
-    async def _ready(self, subscription: LogSubscription) -> None:
+    async def wait_live_from(self, subscription: LogSubscription) -> None:
         self._bind_loop()
         if self._reader is None:
             self._reader = asyncio.get_running_loop().create_task(
                 self._read_forever(), name=f"asgi-stream reader {self._wake_key}"
             )
             self._reader.add_done_callback(self._reader_ended)
-        while subscription.live_from is None and not subscription._ended:
+        while subscription.live_from is None and not subscription.ended:
             if not self._wake_sent:
                 self._wake_sent = True  # one wake-up serves every stream added meanwhile
                 try:
@@ -444,7 +448,7 @@ class RedisEventLog(EventLog):
                     self._wake_sent = False
                     raise
                 continue  # the reader may have set live_from while the wake-up was on its way
-            await subscription._wait()
+            await subscription.wait()
 
     async def _wake(self) -> None:
         """Make the reader's blocked ``XREAD`` return, so that it looks at its streams again."""
@@ -460,7 +464,9 @@ class RedisEventLog(EventLog):
         self._unresolved.discard(stream)
         self._stale.discard(stream)
 
-    async def _history(self, stream: str, after: str | None, upto: str, check: bool) -> list[Frame]:
+    async def replay_page(
+        self, stream: str, after: str | None, upto: str, check: bool
+    ) -> list[Frame]:
         if upto == _EMPTY and not (check and after is not None):
             return []  # the stream had no entry when this subscriber joined
         # Subscribers that resume from the same ID at once (a worker died, and
@@ -505,7 +511,7 @@ class RedisEventLog(EventLog):
             lookup.exception()  # retrieved, even when every caller was cancelled meanwhile
 
     @staticmethod
-    def _position(event_id: str) -> tuple[int, int]:
+    def position(event_id: str) -> tuple[int, int]:
         found = _STREAM_ID.fullmatch(event_id)
         return (int(found[1]), int(found[2])) if found is not None else (0, 0)
 
@@ -513,7 +519,7 @@ class RedisEventLog(EventLog):
         event = _event(key, entry_id, fields)
         if event is None:
             return None
-        return make_frame(entry_id, event.data, event.event, self._position(entry_id))
+        return make_frame(entry_id, event.data, event.event, self.position(entry_id))
 
     # The shared reader.
 
@@ -575,17 +581,13 @@ class RedisEventLog(EventLog):
     def _fail_all(self, error: Exception) -> None:
         """End every subscription with ``error``."""
         for fanout in list(self._fanouts.values()):
-            for subscription in list(fanout._subscriptions):
-                assert isinstance(subscription, LogSubscription)
-                subscription.fail(error)
+            fanout.fail(error)
 
     def _fail_stream(self, name: str, error: Exception) -> None:
         fanout = self._fanouts.get(name)
         self._forget_stream(name)
         if fanout is not None:
-            for subscription in list(fanout._subscriptions):
-                assert isinstance(subscription, LogSubscription)
-                subscription.fail(error)
+            fanout.fail(error)
 
     def _unreadable(self, name: str, exc: Exception) -> None:
         """``name`` cannot be read (``WRONGTYPE``...): its subscriptions end; the others go on."""
@@ -638,7 +640,7 @@ class RedisEventLog(EventLog):
                 for (name, cursor), reply in zip(chunk, replies, strict=True):
                     if isinstance(reply, Exception):
                         self._unreadable(name, reply)
-                    elif not reply or self._position(reply[0][0]) < self._position(cursor):
+                    elif not reply or self.position(reply[0][0]) < self.position(cursor):
                         gone.append((name, cursor))
             for name, cursor in gone:
                 logger.warning(
@@ -666,11 +668,7 @@ class RedisEventLog(EventLog):
                 self._unresolved.discard(name)
                 self._unreadable_told.discard(name)
                 cursor = self._cursors[name] = entries[0][0] if entries else _EMPTY
-                for subscription in fanout._subscriptions:
-                    assert isinstance(subscription, LogSubscription)
-                    if subscription.live_from is None:
-                        subscription.live_from = cursor
-                        subscription._wake()
+                fanout.start_live(cursor)
 
     async def _wait_for_changes(self, wake_cursor: str) -> str:
         """Wait for a notification (or a wake-up); mark the streams it names as stale.
@@ -738,8 +736,7 @@ class RedisEventLog(EventLog):
                 # Fell more than maxlen behind: end the stream's subscriptions;
                 # each client comes back with its last ID and is told.
                 logger.warning("the reader fell behind %s past its trimming", key)
-                for subscription in list(fanout._subscriptions):
-                    subscription._too_slow()
+                fanout.drop_all()
                 return
         fanout = self._fanouts.get(name)
         if fanout is None or self._cursors.get(name) != cursor:
@@ -900,19 +897,3 @@ def _event(key: str, entry_id: str, fields: Mapping[str, str]) -> Event | None:
         logger.warning("skipped entry %s of %s, which is not an event: %s", entry_id, key, exc)
         return None
     return Event(entry_id, data, event)
-
-
-def open_event_log(
-    url: str | None = None, maxlen: int = DEFAULT_MAXLEN, max_pending: int = DEFAULT_MAX_PENDING
-) -> EventLog:
-    """The event log named by ``url``: ``"memory"`` (or ``None``), or a Redis URL.
-
-    ``redis://host:port/db``, ``rediss://`` (TLS) and ``unix://`` select
-    :class:`RedisEventLog`, which needs the ``redis`` extra (``pip install
-    'asgi-stream[redis]'``); the ``redis`` package is imported only then.
-    """
-    if url in (None, "", "memory"):
-        return MemoryEventLog(maxlen, max_pending)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisEventLog(url, maxlen, max_pending=max_pending)
-    raise ValueError(f"unknown event log {url!r}: expected 'memory' or a redis:// URL")

@@ -27,6 +27,7 @@ from tests.asgi import body_of, http_scope
 from tests.asgi import request as exchange
 from tests.library.test_fanout import collect
 from tests.redis_server import faulty_redis
+from tests.waiting import until
 from tests.whatwg_sse import parse
 
 pytestmark = pytest.mark.server
@@ -97,9 +98,9 @@ def test_an_append_sent_again_during_a_redis_pause_is_stored_once(tmp_path: Path
         async def test() -> tuple[list[str], list[str], str]:
             log = RedisEventLog(server.url, block_ms=200, socket_timeout=0.5)
             async with contextlib.aclosing(log):
-                follower = asyncio.ensure_future(
-                    collect(log.subscribe("s", start="live", final_events=["done"]))
-                )
+                subscription = log.subscribe("s", start="live", final_events=["done"])
+                follower = asyncio.ensure_future(collect(subscription))
+                await until(lambda: subscription.live_from is not None)  # it follows from now
                 before = await log.append("s", "before")
                 server.pause()
                 try:
