@@ -122,8 +122,9 @@ class EventLog(abc.ABC):
                 "lifespan, or one per thread)"
             )
         self._loop = loop
-        # The old loop's subscribers ended with their tasks: forget them, unwoken.
-        self._fanouts.clear()
+        if old is not None:
+            # The old loop's subscribers ended with their tasks: forget them, unwoken.
+            self._fanouts.clear()
         self._new_loop(loop)
 
     @property
