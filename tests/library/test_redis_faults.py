@@ -171,6 +171,44 @@ def test_redis_restarted_without_its_data_gives_a_reset_never_a_silent_gap(
     assert "Redis lost its data" in caplog.text
 
 
+def test_a_stream_that_went_back_behind_what_was_handed_out_gives_a_reset(
+    redis_url: str, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The data set is the same, but a stream lost its newest entries (a failover to a
+    replica that lagged): the reader notices when it reconnects, and its subscribers reset."""
+    caplog.set_level(logging.WARNING)
+    name = unique(request)
+    key = RedisEventLog.key(name)
+
+    async def test() -> list[tuple[str, str]]:
+        log = RedisEventLog(redis_url, block_ms=200, socket_timeout=1.0)
+        async with contextlib.aclosing(log):
+            response = ResumableEventSourceResponse(log, name, final_events=["done"])
+            comm = ApplicationCommunicator(response, http_scope())
+            await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
+            assert (await comm.receive_output(15))["status"] == 200
+            for i in range(5):
+                await log.append(name, str(i))
+            before = await receive_until(comm, "data: 4\n")
+            with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+                client.delete(key)  # what a lagging replica holds: an older history
+                client.xadd(key, {"data": "older"}, "1-1")
+                for c in client.client_list():
+                    if c["name"] == "asgi-stream-reader":
+                        client.client_kill_filter(_id=c["id"])  # the reader reconnects
+            reset = await receive_until(comm, "event: reset\n")
+            await log.append(name, "end", "done")
+            after = await receive_until(comm, "event: done\n")
+            await comm.wait(15)
+        return [(e.type, e.data) for e in parse(before + reset + after).events]
+
+    events = run(test, 30)
+    assert [data for _, data in events[:5]] == [str(i) for i in range(5)]
+    assert events[5][0] == "reset" and json.loads(events[5][1])["reason"] == "unknown"
+    assert [data for _, data in events[6:]] == ["older", "end"]  # what it holds now, all of it
+    assert f"{key} went back" in caplog.text
+
+
 def test_a_key_of_another_type_under_the_prefix_is_logged_and_the_other_streams_go_on(
     redis_url: str, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
 ) -> None:
