@@ -121,6 +121,41 @@ def test_an_append_sent_again_during_a_redis_pause_is_stored_once(tmp_path: Path
     assert delivered == ["before", "during", "end"]
 
 
+def test_two_publishers_appending_through_a_redis_pause_store_each_event_once(
+    tmp_path: Path,
+) -> None:
+    """Two logs (two processes, as far as Redis can tell) append to one stream at once
+    while Redis is paused: every event is stored once, and a follower sees each once."""
+    with faulty_redis(tmp_path) as server:
+
+        async def test() -> tuple[list[str], list[str]]:
+            logs = [RedisEventLog(server.url, block_ms=200, socket_timeout=0.5) for _ in range(2)]
+            async with contextlib.aclosing(logs[0]), contextlib.aclosing(logs[1]):
+                subscription = logs[0].subscribe("s", start="live", final_events=["done"])
+                follower = asyncio.ensure_future(collect(subscription))
+                await until(lambda: subscription.live_from is not None)
+                await logs[1].append("s", "warm")  # both publishers connected before the pause
+                server.pause()
+                try:
+                    sent = [
+                        asyncio.ensure_future(append(logs[i % 2], "s", f"{i}")) for i in range(20)
+                    ]
+                    await asyncio.sleep(1.5)  # three socket timeouts
+                finally:
+                    server.resume()
+                ids = await asyncio.wait_for(asyncio.gather(*sent), 15)
+                end = await append(logs[0], "s", "end", "done")
+                got = await asyncio.wait_for(follower, 15)
+            assert len(set(ids)) == 20 and got[-1][0] == end
+            with redis.Redis.from_url(server.url, decode_responses=True) as client:
+                stored = [fields["data"] for _, fields in client.xrange(RedisEventLog.key("s"))]
+            return stored, [data for _, data in got]
+
+        stored, delivered = run(test)
+    assert sorted(stored) == sorted(["warm", "end", *map(str, range(20))])
+    assert delivered == stored  # once each, in the stream's order
+
+
 async def receive_until(comm: ApplicationCommunicator, text: str, timeout: float = 15) -> str:
     """The body received so far, once it holds ``text``."""
     body = b""
