@@ -167,9 +167,8 @@ _EPOCH_KEY = "asgi-stream.epoch"  # drawn once per Redis data set; gone when the
 _APPLIED_PREFIX = "asgi-stream.applied:"  # one per publisher round trip: what it stored
 _WAKE_PREFIX = "asgi-stream.wake:"
 _WAKE_SECONDS = 3600  # a wake key left by a killed process goes away by itself
-_CHANGED_MAXLEN = (
-    10_000  # notifications kept (MAXLEN ~); a reader further behind reads every stream
-)
+# Notifications kept (MAXLEN ~); a reader that falls further behind reads every stream once.
+_CHANGED_MAXLEN = 10_000
 _STREAM_ID = re.compile(r"([0-9]{1,19})-([0-9]{1,19})")  # within the 64-bit halves of an ID
 _LAST_PAGE = 16  # entries per XREVRANGE when last() looks for the newest event
 _BACKOFF_FIRST = 0.05  # seconds before a retry after a fault; doubled up to _BACKOFF_MAX
