@@ -23,13 +23,13 @@ from .broadcast import Broadcast, Subscription
 from .compression import gzip_response
 from .concurrency import run_in_threadpool
 from .datastructures import URL, Address, QueryParams, State, URLPath
-from .eventlog import MemoryEventLog
+from .eventlog import MemoryEventLog, open_event_log
 from .eventlog_base import Event, EventIDNotFound, EventLog, EventLogUnavailable
 from .exceptions import ClientDisconnect, HTTPException
 from .fanout import LogSubscription
 from .files import FileResponse
 from .headers import ConnectionHeaderWarning, Headers, HeadersInput, MutableHeaders
-from .redis_eventlog import RedisEventLog, open_event_log  # redis: imported when a log is made
+from .redis_eventlog import RedisEventLog  # redis: imported when a log is made
 from .request import KeepRequestBody, Request
 from .response import Content, JSONResponse, Response, StreamingResponse
 from .resumable import ResumableEventSourceResponse, last_event_id, retry_later

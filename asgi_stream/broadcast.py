@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import asyncio
 
-from .sse import ServerSentEvent
+from .sse_format import ServerSentEvent
 
 __all__ = ["Broadcast", "Subscription"]
 
@@ -120,11 +120,17 @@ class Broadcast:
         """How many subscriptions are open."""
         return len(self._subscriptions)
 
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        """The open subscriptions, oldest first (a copy: ending one while looping is safe)."""
+        return tuple(self._subscriptions)
+
     def subscribe(self) -> Subscription:
         """A new subscription: the events published from now on, as bytes."""
-        return self._add(Subscription(self))
+        return self.attach(Subscription(self))
 
-    def _add(self, subscription: Subscription) -> Subscription:
+    def attach(self, subscription: Subscription) -> Subscription:
+        """Add a subscription made for this broadcast (a subclass's, say); it is returned."""
         self._subscriptions[subscription] = None
         return subscription
 
@@ -158,13 +164,13 @@ class Broadcast:
                 waiter.set_result(None)
         for subscription in too_slow:
             self.disconnected += 1
-            subscription._too_slow()
+            subscription.drop()
         return len(self._subscriptions)
 
     def close(self) -> None:
         """End every subscription: each stream sends what it holds, then ends."""
         for subscription in list(self._subscriptions):
-            subscription._end(keep_pending=True)
+            subscription.end(keep_pending=True)
 
     def _forget(self, subscription: Subscription) -> None:
         self._subscriptions.pop(subscription, None)
@@ -190,42 +196,64 @@ class Subscription:
         return self
 
     async def __anext__(self) -> bytes:
-        frames = await self._next_frames()
+        frames = await self.next_frames()
         if len(frames) == 1:
             return frames[0].wire
         return b"".join([frame.wire for frame in frames])
 
-    async def _next_frames(self) -> list[Frame]:
-        """Every frame waiting (at least one), once there is one; the buffer is emptied."""
+    @property
+    def ended(self) -> bool:
+        """Whether the subscription has left its broadcast (it may still hold events)."""
+        return self._ended
+
+    @property
+    def pending(self) -> int:
+        """How many events wait in the buffer."""
+        return len(self._pending)
+
+    async def next_frames(self) -> list[Frame]:
+        """Every frame waiting (at least one), once there is one; the buffer is emptied.
+
+        Raises :class:`StopAsyncIteration` once the subscription has ended
+        and holds nothing more.
+        """
         while not self._pending:
             if self._ended:
                 raise StopAsyncIteration
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+            await self.wait()
         frames = self._pending
         self._pending = []
         return frames
 
+    async def wait(self) -> None:
+        """Wait until :meth:`wake`: an event came, the subscription ended, or another reason."""
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def wake(self) -> None:
+        """Wake the subscriber if it waits."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     async def aclose(self) -> None:
         """Leave the broadcast; the iterator ends."""
-        self._end()
+        self.end()
 
-    def _too_slow(self) -> None:
-        """Disconnected for falling ``max_pending`` events behind."""
-        self._end()
+    def drop(self) -> None:
+        """Disconnect the subscriber for falling ``max_pending`` events behind."""
+        self.end()
 
-    def _end(self, keep_pending: bool = False) -> None:
+    def end(self, keep_pending: bool = False) -> None:
         """Leave the broadcast and end the iterator (after what is pending, if kept)."""
         self._ended = True
         if not keep_pending:
             self._pending.clear()
         self._broadcast._forget(self)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self.wake()
 
     def __repr__(self) -> str:
         state = "ended" if self._ended else f"{len(self._pending)} pending"

@@ -69,8 +69,9 @@ keeps them in Redis Streams instead, for any number of workers and hosts.
 one worker runs on many by changing that URL alone.
 
 The interface and its types are defined in :mod:`asgi_stream.eventlog_base`,
-which both backends import; the Redis module, built on top, holds
-:func:`~asgi_stream.open_event_log` too, since it is the one that knows both.
+which both backends import (its docstring draws the modules' one-way
+order). This module also holds :func:`~asgi_stream.open_event_log`, which
+imports the Redis backend only when a URL names it.
 """
 
 from __future__ import annotations
@@ -82,10 +83,6 @@ from collections import deque
 from itertools import islice
 
 from .broadcast import Frame
-
-# The interface lives in eventlog_base so that the Redis backend can import it
-# without importing this module (which imports the backend). Re-exported here:
-# users import every event-log name from this module.
 from .eventlog_base import (
     DEFAULT_MAX_PENDING,
     DEFAULT_MAXLEN,
@@ -96,7 +93,7 @@ from .eventlog_base import (
 )
 from .fanout import LogSubscription
 
-__all__ = ["MemoryEventLog"]
+__all__ = ["MemoryEventLog", "open_event_log"]
 
 _PAGE = 500  # events per page of a subscriber's replay
 
@@ -178,6 +175,7 @@ class MemoryEventLog(EventLog):
     async def append(self, stream: str, data: str, event: str | None = None) -> str:
         self.check_stream(stream)
         self.check_event(data, event)
+        self._bind_loop()
         s = self._get_or_create(stream)
         event_id = s.id_of(s.next_seq)
         s.events.append(Event(event_id, data, event))
@@ -197,7 +195,9 @@ class MemoryEventLog(EventLog):
         if s is not None and s.next_seq == 1:
             del self._streams[stream]  # created by subscribers only, and they have all gone
 
-    async def _history(self, stream: str, after: str | None, upto: str, check: bool) -> list[Frame]:
+    async def replay_page(
+        self, stream: str, after: str | None, upto: str, check: bool
+    ) -> list[Frame]:
         s = self._get(stream)
         if s is None:  # expired since: its successor starts afresh
             if check and after is not None:
@@ -218,10 +218,10 @@ class MemoryEventLog(EventLog):
             return []
         start = cursor + 1 - s.first_seq
         events = islice(s.events, start, start + last - cursor)
-        return [make_frame(e.id, e.data, e.event, self._position(e.id)) for e in events]
+        return [make_frame(e.id, e.data, e.event, self.position(e.id)) for e in events]
 
     @staticmethod
-    def _position(event_id: str) -> tuple[int, int]:
+    def position(event_id: str) -> tuple[int, int]:
         found = _ID.fullmatch(event_id)
         return (0, int(found[2]) if found is not None else 0)
 
@@ -237,3 +237,22 @@ class MemoryEventLog(EventLog):
         s = self._get(stream)
         if s is not None:
             s.expires_at = time.monotonic() + seconds
+
+
+def open_event_log(
+    url: str | None = None, maxlen: int = DEFAULT_MAXLEN, max_pending: int = DEFAULT_MAX_PENDING
+) -> EventLog:
+    """The event log named by ``url``: ``"memory"`` (or ``None``), or a Redis URL.
+
+    ``redis://host:port/db``, ``rediss://`` (TLS) and ``unix://`` select
+    :class:`~asgi_stream.RedisEventLog`, which needs the ``redis`` extra (``pip
+    install 'asgi-stream[redis]'``); its module, and the ``redis`` package,
+    are imported only then.
+    """
+    if url in (None, "", "memory"):
+        return MemoryEventLog(maxlen, max_pending)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from .redis_eventlog import RedisEventLog  # the backend, imported when named
+
+        return RedisEventLog(url, maxlen, max_pending=max_pending)
+    raise ValueError(f"unknown event log {url!r}: expected 'memory' or a redis:// URL")

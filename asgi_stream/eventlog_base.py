@@ -1,13 +1,25 @@
 """What every event log is: the :class:`EventLog` interface and the types it shares.
 
-This module is the bottom of the event-log modules, so that they import in one
-direction only:
+The event-log modules import in one direction only, from the bottom up:
 
-* :mod:`asgi_stream.eventlog_base` (this module) imports nothing from the others;
-* :mod:`asgi_stream.eventlog` imports it, and adds the in-memory log;
-* :mod:`asgi_stream.redis_eventlog` imports both: it implements :class:`EventLog`
-  on Redis, and holds :func:`~asgi_stream.open_event_log`, which opens either
-  one from a URL (``redis`` itself is imported only when a Redis log is made).
+* :mod:`asgi_stream.sse_format` encodes an event, and imports nothing of the package;
+* :mod:`asgi_stream.broadcast` is the fan-out in one process (``Frame``,
+  ``Broadcast``, ``Subscription``); :mod:`asgi_stream.fanout` builds one
+  stream's fan-out of a log on it (``StreamFanout``, ``LogSubscription``),
+  and declares what a subscription asks of its log (``SubscriptionSource``);
+* :mod:`asgi_stream.eventlog_base` (this module) is the interface, which
+  answers what a subscription asks;
+* :mod:`asgi_stream.redis_eventlog` implements it on Redis, and imports this
+  module alone of the three;
+* :mod:`asgi_stream.eventlog` adds the in-memory log, and
+  :func:`~asgi_stream.open_event_log`, which opens either one from a URL: it
+  imports the Redis module inside the function, only when a URL names Redis
+  (and ``redis`` itself is imported only when a Redis log is made).
+
+Every call goes down that list, through public names: a subscription reaches
+its log through ``fanout.SubscriptionSource``'s methods,
+which :class:`EventLog` implements, and a log reaches its subscribers through
+their fan-out's.
 
 Users need not import any of them: every public name is importable from
 :mod:`asgi_stream`; :mod:`asgi_stream.eventlog`'s docstring explains how a log
@@ -17,14 +29,15 @@ works.
 from __future__ import annotations
 
 import abc
+import asyncio
 import re
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from .broadcast import Broadcast, Frame
-from .fanout import LogSubscription
-from .sse import ServerSentEvent, check_event_type
+from .broadcast import Frame
+from .fanout import LogSubscription, StreamFanout
+from .sse_format import ServerSentEvent, check_event_type
 
 __all__ = ["Event", "EventIDNotFound", "EventLog", "EventLogUnavailable"]
 
@@ -81,7 +94,38 @@ class EventLog(abc.ABC):
         #: Subscribers disconnected for falling ``max_pending`` events behind.
         self.disconnected = 0
         # Per stream with subscribers in this process, its fan-out (see asgi_stream.fanout).
-        self._fanouts: dict[str, Broadcast] = {}
+        self._fanouts: dict[str, StreamFanout] = {}
+        # The event loop the log serves now (see _bind_loop).
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _bind_loop(self) -> None:
+        """Serve the running event loop; start afresh if the last one has ended.
+
+        Waiters, tasks and connections belong to the loop that made them. A
+        log made at module level outlives each loop that uses it (one
+        ``asyncio.run()`` or one test client per test), so when a new loop
+        comes, whatever the old one held is dropped (its subscribers ended
+        with it) and made again here. Two loops *at once* (threads) cannot
+        share one log: that is refused.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not in a loop yet: the first await binds it
+        old = self._loop
+        if loop is old:
+            return
+        if old is not None and old.is_running():
+            raise RuntimeError(
+                "this event log serves one event loop at a time, and another loop that "
+                "uses it is still running: open one log per event loop (in the app's "
+                "lifespan, or one per thread)"
+            )
+        self._loop = loop
+        if old is not None:
+            # The old loop's subscribers ended with their tasks: forget them, unwoken.
+            self._fanouts.clear()
+        self._new_loop(loop)
 
     @property
     def subscribers(self) -> int:
@@ -110,12 +154,13 @@ class EventLog(abc.ABC):
         self.check_stream(stream)
         if start not in ("beginning", "live"):
             raise ValueError(f'start must be "beginning" or "live", not {start!r}')
+        self._bind_loop()
         fanout = self._fanouts.get(stream)
         if fanout is None:
-            fanout = self._fanouts[stream] = Broadcast(self.max_pending)
+            fanout = self._fanouts[stream] = StreamFanout(self.max_pending)
         finals = frozenset(final_events)
         subscription = LogSubscription(self, stream, fanout, after, start, finals)
-        fanout._add(subscription)
+        fanout.attach(subscription)
         self._join(subscription)
         return subscription
 
@@ -133,7 +178,7 @@ class EventLog(abc.ABC):
             try:
                 while True:
                     try:
-                        frames = await subscription._next_frames()
+                        frames = await subscription.next_frames()
                     except StopAsyncIteration:
                         break
                     for frame in frames:
@@ -141,7 +186,7 @@ class EventLog(abc.ABC):
                         after = frame.id
                         yield Event(frame.id, frame.data, frame.event)
             finally:
-                subscription._end()
+                subscription.end()
             if not subscription.dropped:
                 return  # the log was closed
 
@@ -151,29 +196,27 @@ class EventLog(abc.ABC):
         if fanout is not None:
             fanout.deliver(frame)
 
-    def _leave(self, subscription: LogSubscription) -> None:
+    # What a subscription asks of its log (asgi_stream.fanout.SubscriptionSource).
+
+    def leave(self, subscription: LogSubscription) -> None:
+        """Forget ``subscription``, which ended; and its stream, if it was the last one."""
         stream = subscription.stream
         fanout = self._fanouts.get(stream)
         if fanout is not None and not fanout.subscribers:
             del self._fanouts[stream]
             self._forget_stream(stream)
 
-    def _close_fanouts(self) -> None:
-        """End every subscription, after what it holds (at :meth:`aclose`)."""
-        for fanout in list(self._fanouts.values()):
-            fanout.close()
+    async def wait_live_from(self, subscription: LogSubscription) -> None:  # noqa: B027 - a hook
+        """Return once ``subscription.live_from`` is set (or it ended).
 
-    def _join(self, subscription: LogSubscription) -> None:  # noqa: B027 - a hook
-        """Set ``subscription.live_from`` now if the backend can (see :mod:`asgi_stream.fanout`)."""
-
-    async def _ready(self, subscription: LogSubscription) -> None:  # noqa: B027 - a hook
-        """Return once ``subscription.live_from`` is set; :meth:`_join` did it unless overridden."""
-
-    def _forget_stream(self, stream: str) -> None:  # noqa: B027 - a hook
-        """The last local subscriber of ``stream`` left."""
+        A backend whose fan-out knows where it stands at once sets it in
+        :meth:`_join`, and needs nothing here; the Redis log asks its reader.
+        """
 
     @abc.abstractmethod
-    async def _history(self, stream: str, after: str | None, upto: str, check: bool) -> list[Frame]:
+    async def replay_page(
+        self, stream: str, after: str | None, upto: str, check: bool
+    ) -> list[Frame]:
         """A page of the events after ``after`` (the oldest held if ``None``), up to ``upto``.
 
         With ``check``, first raise :class:`EventIDNotFound` unless ``after``
@@ -183,8 +226,24 @@ class EventLog(abc.ABC):
 
     @staticmethod
     @abc.abstractmethod
-    def _position(event_id: str) -> tuple[int, int]:
+    def position(event_id: str) -> tuple[int, int]:
         """A valid ID of this log as numbers that order the events of one stream."""
+
+    # The backends' hooks.
+
+    def _close_fanouts(self) -> None:
+        """End every subscription, after what it holds (at :meth:`aclose`)."""
+        for fanout in list(self._fanouts.values()):
+            fanout.close()
+
+    def _new_loop(self, loop: asyncio.AbstractEventLoop) -> None:  # noqa: B027 - a hook
+        """``loop`` serves the log from now on: the first, or one after another has ended."""
+
+    def _join(self, subscription: LogSubscription) -> None:  # noqa: B027 - a hook
+        """Set ``subscription.live_from`` now if the backend can (see :mod:`asgi_stream.fanout`)."""
+
+    def _forget_stream(self, stream: str) -> None:  # noqa: B027 - a hook
+        """The last local subscriber of ``stream`` left."""
 
     @abc.abstractmethod
     async def append(self, stream: str, data: str, event: str | None = None) -> str:

@@ -43,7 +43,6 @@ when its replay cannot be read now.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Literal, Protocol
 
 from .broadcast import Broadcast, Frame, Subscription
@@ -51,25 +50,53 @@ from .broadcast import Broadcast, Frame, Subscription
 __all__ = ["LogSubscription"]
 
 
-class FanoutSource(Protocol):
-    """What a :class:`LogSubscription` asks of its event log (hooks of ``EventLog``)."""
+class SubscriptionSource(Protocol):
+    """What a :class:`LogSubscription` asks of its event log (an ``EventLog`` is one)."""
 
     disconnected: int
 
-    async def _ready(self, subscription: LogSubscription) -> None:
-        """Return once ``subscription.live_from`` is known."""
+    async def wait_live_from(self, subscription: LogSubscription) -> None:
+        """Return once ``subscription.live_from`` is known (or the subscription ended)."""
 
-    async def _history(self, stream: str, after: str | None, upto: str, check: bool) -> list[Frame]:
+    async def replay_page(
+        self, stream: str, after: str | None, upto: str, check: bool
+    ) -> list[Frame]:
         """A page of the events after ``after`` (the oldest held if ``None``), up to ``upto``.
 
         With ``check``, first raise ``EventIDNotFound`` if ``after`` cannot be resumed.
         """
 
-    def _position(self, event_id: str) -> tuple[int, int]:
+    def position(self, event_id: str) -> tuple[int, int]:
         """An ID as numbers that order the events of a stream."""
 
-    def _leave(self, subscription: LogSubscription) -> None:
+    def leave(self, subscription: LogSubscription) -> None:
         """Forget a subscription that ended."""
+
+
+class StreamFanout(Broadcast):
+    """One stream's subscribers in this process: its log hands each new event to :meth:`deliver`."""
+
+    @property
+    def subscriptions(self) -> tuple[LogSubscription, ...]:
+        """The open subscriptions, oldest first (a copy)."""
+        return tuple(s for s in super().subscriptions if isinstance(s, LogSubscription))
+
+    def start_live(self, live_from: str) -> None:
+        """Tell the subscriptions that wait for it where their buffers start, and wake them."""
+        for subscription in self.subscriptions:
+            if subscription.live_from is None:
+                subscription.live_from = live_from
+                subscription.wake()
+
+    def fail(self, error: Exception) -> None:
+        """End every subscription with ``error`` (see :meth:`LogSubscription.fail`)."""
+        for subscription in self.subscriptions:
+            subscription.fail(error)
+
+    def drop_all(self) -> None:
+        """Disconnect every subscriber, as too slow: each resumes by ID when it comes back."""
+        for subscription in self.subscriptions:
+            subscription.drop()
 
 
 class LogSubscription(Subscription):
@@ -84,6 +111,7 @@ class LogSubscription(Subscription):
     __slots__ = (
         "_after",
         "_checked",
+        "_failure",
         "_final_events",
         "_replayed",
         "_skip_through",
@@ -95,9 +123,9 @@ class LogSubscription(Subscription):
 
     def __init__(
         self,
-        source: FanoutSource,
+        source: SubscriptionSource,
         stream: str,
-        fanout: Broadcast,
+        fanout: StreamFanout,
         after: str | None,
         start: Literal["beginning", "live"],
         final_events: frozenset[str],
@@ -114,16 +142,22 @@ class LogSubscription(Subscription):
         self._replayed = after is None and start == "live"
         self._final_events = final_events
         self._skip_through: tuple[int, int] | None = None
+        self._failure: Exception | None = None
 
-    async def _next_frames(self) -> list[Frame]:
+    async def next_frames(self) -> list[Frame]:
         while True:
-            if self._ended and not self._pending:
+            if self.ended and not self.pending:
+                if self._failure is not None:
+                    raise self._failure
                 raise StopAsyncIteration
             if self.live_from is None:
-                await self._source._ready(self)
+                await self._source.wait_live_from(self)
                 continue
             if self._replayed:
-                frames = await super()._next_frames()
+                try:
+                    frames = await super().next_frames()
+                except StopAsyncIteration:
+                    continue  # the check above says why it ended
             else:
                 frames = await self._replay_page()
                 if not frames:
@@ -137,13 +171,13 @@ class LogSubscription(Subscription):
 
     async def _replay_page(self) -> list[Frame]:
         upto = self.live_from
-        assert upto is not None  # _next_frames waited for it
+        assert upto is not None  # next_frames waited for it
         check = not self._checked
-        page = await self._source._history(self.stream, self._after, upto, check)
+        page = await self._source.replay_page(self.stream, self._after, upto, check)
         self._checked = True
         if check and self._after is not None:
-            after = self._source._position(self._after)
-            if after > self._source._position(upto):
+            after = self._source.position(self._after)
+            if after > self._source.position(upto):
                 self._skip_through = after
         if page:
             self._after = page[-1].id
@@ -154,33 +188,29 @@ class LogSubscription(Subscription):
     def _stop_after_final(self, frames: list[Frame]) -> list[Frame]:
         for index, frame in enumerate(frames):
             if frame.event in self._final_events:
-                self._end()
+                self.end()
                 return frames[: index + 1]
         return frames
 
-    def _too_slow(self) -> None:
+    def fail(self, error: Exception) -> None:
+        """End the subscription: what it holds is still given out, then ``error`` is raised.
+
+        What the log does when it cannot go on with a stream: the stream went
+        back (:class:`~asgi_stream.eventlog.EventIDNotFound`: the client is
+        told to reset) or cannot be read (:class:`~asgi_stream.EventLogUnavailable`).
+        """
+        self._failure = error
+        self.end(keep_pending=True)
+
+    def drop(self) -> None:
         self.dropped = True
         self._source.disconnected += 1
-        super()._too_slow()
+        super().drop()
 
-    def _end(self, keep_pending: bool = False) -> None:
-        super()._end(keep_pending)
-        self._source._leave(self)
-
-    def _wake(self) -> None:
-        """Wake the subscriber if it waits (``live_from`` became known)."""
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def _wait(self) -> None:
-        """Wait until :meth:`_wake` or the end."""
-        self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
+    def end(self, keep_pending: bool = False) -> None:
+        super().end(keep_pending)
+        self._source.leave(self)
 
     def __repr__(self) -> str:
-        state = "ended" if self._ended else f"{len(self._pending)} pending"
+        state = "ended" if self.ended else f"{self.pending} pending"
         return f"<LogSubscription {self.stream!r} {state}>"

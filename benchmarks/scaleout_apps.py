@@ -22,10 +22,15 @@ engine:
 * ``bare``: :data:`benchmarks.apps.bare`, raw ASGI with a queue per
   subscriber and no library: what the server itself costs per subscriber,
   which the memory target is "on top of". In memory too.
+* ``bare redis``: the same raw ASGI fan-out fed by Redis with no library: per
+  process, one task in an ``XREAD BLOCK`` on the stream, ``XADD`` to publish,
+  and the bytes of each event put in every subscriber's queue. The floor of
+  any fan-out on Redis, which ``asgi-stream redis`` is measured against.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
@@ -34,7 +39,7 @@ from typing import Any
 from asgi_stream import Broadcast, EventSourceResponse, ServerSentEvent, open_event_log
 from asgi_stream.types import Receive, Scope, Send
 
-from .apps import bare, raw_app, serve_lifespan  # noqa: F401 - bare is a candidate served here
+from .apps import SSE_HEADERS, Hub, bare, raw_app, serve_lifespan, sse_bytes  # noqa: F401 - bare
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 CHANNEL = "bench"
@@ -170,7 +175,50 @@ def make_litestar_redis_streams() -> Any:
     return with_lifespan(app, start, context.aclose)
 
 
+# -- bare ASGI on Redis: the floor on Redis ------------------------------------------------------
+
+
+def make_bare_redis() -> Any:
+    from redis.asyncio import Redis
+
+    key = "bench-bare:" + CHANNEL
+    hub = Hub(sse_bytes)
+    publisher = Redis.from_url(REDIS_URL)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def read_forever() -> None:
+        reader = Redis.from_url(REDIS_URL, decode_responses=True)
+        cursor = "$"
+        while True:
+            for _, entries in await reader.xread({key: cursor}, count=500, block=5000):
+                for entry_id, fields in entries:
+                    cursor = entry_id
+                    hub.publish(fields["data"])
+
+    async def subscribe(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        with hub.subscription() as queue:
+            while True:
+                await send(
+                    {"type": "http.response.body", "body": await queue.get(), "more_body": True}
+                )
+
+    async def publish(data: str) -> None:
+        await publisher.xadd(key, {"data": data}, maxlen=10_000, approximate=True)
+
+    async def start() -> None:
+        tasks.append(asyncio.get_running_loop().create_task(read_forever()))
+
+    async def stop() -> None:
+        for task in tasks:
+            task.cancel()
+        await publisher.aclose()
+
+    return with_lifespan(raw_app(no_stream, no_stream, subscribe, publish), start, stop)
+
+
 _RIVALS = {
+    "bare_redis": make_bare_redis,
     "broadcaster_redis": make_broadcaster_redis,
     "litestar_redis_streams": make_litestar_redis_streams,
 }
@@ -186,6 +234,7 @@ def __getattr__(name: str) -> Any:
 #: name -> (attribute of this module, whether events cross processes through Redis)
 CANDIDATES = {
     "bare ASGI (the server's own cost)": ("bare", False),
+    "bare ASGI redis (the floor on Redis)": ("bare_redis", True),
     "asgi-stream memory (floor)": ("asgi_stream_memory", False),
     "asgi-stream redis": ("asgi_stream_redis", True),
     "broadcaster redis": ("broadcaster_redis", True),

@@ -67,9 +67,10 @@ nitpick_ignore_regex = [
         "Any|AsyncIterable|AsyncIterator|Awaitable|Callable|Iterable|Mapping|MutableMapping"
         "|AbstractAsyncContextManager|None|NoneType|Ellipsis",
     ),
-    # The router's own aliases, which its page explains in words, and the protocol a
-    # log's fan-out reads from (a LogSubscription is made by EventLog.subscribe).
-    ("py:class", "Endpoint|Hook|Lifespan|FanoutSource"),
+    # The router's own aliases, which its page explains in words, and the protocol and
+    # the fan-out a log's subscription works with (a LogSubscription is made by
+    # EventLog.subscribe).
+    ("py:class", "Endpoint|Hook|Lifespan|SubscriptionSource|StreamFanout"),
     # What a test sends as a request's body and headers, which stream() explains in words.
     ("py:class", "Body|HeaderPairs"),
     # httpx, which the testing transport is for: no inventory of its documentation either.

@@ -9,7 +9,9 @@ of ``tests/conftest.py`` runs one per test module.
 :func:`faulty_redis` runs one that a test can break: SIGKILL and restart it on
 the same port, or SIGSTOP and SIGCONT it. It keeps an append-only file synced
 at every write (``--appendfsync always``), so a restart loses nothing Redis
-acknowledged, as a production Redis with AOF would.
+acknowledged, as a production Redis with AOF would; with ``persistent=False``
+it has Redis's default of no append-only file (and here no snapshot either),
+so a restart comes back empty.
 """
 
 from __future__ import annotations
@@ -40,8 +42,11 @@ def redis_server(tmp_path: Path) -> Iterator[str]:
 class FaultyRedis:
     """A redis-server with an append-only file, that a test kills, restarts, pauses, resumes."""
 
-    def __init__(self, tmp_path: Path, stack: contextlib.ExitStack) -> None:
+    def __init__(
+        self, tmp_path: Path, stack: contextlib.ExitStack, persistent: bool = True
+    ) -> None:
         self.tmp_path = tmp_path
+        self.persistent = persistent
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._stack = stack
@@ -50,7 +55,10 @@ class FaultyRedis:
 
     def _start(self) -> ServerProcess:
         self._starts += 1
-        command = _command(self.tmp_path, "--appendonly", "yes", "--appendfsync", "always")
+        if self.persistent:
+            command = _command(self.tmp_path, "--appendonly", "yes", "--appendfsync", "always")
+        else:
+            command = _command(self.tmp_path, "--appendonly", "no")
         log_path = self.tmp_path / f"redis-{self._starts}.log"
         return self._stack.enter_context(
             serve(command, log_path, port=self.port, start_timeout=10.0, stop_timeout=5.0)
@@ -71,10 +79,10 @@ class FaultyRedis:
 
 
 @contextlib.contextmanager
-def faulty_redis(tmp_path: Path) -> Iterator[FaultyRedis]:
+def faulty_redis(tmp_path: Path, persistent: bool = True) -> Iterator[FaultyRedis]:
     """Run a :class:`FaultyRedis` until the block ends (resumed first, if paused)."""
     with contextlib.ExitStack() as stack:
-        redis = FaultyRedis(tmp_path, stack)
+        redis = FaultyRedis(tmp_path, stack, persistent)
         try:
             yield redis
         finally:

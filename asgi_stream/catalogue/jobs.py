@@ -58,9 +58,9 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
+from ..eventlog import open_event_log
 from ..eventlog_base import EventLog, EventLogUnavailable
 from ..exceptions import HTTPException
-from ..redis_eventlog import open_event_log
 from ..request import Request
 from ..response import JSONResponse
 from ..resumable import ResumableEventSourceResponse, last_event_id, retry_later
