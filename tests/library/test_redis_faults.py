@@ -23,12 +23,12 @@ import redis
 from asgiref.testing import ApplicationCommunicator
 
 from asgi_stream import EventLog, EventLogUnavailable, RedisEventLog, ResumableEventSourceResponse
+from asgi_stream.testing import parse_event_stream
 from tests.asgi import body_of, http_scope
 from tests.asgi import request as exchange
 from tests.library.test_fanout import collect
 from tests.redis_server import faulty_redis
 from tests.waiting import until
-from tests.whatwg_sse import parse
 
 pytestmark = pytest.mark.server
 
@@ -76,7 +76,7 @@ def test_a_resume_storm_on_a_small_pool_is_never_told_redis_cannot_be_reached(
                     log, name, ids[after], final_events=["done"]
                 )
                 messages = await exchange(response, http_scope(), timeout=30)
-                return [e.data for e in parse(body_of(messages).decode()).events]
+                return [e.data for e in parse_event_stream(body_of(messages).decode()).events]
 
             return await asyncio.gather(*(resume(i % 10) for i in range(300)))
 
@@ -193,7 +193,7 @@ def test_redis_restarted_without_its_data_gives_a_reset_never_a_silent_gap(
                 await append(log, "s", "end", "done")
                 after = await receive_until(comm, "event: done\n")
                 await comm.wait(15)
-            events = parse(before + after).events
+            events = parse_event_stream(before + after).events
             assert events[9].last_event_id == ids[9]
             return [(e.type, e.data, e.last_event_id) for e in events]
 
@@ -235,7 +235,7 @@ def test_a_stream_that_went_back_behind_what_was_handed_out_gives_a_reset(
             await log.append(name, "end", "done")
             after = await receive_until(comm, "event: done\n")
             await comm.wait(15)
-        return [(e.type, e.data) for e in parse(before + reset + after).events]
+        return [(e.type, e.data) for e in parse_event_stream(before + reset + after).events]
 
     events = run(test, 30)
     assert [data for _, data in events[:5]] == [str(i) for i in range(5)]
@@ -268,7 +268,7 @@ def test_a_key_of_another_type_under_the_prefix_is_logged_and_the_other_streams_
             # Over SSE, its client is asked to come back later: a 200 and a retry, never a 500.
             messages = await exchange(ResumableEventSourceResponse(log, poison), http_scope())
             assert messages[0]["status"] == 200
-            assert parse(body_of(messages).decode()).retry == 1000
+            assert parse_event_stream(body_of(messages).decode()).retry == 1000
             assert messages[-1]["more_body"] is False
 
     run(test, 30)
