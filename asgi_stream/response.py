@@ -493,8 +493,10 @@ class StreamingResponse(Response):
         if coalesce not in (None, True, False):
             raise TypeError(f"coalesce must be None, True or False, not {coalesce!r}")
         self.send_timeout = _checked_seconds("send_timeout", send_timeout)
-        if not (first_chunk_wait == 0 and type(first_chunk_wait) in (int, float)):
-            _checked_seconds("first_chunk_wait", first_chunk_wait)  # 0 is allowed here
+        if first_chunk_wait != 0 or type(first_chunk_wait) not in (int, float):
+            _checked_seconds("first_chunk_wait", first_chunk_wait)  # 0 is allowed, None is not
+            if first_chunk_wait is None:
+                raise TypeError("first_chunk_wait must be a number of seconds (0: none), not None")
         self.first_chunk_wait = first_chunk_wait
         self.coalesce = coalesce
         self.ping = _checked_seconds("ping", ping)
@@ -579,15 +581,16 @@ class StreamingResponse(Response):
             async for chunk in body:
                 if ending.stopped:
                     raise asyncio.CancelledError  # the generator swallowed ours: stop anyway
-                if not headers.sent:
-                    await headers.send()  # the first chunk: the headers go before it
+                data = chunk if as_is and type(chunk) is bytes else self.wire_bytes(chunk)
                 try:
-                    waiting = send_chunk(
-                        chunk if as_is and type(chunk) is bytes else self.wire_bytes(chunk)
-                    )
+                    if not headers.sent:  # the first chunk: the headers go before it
+                        await headers.send()
+                    waiting = send_chunk(data)
                     if waiting is not None:
                         await waiting
                 except asyncio.CancelledError as cancel:
+                    if ending.stopped or not await headers.settled():
+                        raise  # ours, or the headers never went out: nothing can follow
                     await ending.throw_into(body, cancel, sender, self.wire_bytes)
                 except OSError as exc:  # from send(): the client is gone, or frozen
                     raise ClientDisconnect from exc
@@ -614,7 +617,12 @@ class StreamingResponse(Response):
                     # answered in full, so the error is logged, not raised on.
                     logger.exception("a stream failed before its first chunk")
                     answer = json_error(500, "Internal Server Error")
-                await headers.answer(answer)
+                ending.unwatch()  # a complete answer: see "It is complete" above
+                try:
+                    await headers.answer(answer)
+                except asyncio.CancelledError:
+                    if not ending.stopped_us():
+                        raise  # the client left meanwhile: nobody to answer
                 return
             await sender.finish()  # the generator failed: what it made before goes out first
             raise
@@ -731,9 +739,10 @@ class _Headers:
     first chunk, for at most a given time (see "Before the first chunk").
 
     The body task calls :meth:`send` before the first chunk. If the generator
-    is slower than the wait, a timer sends the headers from a task of its own
-    instead, so the client hears of the stream early; the generator is not
-    disturbed, and the first chunk waits until that send is done. Either way
+    is slower than the wait, a timer starts the send of the headers instead,
+    so the client hears of the stream early; the generator is not disturbed,
+    and the first chunk waits until that send is done. The send always runs in
+    a task of its own (see :meth:`send`). Either way
     the headers go out once, and the body sender starts (and with it the
     heartbeat) as soon as they are out.
     """
@@ -760,13 +769,29 @@ class _Headers:
             await self.send()
 
     async def send(self) -> None:
-        """Make sure the headers are out, then return."""
-        if self._early is not None:
-            await self._early  # the timer's task is sending them (or failed to)
-        elif not self.sent:
+        """Make sure the headers are out, then return.
+
+        The send runs in a task of its own even when nothing held it back, so
+        that a cancellation meant for the generator (its timeout, firing while
+        the headers go out) interrupts only this wait, never the send itself.
+        """
+        if self.sent:
+            return
+        if self._early is None:
             self._cancel_timer()
-            self.out = True
-            await self._send_start()
+            self._send_early()
+        early = self._early
+        assert early is not None
+        await asyncio.wait((early,))  # not `await early`: a cancellation would reach it
+        early.result()  # its error, if it failed
+
+    async def settled(self) -> bool:
+        """Whether the headers are out, once the timer's send, if under way,
+        has ended (a cancellation of the body task does not stop that send)."""
+        early = self._early
+        if early is not None and not early.done():
+            await asyncio.wait((early,))
+        return self.sent
 
     async def answer(self, response: Response) -> None:
         """Send ``response`` instead of the held headers (an error's answer)."""
@@ -789,7 +814,7 @@ class _Headers:
             self._timer = None
 
     def _send_early(self) -> None:
-        self._timer = None
+        self._timer = None  # it fired, or was cancelled by send()
         self.out = True
         early = self._early = asyncio.get_running_loop().create_task(self._send_start())
         early.add_done_callback(self._sent_early)

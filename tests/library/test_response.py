@@ -161,20 +161,30 @@ def test_headers_are_lowercased_and_no_content_length_is_added() -> None:
     ]
 
 
-def test_a_chunk_of_another_type_is_an_error_not_silence() -> None:
+def test_a_chunk_of_another_type_is_an_error_not_silence(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async def generate():
         yield 42
 
-    comm_messages: list[dict[str, Any]] = []
+    # The first chunk: the headers still wait for it, so the error is a JSON 500.
+    messages = asyncio.run(request(StreamingResponse(generate()), http_scope()))
+    assert messages[0]["status"] == 500
+    assert any(
+        "str, bytes or memoryview" in str(r.exc_info[1]) for r in caplog.records if r.exc_info
+    )
 
-    async def main() -> None:
-        comm = await started(StreamingResponse(generate()))
-        comm_messages.append(await comm.receive_output(BOUND))
+    async def later():
+        yield b"fine"
+        yield 42
+
+    async def main() -> None:  # a later chunk: the stream is cut, and the error raised
+        comm = await started(StreamingResponse(later()))
+        assert (await comm.receive_output(BOUND))["type"] == START
         with pytest.raises(TypeError, match="str, bytes or memoryview"):
             await comm.wait(BOUND)
 
     asyncio.run(main())
-    assert comm_messages[0]["type"] == START
 
 
 @pytest.mark.parametrize("bad", ["a\r\nb", "a\nb", "a\rb", "a\0b"])

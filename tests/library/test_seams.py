@@ -349,3 +349,63 @@ async def test_the_shared_receive_gives_the_body_in_order_then_the_disconnect() 
     await asyncio.wait_for(KeepRequestBody(app)(http_scope("POST"), upload.receive, send), BOUND)
     assert [m.get("body") for m in seen[:3]] == [b"a", b"b", b"c"]
     assert [m["type"] for m in seen[3:]] == ["http.disconnect"] * 2
+
+
+class SlowStart:
+    """A server's ``send`` whose ``http.response.start`` takes a while (a busy
+    server), recording every message."""
+
+    def __init__(self, delay: float = 0.1) -> None:
+        self.delay = delay
+        self.messages: list[Message] = []
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            await asyncio.sleep(self.delay)
+        self.messages.append(message)
+
+
+@pytest.mark.parametrize("first_chunk_wait", [0, 0.01, 0.2])
+async def test_a_timeout_spanning_the_first_yield_reaches_the_generator(
+    first_chunk_wait: float,
+) -> None:
+    async def events() -> AsyncIterator[str]:
+        try:
+            async with asyncio.timeout(0.02):  # fires while the headers are going out
+                yield "first"
+                await asyncio.sleep(60)
+        except TimeoutError:
+            yield "timed out"
+
+    server = SlowStart()
+    response = StreamingResponse(events(), first_chunk_wait=first_chunk_wait)
+    await asyncio.wait_for(response(http_scope(), never_disconnects, server.send), BOUND)
+    assert server.messages[0]["status"] == 200
+    assert body_of(server.messages).endswith(b"timed out")
+    assert server.messages[-1]["more_body"] is False
+
+
+async def test_a_client_that_leaves_during_an_error_answer_ends_it_quietly() -> None:
+    left = asyncio.Event()
+
+    async def receive() -> Message:
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    class LeavesDuringTheAnswer(SlowStart):
+        async def send(self, message: Message) -> None:
+            left.set()  # the client goes while the answer's headers are sent
+            await super().send(message)
+
+    server = LeavesDuringTheAnswer()
+    response = StreamingResponse(raising(HTTPException(403)))
+    await asyncio.wait_for(response(http_scope(), receive, server.send), BOUND)  # no error
+
+
+async def test_an_item_that_cannot_be_encoded_first_is_a_json_500() -> None:
+    async def items() -> AsyncIterator[object]:
+        yield object()
+
+    messages = await request(EventSourceResponse(items()), http_scope())
+    assert messages[0]["status"] == 500
+    assert json.loads(body_of(messages)) == {"detail": "Internal Server Error"}
