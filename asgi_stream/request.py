@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Generator
 from typing import Any
@@ -324,46 +323,30 @@ class Request:
 
 
 class SharedReceive:
-    """A ``receive`` that several may call at once without taking from each other.
+    """A ``receive`` that a reader of the body and a disconnect watch may call at once.
 
-    Each *task* that calls it reads the request's messages from the first, as
-    if it alone were calling the server's ``receive()``: the body's pieces in
-    order, then ``http.disconnect``. So a framework's request reading the
-    upload in one task, and a disconnect listener throwing every message away
-    in another (Starlette's ``StreamingResponse`` has one, under ASGI 2.3), no
-    longer take pieces from each other. The pieces are kept for the later
-    readers until the request ends, at most the request's ``max_body_size``
-    (a 413 beyond). :meth:`wait_for_disconnect` waits for ``http.disconnect``
-    alone: a streaming response's watch finds it with :func:`disconnect_only`.
+    Calling it gives the server's messages in order, as the server's own
+    ``receive()`` does: each piece of the body once, to whoever asks next,
+    then ``http.disconnect``. :meth:`wait_for_disconnect` waits for
+    ``http.disconnect`` alone and takes nothing from that reader: a streaming
+    response's watch finds it with :func:`disconnect_only`. Pieces the watch
+    took from the server before the reader asked are kept for the reader.
     """
 
-    __slots__ = ("_body", "_read", "request")
+    __slots__ = ("request",)
 
     def __init__(self, request: Request) -> None:
         self.request = request
-        self._body: list[Message] = []  # every piece so far, for each reader to read
-        self._read: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = (
-            weakref.WeakKeyDictionary()  # how many pieces each task has read
-        )
 
     async def __call__(self) -> Message:
-        task = asyncio.current_task()
-        assert task is not None, "an ASGI app runs inside an asyncio task"
-        read = self._read.get(task, 0)
         request = self.request
-        while read == len(self._body):
-            if request._unread:  # taken from the server by anyone: everyone's now
-                self._body.extend(request._unread)
-                request._unread.clear()
-            elif request._too_large:
-                self._body.clear()
+        while not request._unread:
+            if request._too_large:
                 raise HTTPException(413, "Request body too large")
-            elif request._disconnected:
+            if request._disconnected:
                 return {"type": "http.disconnect"}
-            else:
-                await request._take()
-        self._read[task] = read + 1
-        return dict(self._body[read])  # a copy each: a reader may change what it is given
+            await request._take()
+        return request._unread.popleft()
 
     def wait_for_disconnect(self) -> Awaitable[Message]:
         return self.request.receive()
@@ -393,10 +376,13 @@ class KeepRequestBody:
         app.add_middleware(KeepRequestBody)  # FastAPI, Starlette
         app = KeepRequestBody(app)           # any ASGI app
 
-    The app is given a ``SharedReceive``: every task that reads the request
-    reads all of it, whoever took it from the server first. The pieces are
-    kept until the request ends, at most ``max_body_size`` bytes (a 413
-    beyond; the limit of :class:`Request` by default: raise it for uploads).
+    The app is given a ``SharedReceive``. A body whose ``Content-Length`` is
+    beyond ``max_body_size`` (the limit of :class:`Request` by default: raise
+    it for uploads) is refused with a JSON 413 before the app runs; one sent
+    without a length is refused when it reaches the limit, as it is read.
+    Only our responses' watch leaves the body alone: another disconnect
+    listener that reads ``receive()`` itself (Starlette's own
+    ``StreamingResponse`` has one, under ASGI 2.3) still takes what it gets.
     Lifespan and websocket scopes pass through untouched.
     """
 
@@ -409,6 +395,20 @@ class KeepRequestBody:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive, max_body_size=self.max_body_size)
+        try:
+            request.check_declared_size()  # refused before the app runs, as JSON
+        except HTTPException as exc:
+            # Written out here: the responses import this module, not the reverse.
+            body = json.dumps({"detail": exc.detail}).encode()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+            ]
+            await send(
+                {"type": "http.response.start", "status": exc.status_code, "headers": headers}
+            )
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return
         await self.app(scope, SharedReceive(request), send)
 
 

@@ -2,10 +2,6 @@
 
 * ``/upload``: a generator reads the upload with ``request.stream()`` and
   sends its length and SHA-256 (the app has ``KeepRequestBody``).
-* ``/upload-starlette``: the same with Starlette's own ``StreamingResponse``,
-  whose disconnect listener reads every message too.
-* ``/upload-models``: the same as FastAPI's ``response_class=`` SSE, yielding
-  Pydantic models (FastAPI serializes them; the twin is FastAPI's class too).
 * ``/feed/{name}``: an SSE stream whose generator raises FastAPI's
   ``HTTPException(403)`` before its first event, unless the name is
   ``public``.
@@ -20,8 +16,6 @@ import hashlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, HTTPException, Request
-from pydantic import BaseModel
-from starlette import responses
 from starlette.middleware.gzip import GZipMiddleware
 
 from asgi_stream import KeepRequestBody
@@ -43,25 +37,6 @@ async def digest(request: Request) -> AsyncIterator[str]:
 @app.post("/upload")
 async def upload(request: Request) -> StreamingResponse:
     return StreamingResponse(digest(request), media_type="text/plain")
-
-
-@app.post("/upload-starlette")
-async def upload_starlette(request: Request) -> responses.StreamingResponse:
-    return responses.StreamingResponse(digest(request), media_type="text/plain")
-
-
-class Digest(BaseModel):
-    size: int
-    sha256: str
-
-
-@app.post("/upload-models", response_class=EventSourceResponse)
-async def upload_models(request: Request) -> AsyncIterator[Digest]:
-    sha, size = hashlib.sha256(), 0
-    async for chunk in request.stream():
-        sha.update(chunk)
-        size += len(chunk)
-    yield Digest(size=size, sha256=sha.hexdigest())
 
 
 @app.get("/feed/{name}")
