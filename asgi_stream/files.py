@@ -217,7 +217,7 @@ class FileResponse(Response):
         """Look at the file, decide (the module's table), and send that."""
         try:
             info = self.stat_result or await run_in_threadpool(os.stat, self.path)
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError:  # missing, a name too long, not ours to read: not found, to the client
             info = None
         if info is None or not stat.S_ISREG(info.st_mode):
             await JSONResponse({"detail": "Not Found"}, 404).send_response(scope, receive, send)

@@ -247,6 +247,8 @@ class StreamedResponse:
         self._body = body
         self._body_iterator: Any = None
         self._request_done = False
+        # One caller at a time takes a piece of the body, as from a server's socket.
+        self._body_lock = asyncio.Lock()
         self._disconnected = asyncio.Event()
         self._mailbox = _Mailbox(BUFFERED)
         self._task: asyncio.Task[None] | None = None
@@ -264,10 +266,11 @@ class StreamedResponse:
     # The app's side: what a server does with receive() and send().
 
     async def _receive(self) -> Message:
-        if not self._request_done and not self._disconnected.is_set():
-            chunk, more = await self._next_body_chunk()
-            self._request_done = not more
-            return {"type": "http.request", "body": chunk, "more_body": more}
+        async with self._body_lock:
+            if not self._request_done and not self._disconnected.is_set():
+                chunk, more = await self._next_body_chunk()
+                self._request_done = not more
+                return {"type": "http.request", "body": chunk, "more_body": more}
         await self._disconnected.wait()
         return {"type": "http.disconnect"}
 

@@ -553,3 +553,23 @@ def test_the_parser_decodes_utf8_split_between_pieces() -> None:
 async def test_lines_are_read_across_pieces() -> None:
     async with stream(StreamingResponse([b"a\r", b"\nb\nc", b"\rd"])) as response:
         assert [line async for line in response.aiter_lines()] == ["a", "b", "c", "d"]
+
+
+def test_two_app_tasks_reading_the_body_at_once_each_get_the_next_piece() -> None:
+    """As from a socket: a framework's reader beside a disconnect listener."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        first, second = await asyncio.gather(receive(), receive())
+        pieces = sorted([first["body"], second["body"]])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b",".join(pieces)})
+
+    async def body() -> Any:
+        yield b"a"
+        yield b"b"
+
+    async def main() -> bytes:
+        async with stream(app, "POST", "/", body=body()) as response:
+            return await response.read()
+
+    assert asyncio.run(main()) == b"a,b"
