@@ -174,6 +174,12 @@ class BodySender:
         if self._joining:
             self._start_writer()
 
+    def restart_fairness(self) -> None:
+        """The generator's task has waited for something of ours (the headers
+        going out), which let the loop run: judge the generator from here on."""
+        self._budget = YIELD_BUDGET
+        self._turns.arm()
+
     def send(self, chunk: bytes) -> Awaitable[None] | None:
         """Send ``chunk`` now, or hand it to the writer. Returns what to await,
         or ``None`` when there is nothing to wait for.

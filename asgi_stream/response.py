@@ -784,6 +784,7 @@ class _Headers:
         assert early is not None
         await asyncio.wait((early,))  # not `await early`: a cancellation would reach it
         early.result()  # its error, if it failed
+        self._sender.restart_fairness()
 
     async def settled(self) -> bool:
         """Whether the headers are out, once the timer's send, if under way,

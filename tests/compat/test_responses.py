@@ -76,8 +76,8 @@ def test_status_headers_and_a_known_size() -> None:
 
 
 def test_a_chunk_of_another_type_is_a_type_error() -> None:
-    with pytest.raises(TypeError, match="chunk"):
-        call(StreamingResponse(iter([{"a": 1}])))
+    with pytest.raises(TypeError, match="chunk"):  # after the first: the stream is cut
+        call(StreamingResponse(iter([b"fine", {"a": 1}])))
 
 
 def test_the_background_task_runs_after_the_body() -> None:

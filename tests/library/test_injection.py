@@ -171,9 +171,12 @@ def as_item(spec: Any) -> Any:
 def run(items: list[Any]) -> tuple[bytes, BaseException | None]:
     """The body the response sent, and what it raised, if anything."""
     sent: list[bytes] = []
+    statuses: list[int] = []
 
     async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.body":
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+        elif message["type"] == "http.response.body":
             sent.append(message["body"])
 
     async def receive() -> dict[str, Any]:
@@ -188,6 +191,8 @@ def run(items: list[Any]) -> tuple[bytes, BaseException | None]:
         asyncio.run(EventSourceResponse(generate())(http_scope(), receive, send))
     except ValueError as exc:
         return b"".join(sent), exc
+    if statuses == [500]:  # refused as the first item, before the headers: a JSON 500
+        return b"", ValueError("answered with a 500")
     return b"".join(sent), None
 
 
