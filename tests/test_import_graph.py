@@ -70,6 +70,7 @@ def test_the_event_log_modules_import_from_the_bottom_up() -> None:
         "broadcast",
         "fanout",
         "eventlog_base",
+        "redis_streams",
         "redis_eventlog",
         "eventlog",
     ]
@@ -78,7 +79,8 @@ def test_the_event_log_modules_import_from_the_bottom_up() -> None:
         assert not graph[f"asgi_stream.{name}"] & above, name
     assert graph["asgi_stream.sse_format"] == set()  # encoding needs nothing of the package
     assert "asgi_stream.sse" not in graph["asgi_stream.broadcast"]
-    assert "asgi_stream.eventlog" not in graph["asgi_stream.redis_eventlog"]
+    for backend in ("redis_streams", "redis_eventlog"):
+        assert "asgi_stream.eventlog" not in graph[f"asgi_stream.{backend}"]
 
 
 def test_the_circle_finder_finds_circles() -> None:

@@ -152,7 +152,7 @@ def test_a_reader_skips_malformed_redis_entries_with_a_warning_and_goes_on(
     redis_url: str, request: pytest.FixtureRequest, caplog: Any, resume: bool
 ) -> None:
     name = unique(request)
-    caplog.set_level(logging.WARNING, "asgi_stream.redis_eventlog")
+    caplog.set_level(logging.WARNING, "asgi_stream.redis_streams")
 
     async def main() -> list[tuple[str, str, str]]:
         log = RedisEventLog(redis_url)
