@@ -29,6 +29,7 @@ from .exceptions import ClientDisconnect, HTTPException
 from .fanout import LogSubscription
 from .files import FileResponse
 from .headers import ConnectionHeaderWarning, Headers, HeadersInput, MutableHeaders
+from .redis_cluster_eventlog import RedisClusterEventLog  # redis: imported when a log is made
 from .redis_eventlog import RedisEventLog  # redis: imported when a log is made
 from .request import KeepRequestBody, Request
 from .response import Content, JSONResponse, Response, StreamingResponse
@@ -71,6 +72,7 @@ __all__ = [
     "NoMatchFound",
     "QueryParams",
     "Receive",
+    "RedisClusterEventLog",
     "RedisEventLog",
     "Request",
     "Response",

@@ -247,12 +247,21 @@ def open_event_log(
     ``redis://host:port/db``, ``rediss://`` (TLS) and ``unix://`` select
     :class:`~asgi_stream.RedisEventLog`, which needs the ``redis`` extra (``pip
     install 'asgi-stream[redis]'``); its module, and the ``redis`` package,
-    are imported only then.
+    are imported only then. ``redis+cluster://host:port,host:port`` (or
+    ``rediss+cluster://``) selects :class:`~asgi_stream.RedisClusterEventLog`,
+    for a Redis Cluster or a Valkey cluster; its settings may follow in the
+    URL (``?replicas=1``).
     """
     if url in (None, "", "memory"):
         return MemoryEventLog(maxlen, max_pending)
+    if url.startswith(("redis+cluster://", "rediss+cluster://")):
+        from .redis_cluster_eventlog import RedisClusterEventLog
+
+        return RedisClusterEventLog(url, maxlen, max_pending=max_pending)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from .redis_eventlog import RedisEventLog  # the backend, imported when named
 
         return RedisEventLog(url, maxlen, max_pending=max_pending)
-    raise ValueError(f"unknown event log {url!r}: expected 'memory' or a redis:// URL")
+    raise ValueError(
+        f"unknown event log {url!r}: expected 'memory', a redis:// URL or a redis+cluster:// URL"
+    )

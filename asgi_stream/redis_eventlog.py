@@ -67,7 +67,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .eventlog_base import DEFAULT_MAX_PENDING, DEFAULT_MAXLEN, EventLogUnavailable
 from .fanout import LogSubscription
-from .redis_streams import EMPTY, AppendCall, RedisStreamsLog, streams_of, unavailable
+from .redis_streams import (
+    APPEND_SCRIPT,
+    EMPTY,
+    AppendCall,
+    RedisStreamsLog,
+    streams_of,
+    unavailable,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -86,30 +93,6 @@ _WAKE_PREFIX = "asgi-stream.wake:"
 _WAKE_SECONDS = 3600  # a wake key left by a killed process goes away by itself
 # Notifications kept (MAXLEN ~); a reader that falls further behind reads every stream once.
 _CHANGED_MAXLEN = 10_000
-
-# One round trip of the publisher: every append waiting, stored once however
-# often the script is sent. KEYS: the round trip's "applied" key, the
-# notification stream, then one stream key per append. ARGV: how long the
-# applied key lives, MAXLEN, the notification stream's MAXLEN, the names of
-# the streams (one per line), then per append its field count and fields.
-_APPEND_SCRIPT = """
-local applied = redis.call('GET', KEYS[1])
-if applied then return cjson.decode(applied) end
-local ids = {}
-local at = 5
-for k = 3, #KEYS do
-  local count = tonumber(ARGV[at])
-  local fields = {}
-  for f = 1, count do fields[f] = ARGV[at + f] end
-  at = at + count + 1
-  local id = redis.pcall('XADD', KEYS[k], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
-  if type(id) == 'table' then id = '!' .. id.err end
-  ids[#ids + 1] = id
-end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 's', ARGV[4])
-redis.call('SET', KEYS[1], cjson.encode(ids), 'EX', ARGV[1])
-return ids
-"""
 
 
 class RedisEventLog(RedisStreamsLog):
@@ -177,7 +160,7 @@ class RedisEventLog(RedisStreamsLog):
             client_name="asgi-stream-publisher",
             **no_retry,
         )
-        self._append_script = self._publisher_redis.register_script(_APPEND_SCRIPT)
+        self._append_script = self._publisher_redis.register_script(APPEND_SCRIPT)
         self._reader_redis: Redis = Redis.from_url(
             self._url, single_connection_client=True, client_name="asgi-stream-reader", **no_retry
         )
@@ -258,7 +241,7 @@ class RedisEventLog(RedisStreamsLog):
 
     # The shared reader.
 
-    async def _read_step(self, after_fault: bool) -> None:
+    async def _read_step(self, after_fault: bool) -> bool:
         """One round of the reader: new streams, stale streams, then wait for a change."""
         # A subscriber that joins a new stream from now on sends a wake-up of
         # its own (an earlier one may be spent already); spares only make an
@@ -271,6 +254,7 @@ class RedisEventLog(RedisStreamsLog):
         if self._stale:
             await self._read_streams(self._reader_redis, list(self._stale))
         await self._wait_for_changes()
+        return True
 
     async def _check_not_gone_back(self) -> None:
         """Tell the subscribers of every stream that lost what it had handed out to reset."""

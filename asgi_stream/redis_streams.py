@@ -6,7 +6,7 @@ Theory of operation
 A Redis Stream is an append-only log with IDs that only grow, which is what an
 :class:`~asgi_stream.eventlog.EventLog` is, so the mapping is direct:
 
-* a log stream is one Redis key (:meth:`RedisStreamsLog.key`);
+* a log stream is one Redis key (the log's ``key(stream)`` says which);
 * ``append`` is an ``XADD key MAXLEN ~ maxlen * data ... [event ...]`` (inside
   the append script, below), and the entry ID Redis chooses
   (``"1732412345678-0"``) is the SSE event ID. ``MAXLEN ~`` trims whole
@@ -121,17 +121,8 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.cluster import RedisCluster
 
-__all__ = [
-    "BACKOFF_MAX",
-    "EMPTY",
-    "AppendCall",
-    "Entry",
-    "RedisStreamsLog",
-    "backoff",
-    "faults",
-    "streams_of",
-    "unavailable",
-]
+# Nothing here is public: the two Redis logs import what they share by name.
+__all__: list[str] = []
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -153,6 +144,44 @@ Entry = tuple[str, Mapping[str, str]]
 
 # An append in the outbox: its stream, its fields, and the future its caller awaits.
 _Append = tuple[str, list[str], "asyncio.Future[str]"]
+
+
+# One round trip's appends to the streams of one hash slot, stored once however
+# often the script is sent. KEYS: the call's "applied" key, where to tell the
+# readers (a notification stream, or a shard's pub/sub channel), then one stream
+# key per append. ARGV: how long the applied key lives, MAXLEN, the notification
+# stream's MAXLEN ("" to publish to the channel instead), the names of the streams
+# (one per line), then per append its field count and fields. A call sent again
+# still writes (the EXPIRE), so that a WAIT after it covers what the first stored.
+APPEND_SCRIPT = """
+local applied = redis.call('GET', KEYS[1])
+if applied then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  return cjson.decode(applied)
+end
+local ids = {}
+local at = 5
+for k = 3, #KEYS do
+  local count = tonumber(ARGV[at])
+  local fields = {}
+  for f = 1, count do fields[f] = ARGV[at + f] end
+  at = at + count + 1
+  local id = redis.pcall('XADD', KEYS[k], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
+  if type(id) == 'table' then id = '!' .. id.err end
+  ids[#ids + 1] = id
+end
+if ARGV[3] == '' then
+  redis.call('SPUBLISH', KEYS[2], ARGV[4])
+else
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 's', ARGV[4])
+end
+redis.call('SET', KEYS[1], cjson.encode(ids), 'EX', ARGV[1])
+return ids
+"""
+
+
+class Resend(Exception):
+    """The reply of a call that may not have run, and is sent again (a slot on the move...)."""
 
 
 class AppendCall:
@@ -392,7 +421,7 @@ class RedisStreamsLog(EventLog):
             replies = await self._send(calls)
             again: list[AppendCall] = []
             for call, reply in zip(calls, replies, strict=True):
-                if isinstance(reply, faults()):
+                if isinstance(reply, (*faults(), Resend)):
                     if self._closing or loop.time() >= deadline:
                         error = EventLogUnavailable(
                             f"Redis cannot be reached: {reply} (the append may have been stored)"
@@ -681,14 +710,19 @@ class RedisStreamsLog(EventLog):
             fanout.fail(error)
 
     async def _supervise(
-        self, step: Callable[[bool], Coroutine[Any, Any, None]], what: str
+        self,
+        step: Callable[[bool], Coroutine[Any, Any, bool]],
+        what: str,
+        delays: tuple[type[Exception], ...] = (),
+        on_error: Callable[[Exception], None] | None = None,
     ) -> None:
-        """Run ``step`` again and again until the log closes; a fault or an error is a delay.
+        """Run ``step`` again and again until it returns false or the log closes.
 
         ``step(after_fault)`` is told whether the last attempt failed (then it
         checks whether the log went back before it reads on). A fault of the
-        connection is a delay: one warning, a backoff, then on from the
-        cursors. Any other error is logged once, ends every subscription with
+        connection (or one of ``delays``) is a delay: one warning, a backoff,
+        then on from the cursors. Any other error is logged once, ends the
+        subscriptions ``on_error`` names (every one by default) with
         :class:`~asgi_stream.EventLogUnavailable` (their clients come back
         later), and is retried the same way.
         """
@@ -696,13 +730,14 @@ class RedisStreamsLog(EventLog):
         after_fault = True  # at the start too: did the log go back?
         while not self._closing:
             try:
-                await step(after_fault)
+                if not await step(after_fault):
+                    return
                 after_fault = False
-            except faults() as exc:
+            except (*faults(), *delays) as exc:
                 failures += 1
                 after_fault = True
                 if failures == 1:
-                    logger.warning("Redis is unreachable (%s); %s retries", exc, what)
+                    logger.warning("%s waits for Redis (%s) and retries", what, exc)
                 await asyncio.sleep(backoff(failures))
                 continue
             except Exception as exc:
@@ -710,7 +745,7 @@ class RedisStreamsLog(EventLog):
                 after_fault = True
                 if failures == 1:
                     logger.error("%s failed: %s; it retries", what, exc, exc_info=exc)
-                self._fail_all(EventLogUnavailable(f"{what} failed: {exc}"))
+                (on_error or self._fail_all)(EventLogUnavailable(f"{what} failed: {exc}"))
                 await asyncio.sleep(backoff(failures))
                 continue
             if failures:

@@ -1,0 +1,592 @@
+"""The event log in a Redis Cluster (or Valkey cluster): beyond what one Redis can hold.
+
+Theory of operation
+===================
+
+What every Redis log does (streams as keys, appends stored once, replays,
+trimming, entries we did not write) is in :mod:`asgi_stream.redis_streams`.
+A cluster adds one rule: the keys of one command, and of one script, must
+share a *hash slot*, and each slot lives on one master at a time (with its
+replicas), which can change. So the log spreads its streams over a fixed
+number of **shards** (``shards=16``), each a hash tag, and everything that
+must go together shares its shard's tag:
+
+===============================  ======================================================
+key or channel                   what it is
+===============================  ======================================================
+``asgi-stream:{T}:NAME``         the stream ``NAME``, of the shard whose tag is ``T``
+``asgi-stream.changed:{T}``      the shard's *notification channel* (sharded pub/sub):
+                                 each append round trip names the streams it changed
+``asgi-stream.epoch:{T}``        a random value drawn once per data set of the shard
+``asgi-stream.applied:{T}:R``    what round trip ``R`` stored in the shard
+``asgi-stream.wake:{T}:P``       process ``P``'s wake-up channel in the shard
+===============================  ======================================================
+
+A stream's shard is the CRC-16 of its name modulo ``shards``, and each
+shard's tag is chosen so that the shards' slots lie evenly over the 16,384
+slots: a cluster made with ``redis-cli --cluster create`` (contiguous,
+even ranges) holds the same number of shards on each master. Every process
+must use the same ``shards``.
+
+**One publisher pipeline per node.** A round trip of appends makes one
+script call per shard, and sends the calls of each master in one pipeline
+on a connection of its own, all masters at once. With ``replicas=N`` the
+pipeline ends with ``WAIT N``: an append counts as stored only once N
+replicas have it, so a failover cannot lose it. A call that meets a fault,
+a slot on the move (``MOVED``, ``ASK``, ``TRYAGAIN``), a master that is
+gone (``CLUSTERDOWN``) or too few replicas is sent again, the same, to the
+master that holds its slot then, until ``append_timeout``; its applied key
+makes it count once. Unlike one Redis, a master that cannot be reached is
+not an error at once: in a cluster it is usually a failover, a delay of a
+second or two.
+
+**One reader per node.** For each master that holds shards, the process runs
+one reader task with one pub/sub connection: it subscribes
+(``SSUBSCRIBE``) to the notification and wake channels of that master's
+shards, then reads, through the cluster client, the streams with local
+subscribers that a notification names (one ``XREAD`` per stream, in one
+pipeline per master). Sharded pub/sub loses what is published while nobody
+is subscribed, so the notification is only a wake-up: the data is in the
+streams, and after every (re)subscription the reader reads each stream it
+follows from its cursor, which catches up whatever it missed. A subscriber
+that joins a new stream publishes to its shard's wake channel, and the
+reader gives the stream its ``live_from``.
+
+**Slots that move, masters that fail.** When a slot moves, Redis ends the
+subscriptions of its channels (``sunsubscribe``); when a master dies, its
+reader's connection breaks; a master that stops answering is found by a
+``PING`` on the pub/sub connection every ``block_ms`` of silence, which
+must come back within ``socket_timeout``. Each of these is a delay: the
+reader asks the cluster for its slots again, with a backoff while the
+failover runs, each master's reader takes the shards it holds now, and
+catches up from its cursors. Before it reads on, it checks the shards'
+epochs and the streams' newest IDs (see "a log that went back" in
+:mod:`asgi_stream.redis_streams`): a promoted replica that lacks what was
+handed out tells its subscribers to reset.
+
+What this needs from the cluster: each master has a replica, and appends
+wait for one (``replicas=1``), or a failover may drop the newest appends
+(their subscribers are told to reset, but a subscriber that had not seen
+them yet never will); with an append-only file (``appendonly yes``), a
+master restarted before a failover comes back with its data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import contextlib
+import logging
+import secrets
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .eventlog_base import DEFAULT_MAX_PENDING, DEFAULT_MAXLEN, EventLogUnavailable
+from .fanout import LogSubscription
+from .redis_streams import (
+    APPEND_SCRIPT,
+    AppendCall,
+    RedisStreamsLog,
+    Resend,
+    backoff,
+    faults,
+    unavailable,
+)
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.client import PubSub
+    from redis.asyncio.cluster import RedisCluster
+
+__all__ = ["RedisClusterEventLog"]
+
+logger = logging.getLogger(__name__)
+
+_SLOTS = 16_384
+_WAIT_MS = 1_000  # how long one WAIT for replicas lasts before the call is sent again
+
+
+class _SlotsMoved(Exception):
+    """A reader's master no longer holds one of its shards: ask the cluster again."""
+
+
+def slot_of(key: str) -> int:
+    """The hash slot of ``key``, as Redis Cluster computes it (CRC-16, with ``{tags}``)."""
+    data = key.encode("utf-8", "surrogateescape")
+    start = data.find(b"{")
+    if start != -1:
+        end = data.find(b"}", start + 1)
+        if end > start + 1:
+            data = data[start + 1 : end]
+    return binascii.crc_hqx(data, 0) % _SLOTS
+
+
+def shard_tags(shards: int) -> list[str]:
+    """A hash tag per shard, shard ``i``'s slot in the ``i``-th of ``shards`` even ranges."""
+    tags = []
+    for shard in range(shards):
+        n = 0
+        while slot_of(f"{{{shard}.{n}}}") * shards // _SLOTS != shard:
+            n += 1
+        tags.append(f"{shard}.{n}")
+    return tags
+
+
+def parse_cluster_url(
+    url: str,
+) -> tuple[list[tuple[str, int]], dict[str, Any], dict[str, int]]:
+    """The nodes, connection options and settings of a cluster URL.
+
+    The URL is ``redis+cluster://[user:password@]host:port,host:port[?shards=16&replicas=1]``;
+    ``rediss+cluster://`` connects with TLS. The nodes are where the client
+    first asks for the cluster's slots: one is enough, more survive the loss
+    of one. ``shards`` and ``replicas`` are those of
+    :class:`RedisClusterEventLog`. Raises :class:`ValueError` for anything
+    else.
+    """
+    scheme, _, rest = url.partition("://")
+    if scheme not in ("redis+cluster", "rediss+cluster") or not rest:
+        raise ValueError(f"a cluster URL is redis+cluster://host:port,..., not {url!r}")
+    parts = urlsplit("redis://" + rest)
+    if parts.fragment or parts.path not in ("", "/", "/0"):
+        raise ValueError(f"a cluster has database 0 only, and a URL no fragment: {url!r}")
+    settings: dict[str, int] = {}
+    for name, values in parse_qs(parts.query, keep_blank_values=True).items():
+        if name not in ("shards", "replicas") or len(values) != 1 or not values[0].isdigit():
+            raise ValueError(f"{url!r}: a cluster URL takes ?shards=N&replicas=N only")
+        settings[name] = int(values[0])
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    options: dict[str, Any] = {"ssl": True} if scheme == "rediss+cluster" else {}
+    if userinfo:
+        username, _, password = userinfo.partition(":")
+        options["username"] = unquote(username) or None
+        options["password"] = unquote(password) or None
+    nodes = []
+    for address in hosts.split(","):
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{address!r} in {url!r} is not host:port")
+        nodes.append((host.strip("[]"), int(port)))
+    return nodes, options, settings
+
+
+class RedisClusterEventLog(RedisStreamsLog):
+    """An :class:`~asgi_stream.eventlog.EventLog` in the Redis Streams of a Redis Cluster.
+
+    ``url`` is ``redis+cluster://[user:password@]host:port,host:port,…``
+    (``rediss+cluster://`` for TLS): the nodes where the client first asks
+    for the cluster's slots (one is enough; more survive the loss of one). ``shards`` is how many hash slots the streams
+    spread over (16 by default; the same in every process). With
+    ``replicas`` (``0`` by default) an append waits until that many replicas
+    hold it, so that a failover cannot lose it. Both may be given in the URL
+    instead (``?shards=16&replicas=1``), which is how
+    :func:`~asgi_stream.open_event_log` passes them. The other arguments are those of
+    :class:`~asgi_stream.RedisEventLog`; ``block_ms`` is here how long a
+    reader's pub/sub connection may be silent before it is checked with a
+    ``PING``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        maxlen: int = DEFAULT_MAXLEN,
+        batch: int = 500,
+        block_ms: int = 5_000,
+        *,
+        shards: int | None = None,
+        replicas: int | None = None,
+        socket_timeout: float = 15.0,
+        append_timeout: float = 30.0,
+        max_pending: int = DEFAULT_MAX_PENDING,
+    ) -> None:
+        self._nodes, self._auth, settings = parse_cluster_url(url)
+        for name, value in (("shards", shards), ("replicas", replicas)):
+            if value is not None and name in settings:
+                raise ValueError(f"{name} is given twice: in the URL and as an argument")
+        shards = settings.get("shards", 16) if shards is None else shards
+        replicas = settings.get("replicas", 0) if replicas is None else replicas
+        if type(shards) is not int or not 1 <= shards <= _SLOTS:
+            raise ValueError(f"shards must be an int from 1 to {_SLOTS}, not {shards!r}")
+        if type(replicas) is not int or replicas < 0:
+            raise ValueError(f"replicas must be an int of at least 0, not {replicas!r}")
+        self.shards = shards
+        self.replicas = replicas
+        self._tags = shard_tags(shards)
+        self._process = secrets.token_hex(8)
+        super().__init__(
+            maxlen,
+            batch,
+            block_ms,
+            socket_timeout=socket_timeout,
+            append_timeout=append_timeout,
+            max_pending=max_pending,
+        )
+
+    def _cluster(self, name: str, **options: Any) -> RedisCluster:
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in self._nodes],
+            client_name=name,
+            **self._auth,
+            **self.options,
+            **options,
+        )
+
+    def _node_client(self, node: str, name: str) -> Redis:
+        """A connection of our own to one node (``host:port``), without redis-py's retries."""
+        from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        host, _, port = node.rpartition(":")
+        return Redis(
+            host=host,
+            port=int(port),
+            single_connection_client=True,
+            client_name=name,
+            retry=Retry(NoBackoff(), 0),
+            **self._auth,
+            **self.options,
+        )
+
+    def _open_connections(self) -> None:
+        # Commands (replays, look-ups): redis-py's cluster client follows
+        # MOVED and ASK, and asks for the slots again when a node fails.
+        self._commands = self._cluster("asgi-stream-commands")
+        self.redis = self._commands
+        # The readers read through a cluster client of their own.
+        self._reader_redis = self._cluster("asgi-stream-reader")
+        super()._open_connections()
+        self._publishers: dict[str, Redis] = {}  # per master, its publishing connection
+        self._replicas_seen: dict[str, int] = {}  # per master, its replicas at the last append
+        self._script_sha: str | None = None
+        self._coordinator: asyncio.Task[None] | None = None
+        self._plan: dict[str, frozenset[int]] = {}  # per master, the shards it holds
+        self._readers: dict[str, asyncio.Task[None]] = {}
+        self._replan = asyncio.Event()
+        self._epochs: dict[int, str] = {}  # per shard, its data set's epoch
+        self._wakes_sent: set[int] = set()  # shards whose reader a wake-up is on its way to
+
+    def _clients(self) -> tuple[Redis | RedisCluster, ...]:
+        return (self.redis, self._reader_redis)
+
+    def key(self, stream: str) -> str:
+        """The Redis key that holds ``stream``: in its shard's hash slot."""
+        return f"asgi-stream:{{{self._tags[self.shard(stream)]}}}:{stream}"
+
+    def shard(self, stream: str) -> int:
+        """The shard of ``stream``."""
+        return binascii.crc_hqx(stream.encode("utf-8", "surrogateescape"), 0) % self.shards
+
+    def _changed_channel(self, shard: int) -> str:
+        return f"asgi-stream.changed:{{{self._tags[shard]}}}"
+
+    def _wake_channel(self, shard: int) -> str:
+        return f"asgi-stream.wake:{{{self._tags[shard]}}}:{self._process}"
+
+    def _epoch_key(self, shard: int) -> str:
+        return f"asgi-stream.epoch:{{{self._tags[shard]}}}"
+
+    # The publisher: a pipeline per master.
+
+    def _calls(self, streams: list[str], fields: list[list[str]]) -> list[AppendCall]:
+        by_shard: dict[int, list[int]] = {}
+        for i, stream in enumerate(streams):
+            by_shard.setdefault(self.shard(stream), []).append(i)
+        calls = []
+        for shard, appends in by_shard.items():
+            tag = self._tags[shard]
+            keys = [f"asgi-stream.applied:{{{tag}}}:{secrets.token_hex(16)}"]
+            keys += [self._changed_channel(shard)]  # a channel, in KEYS for its slot
+            keys += [self.key(streams[i]) for i in appends]
+            names = "\n".join(dict.fromkeys(streams[i] for i in appends))
+            args: list[str | int] = [self.applied_seconds, self.maxlen, "", names]
+            for i in appends:
+                args += [len(fields[i]), *fields[i]]
+            calls.append(AppendCall(keys, args, appends))
+        return calls
+
+    async def _send(self, calls: list[AppendCall]) -> list[Any]:
+
+        try:
+            if self._script_sha is None:
+                self._script_sha = await self.redis.script_load(APPEND_SCRIPT)
+            by_node: dict[str, list[int]] = {}
+            for i, call in enumerate(calls):
+                by_node.setdefault(_master_of(self._commands, call.keys[0]), []).append(i)
+        except Exception as exc:  # no slot map yet: sent again
+            return [Resend(f"where to send the appends is not known: {exc}")] * len(calls)
+        replies: list[Any] = [None] * len(calls)
+        sent = [self._send_to(node, [calls[i] for i in idxs]) for node, idxs in by_node.items()]
+        for idxs, node_replies in zip(by_node.values(), await asyncio.gather(*sent), strict=True):
+            for i, reply in zip(idxs, node_replies, strict=True):
+                replies[i] = reply
+        if any(isinstance(reply, (Resend, *faults())) for reply in replies):
+            # A master is gone or a slot moved: where are the slots now? (A
+            # failover under way still names the old master: the resends wait.)
+            with contextlib.suppress(Exception):
+                await self._commands.nodes_manager.initialize()
+        return replies
+
+    async def _send_to(self, node: str, calls: list[AppendCall]) -> list[Any]:
+        """One pipeline to one master: its calls (and a ``WAIT``); each call's reply."""
+        from redis.exceptions import (
+            AskError,
+            ClusterDownError,
+            NoScriptError,
+            ReadOnlyError,
+            TryAgainError,
+        )
+
+        client = self._publishers.get(node)
+        if client is None:
+            client = self._publishers[node] = self._node_client(node, "asgi-stream-publisher")
+        assert self._script_sha is not None
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    pipe.evalsha(self._script_sha, len(call.keys), *call.keys, *call.args)
+                # Wait for as many replicas as asked, of those the master had at
+                # the last round trip: a master whose replica is gone (it was
+                # just promoted) stores without one, as Redis itself would.
+                wanted = min(self.replicas, self._replicas_seen.get(node, self.replicas))
+                if self.replicas:
+                    pipe.execute_command("WAIT", wanted, _WAIT_MS)
+                    pipe.execute_command("ROLE")
+                replies = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # a fault of the connection: every call is sent again
+            self._publishers.pop(node, None)
+            await client.aclose()
+            return [exc] * len(calls)
+        if self.replicas:
+            role, acked = replies.pop(), replies.pop()
+            if isinstance(role, list) and len(role) == 3:  # ["master", offset, [replicas]]
+                self._replicas_seen[node] = len(role[2])
+            if not isinstance(acked, int) or acked < wanted:
+                moved = Resend(f"{acked} of {wanted} replicas of {node} have the append")
+                replies = [moved if not isinstance(r, Exception) else r for r in replies]
+        out: list[Any] = []
+        for reply in replies:
+            if isinstance(reply, NoScriptError):  # a new master: its script cache is empty
+                with contextlib.suppress(Exception):
+                    await client.script_load(APPEND_SCRIPT)
+                out.append(Resend(str(reply)))
+            elif isinstance(reply, AskError | TryAgainError | ClusterDownError | ReadOnlyError):
+                out.append(Resend(str(reply)))  # the slot moves, or its master changed
+            else:
+                out.append(reply)
+        return out
+
+    # The fan-out's side: wait for live_from.
+
+    async def wait_live_from(self, subscription: LogSubscription) -> None:
+        self._bind_loop()
+        if self._coordinator is None:
+            self._coordinator = asyncio.get_running_loop().create_task(
+                self._supervise(self._coordinate, "the event log's readers"),
+                name=f"asgi-stream readers {self._process}",
+            )
+            self._coordinator.add_done_callback(self._reader_ended)
+        shard = self.shard(subscription.stream)
+        while subscription.live_from is None and not subscription.ended:
+            if shard not in self._wakes_sent:
+                self._wakes_sent.add(shard)  # one wake-up serves every stream added meanwhile
+                try:
+                    async with self._gate:
+                        with unavailable():
+                            await self.redis.spublish(self._wake_channel(shard), "w")
+                except EventLogUnavailable:
+                    self._wakes_sent.discard(shard)
+                    raise
+                continue  # the reader may have set live_from while the wake-up was on its way
+            await subscription.wait()
+
+    # The readers: a coordinator that knows the slots, and one reader per master.
+
+    async def _coordinate(self, after_fault: bool) -> bool:
+        """Ask the cluster where the shards are; run one reader per master that holds some."""
+        self._replan.clear()
+        await self._reader_redis.initialize()
+        await self._reader_redis.nodes_manager.initialize()
+        plan: dict[str, set[int]] = {}
+        for shard, tag in enumerate(self._tags):
+            plan.setdefault(_master_of(self._reader_redis, f"{{{tag}}}"), set()).add(shard)
+        self._plan = {node: frozenset(shards) for node, shards in plan.items()}
+        for node in self._plan:
+            reader = self._readers.get(node)
+            if reader is None or reader.done():
+                master = _MasterReader(self, node)
+                self._readers[node] = asyncio.get_running_loop().create_task(
+                    self._supervise(
+                        master.step,
+                        f"the reader of {node}",
+                        delays=_moves(),
+                        on_error=master.fail,
+                    ),
+                    name=f"asgi-stream reader {node}",
+                )
+        await self._replan.wait()
+        await asyncio.sleep(backoff(1))  # a failover or a move rarely ends in one step
+        return True
+
+    async def aclose(self) -> None:
+        """End every subscription, stop the readers and the publisher, close the connections."""
+        self._bind_loop()
+        await super().aclose()
+        self._closing = True
+        tasks = [t for t in (self._coordinator, *self._readers.values()) if t is not None]
+        self._coordinator = None
+        self._readers = {}
+        self._replan.set()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
+        await self._stop_publisher()
+        for client in list(self._publishers.values()):
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        self._publishers.clear()
+
+
+def _master_of(cluster: RedisCluster, key: str) -> str:
+    """The ``host:port`` of the master that holds ``key``'s slot, by the client's slot map."""
+    from redis.exceptions import ClusterDownError
+
+    node = cluster.get_node_from_key(key)
+    if node is None:
+        raise ClusterDownError(f"no master holds the slot of {key!r}")
+    return str(node.name)
+
+
+def _moves() -> tuple[type[Exception], ...]:
+    """What a reader meets while a slot moves or a master fails over: a delay."""
+    from redis.exceptions import AskError, ClusterDownError, TryAgainError
+
+    return (_SlotsMoved, AskError, ClusterDownError, TryAgainError)
+
+
+class _MasterReader:
+    """The reader of one master: its pub/sub connection, and the shards it holds there.
+
+    :meth:`step` is one round, run by the log's supervision: (re)subscribe
+    and catch up if needed, give new streams their ``live_from``, read the
+    stale streams, wait for messages. It returns false once the master holds
+    no shard any more (a failover, or every slot moved away).
+    """
+
+    def __init__(self, log: RedisClusterEventLog, node: str) -> None:
+        self.log = log
+        self.node = node
+        self.client = log._node_client(node, "asgi-stream-reader")
+        self.pubsub: PubSub | None = None
+        self.shards: frozenset[int] = frozenset()
+        self.ping_due: float | None = None
+
+    async def step(self, after_fault: bool) -> bool:
+        log = self.log
+        shards = log._plan.get(self.node, frozenset())
+        if after_fault or shards != self.shards:
+            await self._unsubscribe()
+            if after_fault and self.shards:
+                log._replan.set()  # the master may be gone: ask where the shards are now
+            if not shards or log._closing:
+                await self.client.aclose()
+                return False
+            self.shards = shards
+            self.pubsub = await self._subscribe()
+            await self._catch_up()
+        log._wakes_sent.difference_update(shards)
+        mine = [name for name in log._unresolved if log.shard(name) in shards]
+        if mine:
+            await log._resolve(log._reader_redis, mine)
+        stale = self._stale()
+        if stale:
+            await log._read_streams(log._reader_redis, stale)
+        await self._wait_for_changes()
+        return True
+
+    def fail(self, error: Exception) -> None:
+        """End the subscriptions of this master's streams (after an error not of Redis)."""
+        for name in list(self.log._cursors) + list(self.log._unresolved):
+            if self.log.shard(name) in self.shards:
+                self.log._fail_stream(name, error)
+
+    def _stale(self) -> list[str]:
+        return [name for name in self.log._stale if self.log.shard(name) in self.shards]
+
+    async def _unsubscribe(self) -> None:
+        pubsub, self.pubsub = self.pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def _subscribe(self) -> PubSub:
+        """Subscribe to the shards' channels on this master; return once Redis confirms."""
+        log = self.log
+        pubsub = self.client.pubsub()
+        channels: set[str] = set()
+        for shard in self.shards:  # one SSUBSCRIBE per slot: two slots cannot share one
+            pair = (log._changed_channel(shard), log._wake_channel(shard))
+            await pubsub.ssubscribe(*pair)
+            channels.update(pair)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + log.options["socket_timeout"]
+        while channels:
+            if loop.time() >= deadline:
+                raise TimeoutError(f"{self.node} did not confirm the subscriptions")
+            message = await pubsub.get_message(timeout=deadline - loop.time())
+            if message is not None and message["type"] == "ssubscribe":
+                channels.discard(message["channel"])
+        self.ping_due = None
+        return pubsub
+
+    async def _catch_up(self) -> None:
+        """After a (re)subscription: did the shards go back? Then read all their streams again."""
+        log = self.log
+        ordered = sorted(self.shards)
+        async with log._reader_redis.pipeline(transaction=False) as pipe:
+            for shard in ordered:
+                pipe.set(log._epoch_key(shard), secrets.token_hex(8), nx=True)
+                pipe.get(log._epoch_key(shard))
+            replies = await pipe.execute()
+        for shard, epoch in zip(ordered, replies[1::2], strict=True):
+            streams = [name for name in log._cursors if log.shard(name) == shard]
+            known = log._epochs.get(shard)
+            log._epochs[shard] = epoch
+            if known is not None and epoch != known:
+                log._reset_all(streams)
+            elif known is not None:
+                await log._gone_back(log._reader_redis, streams)
+        log._stale.update(name for name in log._cursors if log.shard(name) in self.shards)
+
+    async def _wait_for_changes(self) -> None:
+        """Wait for messages on the pub/sub connection; mark the streams they name as stale.
+
+        Silence for ``block_ms`` sends a ``PING``, whose answer must come
+        within ``socket_timeout``: a master that stopped answering is found.
+        """
+        log = self.log
+        pubsub = self.pubsub
+        assert pubsub is not None
+        loop = asyncio.get_running_loop()
+        timeout = 0.0 if self._stale() else log.block_ms / 1000
+        message = await pubsub.get_message(timeout=timeout)
+        while message is not None:
+            kind = message["type"]
+            if kind == "smessage" and message["channel"].startswith("asgi-stream.changed:"):
+                for name in message["data"].split("\n"):
+                    if name in log._cursors:
+                        log._stale.add(name)
+            elif kind == "sunsubscribe":
+                log._replan.set()
+                raise _SlotsMoved(f"{message['channel']} moved away from {self.node}")
+            elif kind == "pong":
+                self.ping_due = None
+            message = await pubsub.get_message(timeout=0.0)
+        if self.ping_due is not None and loop.time() > self.ping_due:
+            raise TimeoutError(f"{self.node} did not answer a PING")
+        if timeout and self.ping_due is None:
+            await pubsub.ping()
+            self.ping_due = loop.time() + log.options["socket_timeout"]
