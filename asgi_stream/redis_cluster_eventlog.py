@@ -175,15 +175,18 @@ class RedisClusterEventLog(RedisStreamsLog):
 
     ``url`` is ``redis+cluster://[user:password@]host:port,host:port,…``
     (``rediss+cluster://`` for TLS): the nodes where the client first asks
-    for the cluster's slots (one is enough; more survive the loss of one). ``shards`` is how many hash slots the streams
-    spread over (16 by default; the same in every process). With
-    ``replicas`` (``0`` by default) an append waits until that many replicas
-    hold it, so that a failover cannot lose it. Both may be given in the URL
-    instead (``?shards=16&replicas=1``), which is how
-    :func:`~asgi_stream.open_event_log` passes them. The other arguments are those of
-    :class:`~asgi_stream.RedisEventLog`; ``block_ms`` is here how long a
-    reader's pub/sub connection may be silent before it is checked with a
-    ``PING``.
+    for the cluster's slots (one is enough; more survive the loss of one).
+
+    ``shards`` is how many hash slots the streams spread over (16 by
+    default; the same in every process). With ``replicas=N`` (0 by default)
+    an append counts as stored once N replicas of its master hold it (or
+    all it has, if it has fewer), so that a failover cannot lose it. Both
+    may be given in the URL instead (``?shards=16&replicas=1``), which is
+    how :func:`~asgi_stream.open_event_log` passes them.
+
+    The other arguments are those of :class:`~asgi_stream.RedisEventLog`;
+    ``block_ms`` is here how long a reader's pub/sub connection may be
+    silent before it is checked with a ``PING``.
     """
 
     def __init__(
@@ -269,7 +272,7 @@ class RedisClusterEventLog(RedisStreamsLog):
         self._wakes_sent: set[int] = set()  # shards whose reader a wake-up is on its way to
 
     def _clients(self) -> tuple[Redis | RedisCluster, ...]:
-        return (self.redis, self._reader_redis)
+        return (self.redis, self._reader_redis, *self._publishers.values())
 
     def key(self, stream: str) -> str:
         """The Redis key that holds ``stream``: in its shard's hash slot."""
@@ -344,6 +347,8 @@ class RedisClusterEventLog(RedisStreamsLog):
             client = self._publishers[node] = self._node_client(node, "asgi-stream-publisher")
         assert self._script_sha is not None
         try:
+            if self.replicas and node not in self._replicas_seen:
+                self._count_replicas(node, await client.role())
             async with client.pipeline(transaction=False) as pipe:
                 for call in calls:
                     pipe.evalsha(self._script_sha, len(call.keys), *call.keys, *call.args)
@@ -361,8 +366,7 @@ class RedisClusterEventLog(RedisStreamsLog):
             return [exc] * len(calls)
         if self.replicas:
             role, acked = replies.pop(), replies.pop()
-            if isinstance(role, list) and len(role) == 3:  # ["master", offset, [replicas]]
-                self._replicas_seen[node] = len(role[2])
+            self._count_replicas(node, role)
             if not isinstance(acked, int) or acked < wanted:
                 moved = Resend(f"{acked} of {wanted} replicas of {node} have the append")
                 replies = [moved if not isinstance(r, Exception) else r for r in replies]
@@ -377,6 +381,11 @@ class RedisClusterEventLog(RedisStreamsLog):
             else:
                 out.append(reply)
         return out
+
+    def _count_replicas(self, node: str, role: Any) -> None:
+        """Note how many replicas ``node`` has now, from its ``ROLE`` reply."""
+        if isinstance(role, list) and len(role) == 3:  # ["master", offset, [replicas]]
+            self._replicas_seen[node] = len(role[2])
 
     # The fan-out's side: wait for live_from.
 
@@ -416,15 +425,8 @@ class RedisClusterEventLog(RedisStreamsLog):
         for node in self._plan:
             reader = self._readers.get(node)
             if reader is None or reader.done():
-                master = _MasterReader(self, node)
                 self._readers[node] = asyncio.get_running_loop().create_task(
-                    self._supervise(
-                        master.step,
-                        f"the reader of {node}",
-                        delays=_moves(),
-                        on_error=master.fail,
-                    ),
-                    name=f"asgi-stream reader {node}",
+                    _MasterReader(self, node).run(), name=f"asgi-stream reader {node}"
                 )
         await self._replan.wait()
         await asyncio.sleep(backoff(1))  # a failover or a move rarely ends in one step
@@ -444,10 +446,6 @@ class RedisClusterEventLog(RedisStreamsLog):
         if tasks:
             await asyncio.wait(tasks, timeout=1.0)
         await self._stop_publisher()
-        for client in list(self._publishers.values()):
-            with contextlib.suppress(Exception):
-                await client.aclose()
-        self._publishers.clear()
 
 
 def _master_of(cluster: RedisCluster, key: str) -> str:
@@ -484,6 +482,17 @@ class _MasterReader:
         self.shards: frozenset[int] = frozenset()
         self.ping_due: float | None = None
 
+    async def run(self) -> None:
+        """Read until this master holds no shard or the log closes; then close the connection."""
+        try:
+            await self.log._supervise(
+                self.step, f"the reader of {self.node}", delays=_moves(), on_error=self.fail
+            )
+        finally:
+            await self._unsubscribe()
+            with contextlib.suppress(Exception):
+                await self.client.aclose()
+
     async def step(self, after_fault: bool) -> bool:
         log = self.log
         shards = log._plan.get(self.node, frozenset())
@@ -492,7 +501,6 @@ class _MasterReader:
             if after_fault and self.shards:
                 log._replan.set()  # the master may be gone: ask where the shards are now
             if not shards or log._closing:
-                await self.client.aclose()
                 return False
             self.shards = shards
             self.pubsub = await self._subscribe()

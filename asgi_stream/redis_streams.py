@@ -341,9 +341,7 @@ class RedisStreamsLog(EventLog):
     def _new_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._keeper is not None:  # the last loop has ended: so have its tasks and waiters
             self._open_connections()
-        self._keeper = loop.create_task(
-            _close_at_the_end(self._clients()), name="asgi-stream closer"
-        )
+        self._keeper = loop.create_task(_close_at_the_end(self._clients), name="asgi-stream closer")
 
     # Appends: the outbox, and the publisher that empties it.
 
@@ -782,10 +780,10 @@ class RedisStreamsLog(EventLog):
                 await keeper
 
 
-async def _close_at_the_end(clients: tuple[Redis | RedisCluster, ...]) -> None:
-    """Wait until cancelled, then close ``clients``: at the end of their event loop."""
+async def _close_at_the_end(clients: Callable[[], tuple[Redis | RedisCluster, ...]]) -> None:
+    """Wait until cancelled, then close ``clients()``: at the end of their event loop."""
     try:
         await asyncio.get_running_loop().create_future()
     finally:
-        for client in clients:
+        for client in clients():
             await client.aclose()
