@@ -75,7 +75,8 @@ class Settings:
     object with LangChain's ``astream()``, or its ``"module:attribute"`` name;
     ``None`` is the local model of :mod:`asgi_stream.catalogue.chat`. ``debug`` lets
     ``/stream-robust`` send a traceback to the client. ``event_log`` names the
-    event store of the jobs endpoints (``"memory"`` or a ``redis://`` URL).
+    event store of the jobs endpoints (``"memory"``, a ``redis://`` or a
+    ``redis+cluster://`` URL).
     """
 
     tick: float = 1.0

@@ -117,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     settings.add_argument(
         "--event-log",
         metavar="URL",
-        help="where the /jobs events live: 'memory' (one process only) or redis://HOST:PORT/DB, "
-        "shared by every worker and host (default: memory)",
+        help="where the /jobs events live: 'memory' (one process only), redis://HOST:PORT/DB "
+        "or redis+cluster://HOST:PORT,HOST:PORT, shared by every worker and host "
+        "(default: memory)",
     )
     settings.add_argument(
         "--debug",
