@@ -627,27 +627,33 @@ class RedisStreamsLog(EventLog):
     async def _read_streams(self, client: Redis | RedisCluster, streams: Iterable[str]) -> None:
         """Read each of these streams from its cursor, a pipeline per few hundred streams.
 
-        A stream whose batch came back full may have more: it stays stale.
+        A stream stays stale until what was read of it is handed out: after a
+        fault, the reader reads it again. One whose batch came back full may
+        have more: it stays stale too.
         """
-        names = [name for name in streams if name in self._cursors]
-        self._stale.difference_update(names)
+        names = []
+        for name in streams:
+            if name in self._cursors:
+                names.append(name)
+            else:
+                self._stale.discard(name)  # forgotten meanwhile: nothing to read
         for start in range(0, len(names), _PIPELINE):
             chunk = [(n, self._cursors[n]) for n in names[start : start + _PIPELINE]]
             async with client.pipeline(transaction=False) as pipe:
                 for name, cursor in chunk:
                     pipe.xread({self.key(name): cursor}, count=self.batch)
                 replies = await pipe.execute(raise_on_error=False)
-            if any(isinstance(reply, faults()) for reply in replies):
-                self._stale.update(name for name, _ in chunk)  # read again after the fault
-                self._raise_faults(replies)
+            self._raise_faults(replies)
             for (name, _), reply in zip(chunk, replies, strict=True):
                 if isinstance(reply, Exception):
                     self._unreadable(name, reply)
                     continue
+                full = False
                 for key, entries in streams_of(reply):
-                    if len(entries) == self.batch:
-                        self._stale.add(name)  # there may be more: read on before waiting
+                    full = len(entries) == self.batch  # there may be more: read on
                     await self._hand_out(client, name, key, entries)
+                if not full:
+                    self._stale.discard(name)
 
     @staticmethod
     def _raise_faults(replies: list[Any]) -> None:
