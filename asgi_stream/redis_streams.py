@@ -638,7 +638,12 @@ class RedisStreamsLog(EventLog):
             else:
                 self._stale.discard(name)  # forgotten meanwhile: nothing to read
         for start in range(0, len(names), _PIPELINE):
-            chunk = [(n, self._cursors[n]) for n in names[start : start + _PIPELINE]]
+            # (A stream may have been forgotten while the last chunk was read.)
+            chunk = [
+                (n, c) for n in names[start : start + _PIPELINE] if (c := self._cursors.get(n))
+            ]
+            if not chunk:
+                continue
             async with client.pipeline(transaction=False) as pipe:
                 for name, cursor in chunk:
                     pipe.xread({self.key(name): cursor}, count=self.batch)
