@@ -52,6 +52,24 @@ follows from its cursor, which catches up whatever it missed. A subscriber
 that joins a new stream publishes to its shard's wake channel, and the
 reader gives the stream its ``live_from``.
 
+A master's reader goes through these states, one round of
+``_master_step`` at a time:
+
+=============  ==============================================================
+state          what the reader of one master does
+=============  ==============================================================
+subscribing    ``SSUBSCRIBE`` to its shards' channels; wait until Redis confirms
+catching up    check its shards' epochs and streams; mark every stream it
+               follows there as stale
+reading        give new streams their ``live_from``; read the stale streams
+waiting        wait for a message: a notification, a wake-up, ``sunsubscribe``
+=============  ==============================================================
+
+From *waiting* it goes back to *reading*. A fault, a ``sunsubscribe`` or a
+new plan (the shards moved) sends it back to *subscribing*, after the
+coordinator has asked the cluster where the shards are; a master left with
+no shard ends its reader.
+
 **Slots that move, masters that fail.** When a slot moves, Redis ends the
 subscriptions of its channels (``sunsubscribe``); when a master dies, its
 reader's connection breaks; a master that stops answering is found by a
@@ -76,6 +94,8 @@ from __future__ import annotations
 import asyncio
 import binascii
 import contextlib
+import dataclasses
+import functools
 import logging
 import secrets
 from typing import TYPE_CHECKING, Any
@@ -425,12 +445,131 @@ class RedisClusterEventLog(RedisStreamsLog):
         for node in self._plan:
             reader = self._readers.get(node)
             if reader is None or reader.done():
+                master = _Master(node, self._node_client(node, "asgi-stream-reader"))
                 self._readers[node] = asyncio.get_running_loop().create_task(
-                    _MasterReader(self, node).run(), name=f"asgi-stream reader {node}"
+                    self._run_master(master), name=f"asgi-stream reader {node}"
                 )
         await self._replan.wait()
         await asyncio.sleep(backoff(1))  # a failover or a move rarely ends in one step
         return True
+
+    # One reader per master: a round (see _master_step), run by _supervise.
+
+    async def _run_master(self, master: _Master) -> None:
+        """Read until this master holds no shard or the log closes; then close the connection."""
+        try:
+            await self._supervise(
+                functools.partial(self._master_step, master),
+                f"the reader of {master.node}",
+                delays=_moves(),
+                on_error=functools.partial(self._fail_master, master),
+            )
+        finally:
+            await self._unsubscribe(master)
+            with contextlib.suppress(Exception):
+                await master.client.aclose()
+
+    async def _master_step(self, master: _Master, after_fault: bool) -> bool:
+        shards = self._plan.get(master.node, frozenset())
+        if after_fault or shards != master.shards:
+            await self._unsubscribe(master)
+            if after_fault and master.shards:
+                self._replan.set()  # the master may be gone: ask where the shards are now
+            if not shards or self._closing:
+                return False
+            master.shards = shards
+            master.pubsub = await self._subscribe(master)
+            await self._catch_up(master)
+        self._wakes_sent.difference_update(shards)
+        mine = [name for name in self._unresolved if self.shard(name) in shards]
+        if mine:
+            await self._resolve(self._reader_redis, mine)
+        stale = self._master_stale(master)
+        if stale:
+            await self._read_streams(self._reader_redis, stale)
+        await self._wait_on_master(master)
+        return True
+
+    def _fail_master(self, master: _Master, error: Exception) -> None:
+        """End the subscriptions of this master's streams (after an error not of Redis)."""
+        for name in list(self._cursors) + list(self._unresolved):
+            if self.shard(name) in master.shards:
+                self._fail_stream(name, error)
+
+    def _master_stale(self, master: _Master) -> list[str]:
+        return [name for name in self._stale if self.shard(name) in master.shards]
+
+    async def _unsubscribe(self, master: _Master) -> None:
+        pubsub, master.pubsub = master.pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def _subscribe(self, master: _Master) -> PubSub:
+        """Subscribe to the shards' channels on this master; return once Redis confirms."""
+        pubsub = master.client.pubsub()
+        channels: set[str] = set()
+        for shard in master.shards:  # one SSUBSCRIBE per slot: two slots cannot share one
+            pair = (self._changed_channel(shard), self._wake_channel(shard))
+            await pubsub.ssubscribe(*pair)
+            channels.update(pair)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options["socket_timeout"]
+        while channels:
+            if loop.time() >= deadline:
+                raise TimeoutError(f"{master.node} did not confirm the subscriptions")
+            message = await pubsub.get_message(timeout=deadline - loop.time())
+            if message is not None and message["type"] == "ssubscribe":
+                channels.discard(message["channel"])
+        master.ping_due = None
+        return pubsub
+
+    async def _catch_up(self, master: _Master) -> None:
+        """After a (re)subscription: did the shards go back? Then read all their streams again."""
+        ordered = sorted(master.shards)
+        async with self._reader_redis.pipeline(transaction=False) as pipe:
+            for shard in ordered:
+                pipe.set(self._epoch_key(shard), secrets.token_hex(8), nx=True)
+                pipe.get(self._epoch_key(shard))
+            replies = await pipe.execute()
+        for shard, epoch in zip(ordered, replies[1::2], strict=True):
+            streams = [name for name in self._cursors if self.shard(name) == shard]
+            known = self._epochs.get(shard)
+            self._epochs[shard] = epoch
+            if known is not None and epoch != known:
+                self._reset_all(streams)
+            elif known is not None:
+                await self._gone_back(self._reader_redis, streams)
+        self._stale.update(name for name in self._cursors if self.shard(name) in master.shards)
+
+    async def _wait_on_master(self, master: _Master) -> None:
+        """Wait for messages on the pub/sub connection; mark the streams they name as stale.
+
+        Silence for ``block_ms`` sends a ``PING``, whose answer must come
+        within ``socket_timeout``: a master that stopped answering is found.
+        """
+        pubsub = master.pubsub
+        assert pubsub is not None
+        loop = asyncio.get_running_loop()
+        timeout = 0.0 if self._master_stale(master) else self.block_ms / 1000
+        message = await pubsub.get_message(timeout=timeout)
+        while message is not None:
+            kind = message["type"]
+            if kind == "smessage" and message["channel"].startswith("asgi-stream.changed:"):
+                for name in message["data"].split("\n"):
+                    if name in self._cursors:
+                        self._stale.add(name)
+            elif kind == "sunsubscribe":
+                self._replan.set()
+                raise _SlotsMoved(f"{message['channel']} moved away from {master.node}")
+            elif kind == "pong":
+                master.ping_due = None
+            message = await pubsub.get_message(timeout=0.0)
+        if master.ping_due is not None and loop.time() > master.ping_due:
+            raise TimeoutError(f"{master.node} did not answer a PING")
+        if timeout and master.ping_due is None:
+            await pubsub.ping()
+            master.ping_due = loop.time() + self.options["socket_timeout"]
 
     async def aclose(self) -> None:
         """End every subscription, stop the readers and the publisher, close the connections."""
@@ -465,136 +604,12 @@ def _moves() -> tuple[type[Exception], ...]:
     return (_SlotsMoved, AskError, ClusterDownError, TryAgainError)
 
 
-class _MasterReader:
-    """The reader of one master: its pub/sub connection, and the shards it holds there.
+@dataclasses.dataclass(eq=False)
+class _Master:
+    """One master's reader: its connection, its pub/sub, and the shards it holds there."""
 
-    :meth:`step` is one round, run by the log's supervision: (re)subscribe
-    and catch up if needed, give new streams their ``live_from``, read the
-    stale streams, wait for messages. It returns false once the master holds
-    no shard any more (a failover, or every slot moved away).
-    """
-
-    def __init__(self, log: RedisClusterEventLog, node: str) -> None:
-        self.log = log
-        self.node = node
-        self.client = log._node_client(node, "asgi-stream-reader")
-        self.pubsub: PubSub | None = None
-        self.shards: frozenset[int] = frozenset()
-        self.ping_due: float | None = None
-
-    async def run(self) -> None:
-        """Read until this master holds no shard or the log closes; then close the connection."""
-        try:
-            await self.log._supervise(
-                self.step, f"the reader of {self.node}", delays=_moves(), on_error=self.fail
-            )
-        finally:
-            await self._unsubscribe()
-            with contextlib.suppress(Exception):
-                await self.client.aclose()
-
-    async def step(self, after_fault: bool) -> bool:
-        log = self.log
-        shards = log._plan.get(self.node, frozenset())
-        if after_fault or shards != self.shards:
-            await self._unsubscribe()
-            if after_fault and self.shards:
-                log._replan.set()  # the master may be gone: ask where the shards are now
-            if not shards or log._closing:
-                return False
-            self.shards = shards
-            self.pubsub = await self._subscribe()
-            await self._catch_up()
-        log._wakes_sent.difference_update(shards)
-        mine = [name for name in log._unresolved if log.shard(name) in shards]
-        if mine:
-            await log._resolve(log._reader_redis, mine)
-        stale = self._stale()
-        if stale:
-            await log._read_streams(log._reader_redis, stale)
-        await self._wait_for_changes()
-        return True
-
-    def fail(self, error: Exception) -> None:
-        """End the subscriptions of this master's streams (after an error not of Redis)."""
-        for name in list(self.log._cursors) + list(self.log._unresolved):
-            if self.log.shard(name) in self.shards:
-                self.log._fail_stream(name, error)
-
-    def _stale(self) -> list[str]:
-        return [name for name in self.log._stale if self.log.shard(name) in self.shards]
-
-    async def _unsubscribe(self) -> None:
-        pubsub, self.pubsub = self.pubsub, None
-        if pubsub is not None:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
-
-    async def _subscribe(self) -> PubSub:
-        """Subscribe to the shards' channels on this master; return once Redis confirms."""
-        log = self.log
-        pubsub = self.client.pubsub()
-        channels: set[str] = set()
-        for shard in self.shards:  # one SSUBSCRIBE per slot: two slots cannot share one
-            pair = (log._changed_channel(shard), log._wake_channel(shard))
-            await pubsub.ssubscribe(*pair)
-            channels.update(pair)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + log.options["socket_timeout"]
-        while channels:
-            if loop.time() >= deadline:
-                raise TimeoutError(f"{self.node} did not confirm the subscriptions")
-            message = await pubsub.get_message(timeout=deadline - loop.time())
-            if message is not None and message["type"] == "ssubscribe":
-                channels.discard(message["channel"])
-        self.ping_due = None
-        return pubsub
-
-    async def _catch_up(self) -> None:
-        """After a (re)subscription: did the shards go back? Then read all their streams again."""
-        log = self.log
-        ordered = sorted(self.shards)
-        async with log._reader_redis.pipeline(transaction=False) as pipe:
-            for shard in ordered:
-                pipe.set(log._epoch_key(shard), secrets.token_hex(8), nx=True)
-                pipe.get(log._epoch_key(shard))
-            replies = await pipe.execute()
-        for shard, epoch in zip(ordered, replies[1::2], strict=True):
-            streams = [name for name in log._cursors if log.shard(name) == shard]
-            known = log._epochs.get(shard)
-            log._epochs[shard] = epoch
-            if known is not None and epoch != known:
-                log._reset_all(streams)
-            elif known is not None:
-                await log._gone_back(log._reader_redis, streams)
-        log._stale.update(name for name in log._cursors if log.shard(name) in self.shards)
-
-    async def _wait_for_changes(self) -> None:
-        """Wait for messages on the pub/sub connection; mark the streams they name as stale.
-
-        Silence for ``block_ms`` sends a ``PING``, whose answer must come
-        within ``socket_timeout``: a master that stopped answering is found.
-        """
-        log = self.log
-        pubsub = self.pubsub
-        assert pubsub is not None
-        loop = asyncio.get_running_loop()
-        timeout = 0.0 if self._stale() else log.block_ms / 1000
-        message = await pubsub.get_message(timeout=timeout)
-        while message is not None:
-            kind = message["type"]
-            if kind == "smessage" and message["channel"].startswith("asgi-stream.changed:"):
-                for name in message["data"].split("\n"):
-                    if name in log._cursors:
-                        log._stale.add(name)
-            elif kind == "sunsubscribe":
-                log._replan.set()
-                raise _SlotsMoved(f"{message['channel']} moved away from {self.node}")
-            elif kind == "pong":
-                self.ping_due = None
-            message = await pubsub.get_message(timeout=0.0)
-        if self.ping_due is not None and loop.time() > self.ping_due:
-            raise TimeoutError(f"{self.node} did not answer a PING")
-        if timeout and self.ping_due is None:
-            await pubsub.ping()
-            self.ping_due = loop.time() + log.options["socket_timeout"]
+    node: str
+    client: Redis
+    pubsub: PubSub | None = None
+    shards: frozenset[int] = frozenset()
+    ping_due: float | None = None  # when the answer to a PING is late
