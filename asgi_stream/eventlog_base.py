@@ -9,11 +9,14 @@ The event-log modules import in one direction only, from the bottom up:
   and declares what a subscription asks of its log (``SubscriptionSource``);
 * :mod:`asgi_stream.eventlog_base` (this module) is the interface, which
   answers what a subscription asks;
-* :mod:`asgi_stream.redis_eventlog` implements it on Redis, and imports this
-  module alone of the three;
+* :mod:`asgi_stream.redis_streams` implements what every Redis log shares
+  on it, and imports this module alone of the three;
+  :mod:`asgi_stream.redis_eventlog` (one Redis) and
+  :mod:`asgi_stream.redis_cluster_eventlog` (a Redis Cluster) build on that,
+  neither on the other;
 * :mod:`asgi_stream.eventlog` adds the in-memory log, and
   :func:`~asgi_stream.open_event_log`, which opens either one from a URL: it
-  imports the Redis module inside the function, only when a URL names Redis
+  imports a Redis module inside the function, only when a URL names Redis
   (and ``redis`` itself is imported only when a Redis log is made).
 
 Every call goes down that list, through public names: a subscription reaches

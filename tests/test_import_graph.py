@@ -72,6 +72,7 @@ def test_the_event_log_modules_import_from_the_bottom_up() -> None:
         "eventlog_base",
         "redis_streams",
         "redis_eventlog",
+        "redis_cluster_eventlog",
         "eventlog",
     ]
     for rank, name in enumerate(order):
@@ -79,7 +80,7 @@ def test_the_event_log_modules_import_from_the_bottom_up() -> None:
         assert not graph[f"asgi_stream.{name}"] & above, name
     assert graph["asgi_stream.sse_format"] == set()  # encoding needs nothing of the package
     assert "asgi_stream.sse" not in graph["asgi_stream.broadcast"]
-    for backend in ("redis_streams", "redis_eventlog"):
+    for backend in ("redis_streams", "redis_eventlog", "redis_cluster_eventlog"):
         assert "asgi_stream.eventlog" not in graph[f"asgi_stream.{backend}"]
 
 
