@@ -405,12 +405,15 @@ class RedisCluster:
 
     # -- looking -----------------------------------------------------------------
 
-    def client(self, node: RedisServer) -> redis.Redis:
-        """A connection to ``node`` alone (not a cluster client), answers decoded, calls bounded."""
+    def client(self, node: RedisServer, decode: bool = True) -> redis.Redis:
+        """A connection to ``node`` alone (not a cluster client), every call bounded.
+
+        Answers are decoded as UTF-8 unless ``decode`` is false (keys may be any bytes).
+        """
         return redis.Redis(
             host=HOST,
             port=node.port,
-            decode_responses=True,
+            decode_responses=decode,
             socket_timeout=COMMAND_TIMEOUT,
             socket_connect_timeout=COMMAND_TIMEOUT,
         )
@@ -495,21 +498,29 @@ class RedisCluster:
         self.wait_ok()
         return replica
 
-    def move_slot(self, slot: int, to: RedisServer) -> None:
+    def move_slot(self, slot: int, to: RedisServer, hold: float = 0.0) -> None:
         """Migrate ``slot`` with its keys to master ``to``, as ``redis-cli --cluster reshard`` does.
 
-        While the keys move, a client asking the old master for a key that
-        has gone is answered ``ASK``; once the slot is reassigned, ``MOVED``.
+        The slot is marked *migrating* on its master and *importing* on
+        ``to``; its keys are moved (``MIGRATE``, 100 at a time); then every
+        master is told that ``to`` serves it. In between, the old master
+        answers a command whose key has gone already ``ASK`` (and one that
+        names several keys of the slot, some gone or new, ``TRYAGAIN``); once
+        the slot is reassigned, ``MOVED``. ``hold`` seconds are spent in each
+        half of the migration, before the keys move and after, so that a test
+        can meet both.
         """
         source = self.master_of(slot)
         if source is to:
             raise ValueError(f"slot {slot} is served by the node of port {to.port} already")
-        with self.client(source) as old, self.client(to) as new:
+        timeout_ms = str(int(self.timeout * 1000))
+        with self.client(source, decode=False) as old, self.client(to) as new:
             new.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source.cluster_id)
             old.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", to.cluster_id)
+            time.sleep(hold)
             while keys := old.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
-                timeout_ms = int(self.timeout * 1000)
                 old.execute_command("MIGRATE", HOST, to.port, "", 0, timeout_ms, "KEYS", *keys)
+            time.sleep(hold)
             # The new owner first: from then on, whoever the old owner redirects to serves.
             new.execute_command("CLUSTER", "SETSLOT", slot, "NODE", to.cluster_id)
             old.execute_command("CLUSTER", "SETSLOT", slot, "NODE", to.cluster_id)
