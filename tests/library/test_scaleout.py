@@ -49,10 +49,18 @@ def hosts(tmp_path: Path, redis: RedisServer) -> Iterator[list[ServerProcess]]:
 
 
 async def follow(
-    client: httpx.AsyncClient, urls: list[str], stream: str, workers: set[str]
+    client: httpx.AsyncClient,
+    urls: list[str],
+    stream: str,
+    workers: set[str],
+    received: Received | None = None,
 ) -> Received:
-    """Follow ``stream`` until ``done``, resuming with the last ID; the next URL on a failure."""
-    received: Received = []
+    """Follow ``stream`` until ``done``, resuming with the last ID; the next URL on a failure.
+
+    The events go into ``received`` as they come (a new list by default), so
+    that a test can see how far a follower has got.
+    """
+    received = [] if received is None else received
     last_id = ""
     for url in itertools.chain(urls, itertools.repeat(urls[-1])):
         while True:
