@@ -81,7 +81,8 @@ API
   each with ``.cluster_id``); ``role(node)``, ``masters()``,
   ``replica_of(master)``, ``master_of(slot)``, ``client(node)``;
   ``kill(node)``, ``start(node)``, ``pause(node)``, ``resume(node)``,
-  ``fail_over(master)``, ``move_slot(slot, to)``, ``wait_ok()``.
+  ``fail_over(master)``, ``move_slot(slot, to, hold=0.0)``;
+  ``wait_promoted(replica)``, ``wait_ok()``.
 - ``slot_of(key)``: the hash slot of a key, as Redis computes it.
 """
 
@@ -489,14 +490,18 @@ class RedisCluster:
         """SIGKILL ``master``; wait until its replica serves its slots; return the replica."""
         replica = self.replica_of(master)
         self.kill(master)
+        self.wait_promoted(replica)
+        self.wait_ok()
+        return replica
+
+    def wait_promoted(self, replica: RedisServer) -> None:
+        """Wait until ``replica`` says it is a master (its master failed, or is paused)."""
 
         def promoted() -> bool:
             with self.client(replica) as connection:
                 return bool(connection.info("replication")["role"] == "master")
 
         self._wait(promoted, f"the replica of port {replica.port} to be promoted")
-        self.wait_ok()
-        return replica
 
     def move_slot(self, slot: int, to: RedisServer, hold: float = 0.0) -> None:
         """Migrate ``slot`` with its keys to master ``to``, as ``redis-cli --cluster reshard`` does.

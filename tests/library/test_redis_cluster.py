@@ -10,7 +10,9 @@ the faults here are the cluster's own:
   followed: the log's commands meet ``TRYAGAIN``, ``ASK`` and ``MOVED``;
 - a master is killed and its replica promoted (a second or two in which the
   whole cluster answers ``CLUSTERDOWN``);
-- a master is killed and started again from its append-only file.
+- a master is killed and started again from its append-only file;
+- a master is paused (SIGSTOP) until its replica has been promoted, then
+  resumed: woken, it acknowledges what it had received, and loses it.
 
 Publishers retry what :class:`~asgi_stream.EventLogUnavailable` refused, as a
 careful one does; followers resume after the last event they were handed when
@@ -316,6 +318,45 @@ def test_every_event_arrives_once_in_order_through_a_master_restart(
             await publisher.finish()
             for follower in followers:
                 assert_once_in_order(await asyncio.wait_for(follower, FAULT_BOUND), publisher)
+
+    run(test, 90)
+
+
+def test_every_event_arrives_once_in_order_through_a_master_paused_past_its_failover(
+    cluster: RedisCluster, request: pytest.FixtureRequest
+) -> None:
+    """SIGSTOP on the stream's master until its replica has been promoted, then SIGCONT.
+
+    Woken, the old master first answers what it had received, as the master it
+    no longer is: a write it acknowledges then is gone once it learns that it
+    is a replica now and copies its successor. Only what the new master holds
+    may have been acknowledged; the followers get exactly that.
+    """
+    name = unique(request)
+
+    async def test() -> None:
+        async with (
+            contextlib.aclosing(open_event_log(cluster.url)) as publisher_log,
+            contextlib.aclosing(open_event_log(cluster.url)) as reader,
+        ):
+            master = master_of_stream(cluster, publisher_log, name)
+            replica = cluster.replica_of(master)
+            publisher = Publisher(publisher_log, name)
+            followers = [asyncio.ensure_future(follow(reader, name)) for _ in range(3)]
+            await publisher.appended(10)
+            cluster.pause(master)
+            try:
+                await asyncio.to_thread(cluster.wait_promoted, replica)
+            finally:
+                cluster.resume(master)
+            await asyncio.to_thread(cluster.wait_ok)
+            assert master_of_stream(cluster, publisher_log, name) is replica
+            await publisher.appended(10)
+            await publisher.finish()
+            for follower in followers:
+                assert_once_in_order(await asyncio.wait_for(follower, FAULT_BOUND), publisher)
+            with cluster.client(replica) as node:
+                assert node.xlen(publisher_log.key(name)) == len(publisher.ids)
 
     run(test, 90)
 
