@@ -445,8 +445,9 @@ class RedisCluster:
         return "master" if self.view()[node.cluster_id].is_master else "replica"
 
     def masters(self) -> list[RedisServer]:
-        """The nodes that serve slots now, in the order of their first slot."""
-        serving = [view for view in self.view().values() if view.is_master and view.slots]
+        """The masters that serve slots now (not failed), in the order of their first slot."""
+        views = self.view().values()
+        serving = [view for view in views if view.is_master and view.slots and not view.failed]
         serving.sort(key=lambda view: view.slots[0])
         return [self._node(view.id) for view in serving]
 
@@ -540,15 +541,17 @@ class RedisCluster:
     def wait_ok(self) -> None:
         """Wait until every live node says ``cluster_state:ok``, all slots served, and they agree.
 
-        Agreeing: the same master for every slot, every node known, and every
-        live replica's link to its master up (so a failover has a replica
-        that holds the data).
+        Agreeing: the same master for every slot, every node known, no live
+        node marked failed by another, and every live replica's link to its
+        master up (so a failover has a replica that holds the data).
         """
         self._wait(self._ok, "every node to say cluster_state:ok and agree")
 
     def _ok(self) -> bool:
         owners = set()
-        for node in self._live():
+        live = self._live()
+        live_ids = {node.cluster_id for node in live}
+        for node in live:
             with self.client(node) as connection:
                 info = str(connection.execute_command("CLUSTER", "INFO"))
                 if "cluster_state:ok" not in info or f"cluster_slots_ok:{SLOTS}" not in info:
@@ -560,8 +563,8 @@ class RedisCluster:
                     return False
             views = self._views(node)
             owners.add(frozenset((v.id, tuple(v.slots)) for v in views.values() if v.is_master))
-            if views[node.cluster_id].failed:
-                return False
+            if any(view.failed for view in views.values() if view.id in live_ids):
+                return False  # a node that came back is not known to be back everywhere yet
         return len(owners) == 1
 
     def _wait(self, condition: Callable[[], bool], what: str) -> None:
