@@ -45,8 +45,12 @@ majority of masters agree; its replica then waits a little (half a second
 plus a random part, more for a replica further behind), asks the masters for
 votes, and is *promoted*: it serves the slots, with a new configuration epoch
 that wins over the old master's, which, when it comes back, becomes a replica
-of the new one. :class:`RedisCluster` uses a node timeout of 500 ms, so a
-failover takes a second or two rather than the default fifteen and more.
+of the new one. In between, from the ``FAIL`` until the promotion, some slots
+have no master, and by default (``cluster-require-full-coverage yes``) every
+node then answers ``CLUSTERDOWN``, even a blocked ``XREAD`` on a master that
+is fine: a failover stalls every key, not only the failed master's.
+:class:`RedisCluster` uses a node timeout of 500 ms, so a failover takes a
+second or two rather than the default fifteen and more.
 
 :class:`RedisCluster` starts ``masters * (1 + replicas)`` nodes (3 masters and
 3 replicas by default) in cluster mode, each a :class:`RedisServer` with its
@@ -76,9 +80,10 @@ API
   ``stop()``.
 - ``RedisCluster(directory, masters=3, replicas=1, persistent=True)``, a
   context manager: ``.url`` (``redis+cluster://127.0.0.1:P1,127.0.0.1:P2,...``,
-  the first masters' addresses, fixed for the cluster's life: a client needs
-  only one of them to find the rest), ``.nodes`` (:class:`RedisServer`\\ s,
-  each with ``.cluster_id``); ``role(node)``, ``masters()``,
+  the masters' addresses when it was created, fixed for its life: a client
+  needs only one of them to find the rest), ``.nodes`` (:class:`RedisServer`\\ s,
+  each with ``.cluster_id``); ``view()`` (``CLUSTER NODES`` parsed:
+  :class:`NodeView`\\ s), ``role(node)``, ``masters()``,
   ``replica_of(master)``, ``master_of(slot)``, ``client(node)``;
   ``kill(node)``, ``start(node)``, ``pause(node)``, ``resume(node)``,
   ``fail_over(master)``, ``move_slot(slot, to, hold=0.0)``;
