@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from asgi_stream import RedisEventLog, ResumableEventSourceResponse
+from asgi_stream.tools.redis_servers import RedisServer
 
 from .run import percentile
-from .scaleout import redis_server
 
 
 async def one_client(log: RedisEventLog, stream: str) -> float:
@@ -73,8 +73,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=200)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as redis:
-        found = asyncio.run(measure(f"redis://127.0.0.1:{redis.port}/0", args.clients))
+    with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp), persistent=False) as redis:
+        found = asyncio.run(measure(redis.url, args.clients))
     json.dump(found, sys.stdout)
     print()
 

@@ -39,7 +39,6 @@ import contextlib
 import json
 import os
 import platform
-import shutil
 import statistics
 import sys
 import tempfile
@@ -49,7 +48,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from asgi_stream.tools.process import ServerProcess, serve
+from asgi_stream.tools.process import serve
+from asgi_stream.tools.redis_servers import RedisServer
 
 from . import procfs
 from .run import BENCH_SERVER, PRIMARY, RESULTS, ROOT, ClientProcess, log, percentile
@@ -68,22 +68,11 @@ FLOOR = "asgi-stream memory (floor)"
 RIVALS = ("broadcaster redis", "litestar redis streams")
 
 
-@contextlib.contextmanager
-def redis_server(tmp: Path) -> Any:
-    executable = shutil.which("redis-server")
-    if executable is None:
-        raise SystemExit("redis-server is needed: bash scripts/test.sh installs it")
-    command = [executable, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    command += ["--dir", str(tmp)]
-    with serve(command, tmp / "redis.log", start_timeout=10.0) as server:
-        yield server
-
-
 def measure_candidate(
-    name: str, redis: ServerProcess, levels: Sequence[int], seconds: float, rate: float, tmp: Path
+    name: str, redis: RedisServer, levels: Sequence[int], seconds: float, rate: float, tmp: Path
 ) -> dict[str, Any]:
     attribute, through_redis = CANDIDATES[name]
-    env = {"BENCH_REDIS_URL": f"redis://127.0.0.1:{redis.port}/0"}
+    env = {"BENCH_REDIS_URL": redis.url}
     command = [*BENCH_SERVER, PRIMARY, f"benchmarks.scaleout_apps:{attribute}", "--cpus", "0,1"]
     result: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
@@ -314,7 +303,7 @@ def run(
         tmp = Path(tmp_name)
         results = {}
         for name in names:
-            with redis_server(tmp) as redis:  # a fresh Redis each: no streams left over
+            with RedisServer(tmp, persistent=False) as redis:  # a fresh one each: no streams left
                 results[name] = measure_candidate(name, redis, levels, seconds, rate, tmp)
     report = {
         "command": command,

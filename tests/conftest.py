@@ -12,16 +12,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.redis_server import redis_server
+from asgi_stream.tools.redis_servers import RedisServer
 
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A throwaway redis-server for this module (:mod:`tests.redis_server`): its ``redis://`` URL.
+    """A throwaway redis-server for this module, not persistent: its ``redis://`` URL.
 
-    Used by the Redis event log's tests and by the catalogue's jobs on Redis.
-    Each module gets an empty server of its own, so no test sees another
-    module's streams.
+    A :class:`~asgi_stream.tools.redis_servers.RedisServer`, used by the Redis
+    event log's tests and by the catalogue's jobs on Redis. Each module gets an
+    empty server of its own, so no test sees another module's streams.
     """
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
-        yield url
+    with RedisServer(tmp_path_factory.mktemp("redis"), persistent=False) as redis:
+        yield redis.url

@@ -1,7 +1,7 @@
 """Jobs on Redis always end for their readers: through a Redis restart, while it is down, and lost.
 
 In one process, the catalogue's jobs endpoints on a redis-server that the
-tests kill and restart (:func:`tests.redis_server.faulty_redis`), read through
+tests kill and restart (:class:`asgi_stream.tools.redis_servers.RedisServer`), read through
 the router with exact ASGI messages.
 """
 
@@ -21,15 +21,15 @@ from asgi_stream.catalogue.jobs import TOTAL, progress
 from asgi_stream.redis_eventlog import RedisEventLog
 from asgi_stream.routing import Router
 from asgi_stream.testing import parse_event_stream
+from asgi_stream.tools.redis_servers import RedisServer
 from tests.asgi import body_of, http_scope, request
-from tests.redis_server import FaultyRedis, faulty_redis
 
 pytestmark = pytest.mark.server
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[FaultyRedis]:
-    with faulty_redis(tmp_path) as running:
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    with RedisServer(tmp_path) as running:
         yield running
 
 
@@ -41,7 +41,7 @@ async def start(router: Router) -> str:
 
 
 def test_a_job_goes_on_through_a_redis_restart_and_its_reader_gets_every_event(
-    server: FaultyRedis,
+    server: RedisServer,
 ) -> None:
     async def main() -> list[tuple[str, str]]:
         router = Router()
@@ -63,7 +63,7 @@ def test_a_job_goes_on_through_a_redis_restart_and_its_reader_gets_every_event(
 
 
 def test_while_redis_is_down_the_events_endpoint_answers_retry_not_500(
-    server: FaultyRedis,
+    server: RedisServer,
 ) -> None:
     async def main() -> None:
         router = Router()
@@ -87,7 +87,7 @@ def test_while_redis_is_down_the_events_endpoint_answers_retry_not_500(
     asyncio.run(main())
 
 
-def test_a_job_whose_worker_died_is_declared_lost_to_its_readers(server: FaultyRedis) -> None:
+def test_a_job_whose_worker_died_is_declared_lost_to_its_readers(server: RedisServer) -> None:
     """Its newest event is old, and no worker runs it: a reader records and gets ``failed``."""
     with redis.Redis.from_url(server.url) as client:
         client.xadd(RedisEventLog.key("job:orphan"), {"data": json.dumps(progress(3))}, "1000-0")
@@ -107,7 +107,7 @@ def test_a_job_whose_worker_died_is_declared_lost_to_its_readers(server: FaultyR
 
 
 def test_a_reader_waiting_when_the_worker_died_comes_back_and_is_told(
-    server: FaultyRedis, monkeypatch: pytest.MonkeyPatch
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The job has moved recently, then never again: the waiting reader's stream ends, it
     reconnects with its last ID, and gets ``failed``."""

@@ -33,9 +33,9 @@ from asgi_stream import (
 )
 from asgi_stream.testing import parse_event_stream
 from asgi_stream.tools.process import free_port
+from asgi_stream.tools.redis_servers import RedisServer
 from tests.asgi import body_of, http_scope
 from tests.asgi import request as exchange
-from tests.redis_server import faulty_redis
 
 pytestmark = pytest.mark.server
 
@@ -333,7 +333,7 @@ def test_followers_see_a_delay_not_a_gap_through_a_redis_kill_and_a_pause(
             except EventLogUnavailable:
                 await asyncio.sleep(0.1)  # Redis is restarting: try again
 
-    with faulty_redis(tmp_path) as server:
+    with RedisServer(tmp_path) as server:
 
         async def test() -> None:
             async with contextlib.aclosing(

@@ -24,10 +24,10 @@ from asgiref.testing import ApplicationCommunicator
 
 from asgi_stream import EventLog, EventLogUnavailable, RedisEventLog, ResumableEventSourceResponse
 from asgi_stream.testing import parse_event_stream
+from asgi_stream.tools.redis_servers import RedisServer
 from tests.asgi import body_of, http_scope
 from tests.asgi import request as exchange
 from tests.library.test_fanout import collect
-from tests.redis_server import faulty_redis
 from tests.waiting import until
 
 pytestmark = pytest.mark.server
@@ -93,7 +93,7 @@ def test_an_append_sent_again_during_a_redis_pause_is_stored_once(tmp_path: Path
     every subscriber saw the event twice. Here it is sent again as the same
     script call, which stores it once, and the append returns its one ID.
     """
-    with faulty_redis(tmp_path) as server:
+    with RedisServer(tmp_path) as server:
 
         async def test() -> tuple[list[str], list[str], str]:
             log = RedisEventLog(server.url, block_ms=200, socket_timeout=0.5)
@@ -126,7 +126,7 @@ def test_two_publishers_appending_through_a_redis_pause_store_each_event_once(
 ) -> None:
     """Two logs (two processes, as far as Redis can tell) append to one stream at once
     while Redis is paused: every event is stored once, and a follower sees each once."""
-    with faulty_redis(tmp_path) as server:
+    with RedisServer(tmp_path) as server:
 
         async def test() -> tuple[list[str], list[str]]:
             logs = [RedisEventLog(server.url, block_ms=200, socket_timeout=0.5) for _ in range(2)]
@@ -176,7 +176,7 @@ def test_redis_restarted_without_its_data_gives_a_reset_never_a_silent_gap(
     the log holds now, from its beginning: never a silent jump.
     """
     caplog.set_level(logging.WARNING)
-    with faulty_redis(tmp_path, persistent=False) as server:
+    with RedisServer(tmp_path, persistent=False) as server:
 
         async def test() -> list[tuple[str, str, str]]:
             log = RedisEventLog(server.url, block_ms=200, socket_timeout=1.0)

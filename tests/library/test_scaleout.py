@@ -21,7 +21,7 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
-from tests.redis_server import FaultyRedis, faulty_redis
+from asgi_stream.tools.redis_servers import RedisServer
 from tests.serving import ServerProcess, serve
 
 pytestmark = pytest.mark.server
@@ -30,13 +30,13 @@ Received = list[tuple[str, str]]
 
 
 @pytest.fixture
-def redis(tmp_path: Path) -> Iterator[FaultyRedis]:
-    with faulty_redis(tmp_path) as server:
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    with RedisServer(tmp_path) as server:
         yield server
 
 
 @pytest.fixture
-def hosts(tmp_path: Path, redis: FaultyRedis) -> Iterator[list[ServerProcess]]:
+def hosts(tmp_path: Path, redis: RedisServer) -> Iterator[list[ServerProcess]]:
     """Two hosts on one Redis: 127.0.0.1 with two workers, 127.0.0.2 with one."""
     env = {"ASGI_STREAM_EVENT_LOG": redis.url}
     with ExitStack() as stack:
@@ -49,10 +49,18 @@ def hosts(tmp_path: Path, redis: FaultyRedis) -> Iterator[list[ServerProcess]]:
 
 
 async def follow(
-    client: httpx.AsyncClient, urls: list[str], stream: str, workers: set[str]
+    client: httpx.AsyncClient,
+    urls: list[str],
+    stream: str,
+    workers: set[str],
+    received: Received | None = None,
 ) -> Received:
-    """Follow ``stream`` until ``done``, resuming with the last ID; the next URL on a failure."""
-    received: Received = []
+    """Follow ``stream`` until ``done``, resuming with the last ID; the next URL on a failure.
+
+    The events go into ``received`` as they come (a new list by default), so
+    that a test can see how far a follower has got.
+    """
+    received = [] if received is None else received
     last_id = ""
     for url in itertools.chain(urls, itertools.repeat(urls[-1])):
         while True:
@@ -123,7 +131,7 @@ def test_an_event_published_on_either_host_reaches_every_subscriber_once_in_orde
 
 
 def test_redis_killed_and_paused_mid_stream_gives_no_gap_no_duplicate_no_500(
-    hosts: list[ServerProcess], redis: FaultyRedis
+    hosts: list[ServerProcess], redis: RedisServer
 ) -> None:
     a, b = hosts
 

@@ -17,9 +17,9 @@ import httpx
 import pytest
 from selenium import webdriver
 
+from asgi_stream.tools.redis_servers import RedisServer
 from tests.catalogue.test_browser import browser, until
 from tests.library.test_scaleout import assert_quiet, publish
-from tests.redis_server import FaultyRedis, faulty_redis
 from tests.serving import ServerProcess, serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
@@ -28,20 +28,20 @@ __all__ = ["browser"]  # the fixture, imported for pytest
 
 
 @pytest.fixture
-def redis(tmp_path: Path) -> Iterator[FaultyRedis]:
-    with faulty_redis(tmp_path) as server:
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    with RedisServer(tmp_path) as server:
         yield server
 
 
 @pytest.fixture
-def server(tmp_path: Path, redis: FaultyRedis) -> Iterator[ServerProcess]:
+def server(tmp_path: Path, redis: RedisServer) -> Iterator[ServerProcess]:
     argv = ["-m", "uvicorn", "tests.fanout_app:app", "--host", "127.0.0.1"]
     with serve(argv, tmp_path, env={"ASGI_STREAM_EVENT_LOG": redis.url}) as process:
         yield process
 
 
 def test_an_event_source_keeps_receiving_through_a_redis_restart(
-    browser: webdriver.Chrome, server: ServerProcess, redis: FaultyRedis
+    browser: webdriver.Chrome, server: ServerProcess, redis: RedisServer
 ) -> None:
     def send(data: list[str], event: str = "") -> None:
         async def main() -> None:
