@@ -30,9 +30,13 @@ must use the same ``shards``.
 
 **One publisher pipeline per node.** A round trip of appends makes one
 script call per shard, and sends the calls of each master in one pipeline
-on a connection of its own, all masters at once. With ``replicas=N`` the
-pipeline ends with ``WAIT N``: an append counts as stored only once N
-replicas have it, so a failover cannot lose it. A call that meets a fault,
+on a connection of its own, all masters at once. The pipeline ends with
+``WAIT 1`` (``replicas=1``, the default): an append counts as stored only
+once a replica has it, so a failover cannot lose it, even that of a master
+that was paused and answers, once woken, as the master it no longer is (its
+``WAIT`` finds no replica). A master whose replica is gone (it was just
+promoted) stores without one, as Redis itself would: its ``ROLE``, asked
+with every round trip, says how many it has. A call that meets a fault,
 a slot on the move (``MOVED``, ``ASK``, ``TRYAGAIN``), a master that is
 gone (``CLUSTERDOWN``) or too few replicas is sent again, the same, to the
 master that holds its slot then, until ``append_timeout``; its applied key
@@ -83,10 +87,11 @@ epochs and the streams' newest IDs (see "a log that went back" in
 handed out tells its subscribers to reset.
 
 What this needs from the cluster: each master has a replica, and appends
-wait for one (``replicas=1``), or a failover may drop the newest appends
-(their subscribers are told to reset, but a subscriber that had not seen
-them yet never will); with an append-only file (``appendonly yes``), a
-master restarted before a failover comes back with its data.
+wait for one (``replicas=1``, the default). With ``replicas=0`` a failover
+may drop the newest appends, which the publisher was told are stored: their
+subscribers are told to reset, but a subscriber that had not seen them yet
+never will. With an append-only file (``appendonly yes``), a master
+restarted before a failover comes back with its data.
 """
 
 from __future__ import annotations
@@ -198,9 +203,10 @@ class RedisClusterEventLog(RedisStreamsLog):
     for the cluster's slots (one is enough; more survive the loss of one).
 
     ``shards`` is how many hash slots the streams spread over (16 by
-    default; the same in every process). With ``replicas=N`` (0 by default)
+    default; the same in every process). With ``replicas=N`` (1 by default)
     an append counts as stored once N replicas of its master hold it (or
-    all it has, if it has fewer), so that a failover cannot lose it. Both
+    all it has, if it has fewer), so that a failover cannot lose it; ``0``
+    does not wait, and a failover may lose the newest appends. Both
     may be given in the URL instead (``?shards=16&replicas=1``), which is
     how :func:`~asgi_stream.open_event_log` passes them.
 
@@ -227,7 +233,7 @@ class RedisClusterEventLog(RedisStreamsLog):
             if value is not None and name in settings:
                 raise ValueError(f"{name} is given twice: in the URL and as an argument")
         shards = settings.get("shards", 16) if shards is None else shards
-        replicas = settings.get("replicas", 0) if replicas is None else replicas
+        replicas = settings.get("replicas", 1) if replicas is None else replicas
         if type(shards) is not int or not 1 <= shards <= _SLOTS:
             raise ValueError(f"shards must be an int from 1 to {_SLOTS}, not {shards!r}")
         if type(replicas) is not int or replicas < 0:
