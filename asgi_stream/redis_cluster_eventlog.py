@@ -135,9 +135,9 @@ class _SlotsMoved(Exception):
     """A reader's master no longer holds one of its shards: ask the cluster again."""
 
 
-def slot_of(key: str) -> int:
+def slot_of(key: str | bytes) -> int:
     """The hash slot of ``key``, as Redis Cluster computes it (CRC-16, with ``{tags}``)."""
-    data = key.encode("utf-8", "surrogateescape")
+    data = key.encode("utf-8", "surrogateescape") if isinstance(key, str) else key
     start = data.find(b"{")
     if start != -1:
         end = data.find(b"}", start + 1)

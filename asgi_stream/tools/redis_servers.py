@@ -107,6 +107,7 @@ from typing import Self
 
 import redis
 
+from ..redis_cluster_eventlog import slot_of
 from .process import HOST, ServerProcess, free_port, serve
 
 __all__ = [
@@ -249,22 +250,6 @@ class RedisServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def slot_of(key: str | bytes) -> int:
-    """The hash slot of ``key``: CRC16 (XMODEM) of its hash tag, or of all of it, mod 16,384."""
-    data = key.encode() if isinstance(key, str) else key
-    opening = data.find(b"{")
-    if opening >= 0:
-        closing = data.find(b"}", opening + 1)
-        if closing > opening + 1:  # "{}" is no tag: the whole key counts
-            data = data[opening + 1 : closing]
-    crc = 0
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021 if crc & 0x8000 else crc << 1) & 0xFFFF
-    return crc % SLOTS
 
 
 class ClusterNotReady(RuntimeError):
