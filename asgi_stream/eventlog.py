@@ -63,15 +63,16 @@ the middle of the new one without a word. With the incarnation, its ID is
 unknown, so it gets :class:`EventIDNotFound` (and a resumable response, its
 reset). The log needs nothing but the standard library, and it has the limits
 of one process: another worker cannot see its streams, and a restart loses
-them. :mod:`asgi_stream.redis_eventlog`
-keeps them in Redis Streams instead, for any number of workers and hosts.
+them. :mod:`asgi_stream.redis_eventlog` keeps them in the Redis Streams of
+one Redis instead, for any number of workers and hosts, and
+:mod:`asgi_stream.redis_cluster_eventlog` in those of a Redis Cluster.
 :func:`~asgi_stream.open_event_log` picks one from a URL, so code written for
 one worker runs on many by changing that URL alone.
 
 The interface and its types are defined in :mod:`asgi_stream.eventlog_base`,
-which both backends import (its docstring draws the modules' one-way
+which every backend imports (its docstring draws the modules' one-way
 order). This module also holds :func:`~asgi_stream.open_event_log`, which
-imports the Redis backend only when a URL names it.
+imports a Redis backend only when a URL names it.
 """
 
 from __future__ import annotations
