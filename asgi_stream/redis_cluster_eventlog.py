@@ -106,8 +106,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .eventlog_base import DEFAULT_MAX_PENDING, DEFAULT_MAXLEN, EventLogUnavailable
-from .fanout import LogSubscription
+from .eventlog_base import DEFAULT_MAX_PENDING, DEFAULT_MAXLEN
 from .redis_streams import (
     APPEND_SCRIPT,
     AppendCall,
@@ -242,6 +241,9 @@ class RedisClusterEventLog(RedisStreamsLog):
         self.replicas = replicas
         self._tags = shard_tags(shards)
         self._process = secrets.token_hex(8)
+        # How long a master may take to answer a quick command, a PING or a
+        # subscription before it counts as gone: a paused master is found soon.
+        self._answer_within = min(socket_timeout, block_ms / 1000)
         super().__init__(
             maxlen,
             batch,
@@ -258,8 +260,7 @@ class RedisClusterEventLog(RedisStreamsLog):
             startup_nodes=[ClusterNode(host, port) for host, port in self._nodes],
             client_name=name,
             **self._auth,
-            **self.options,
-            **options,
+            **{**self.options, **options},
         )
 
     def _node_client(self, node: str, name: str) -> Redis:
@@ -282,23 +283,27 @@ class RedisClusterEventLog(RedisStreamsLog):
     def _open_connections(self) -> None:
         # Commands (replays, look-ups): redis-py's cluster client follows
         # MOVED and ASK, and asks for the slots again when a node fails.
-        self._commands = self._cluster("asgi-stream-commands")
-        self.redis = self._commands
-        # The readers read through a cluster client of their own.
-        self._reader_redis = self._cluster("asgi-stream-reader")
+        self.redis = self._cluster("asgi-stream-commands")
+        # The readers read, and the publishers look up where each slot is,
+        # through a cluster client of their own, whose commands are all quick:
+        # a master that stopped answering is given up on within a few seconds.
+        self._reader_redis = self._cluster("asgi-stream-reader", socket_timeout=self._answer_within)
         super()._open_connections()
-        self._publishers: dict[str, Redis] = {}  # per master, its publishing connection
+        self._node_publishers: dict[str, Redis] = {}  # per master, its publishing connection
+        self._masters: dict[str, _Master] = {}  # per master, its reader's state
         self._replicas_seen: dict[str, int] = {}  # per master, its replicas at the last append
         self._script_sha: str | None = None
         self._coordinator: asyncio.Task[None] | None = None
         self._plan: dict[str, frozenset[int]] = {}  # per master, the shards it holds
         self._readers: dict[str, asyncio.Task[None]] = {}
-        self._replan = asyncio.Event()
+        self._replan = asyncio.Event()  # set: the coordinator asks where the shards are
+        self._planned = asyncio.Event()  # set, then replaced, each time it has answered
         self._epochs: dict[int, str] = {}  # per shard, its data set's epoch
         self._wakes_sent: set[int] = set()  # shards whose reader a wake-up is on its way to
 
     def _clients(self) -> tuple[Redis | RedisCluster, ...]:
-        return (self.redis, self._reader_redis, *self._publishers.values())
+        masters = [master.client for master in self._masters.values()]
+        return (self.redis, self._reader_redis, *self._node_publishers.values(), *masters)
 
     def key(self, stream: str) -> str:
         """The Redis key that holds ``stream``: in its shard's hash slot."""
@@ -317,7 +322,11 @@ class RedisClusterEventLog(RedisStreamsLog):
     def _epoch_key(self, shard: int) -> str:
         return f"asgi-stream.epoch:{{{self._tags[shard]}}}"
 
-    # The publisher: a pipeline per master.
+    # The publishers: one per shard (a slow master delays its own shards
+    # only), each round trip a pipeline to the master that holds the shard.
+
+    def _lane_of(self, stream: str) -> int:
+        return self.shard(stream)
 
     def _calls(self, streams: list[str], fields: list[list[str]]) -> list[AppendCall]:
         by_shard: dict[int, list[int]] = {}
@@ -341,9 +350,10 @@ class RedisClusterEventLog(RedisStreamsLog):
         try:
             if self._script_sha is None:
                 self._script_sha = await self.redis.script_load(APPEND_SCRIPT)
+            await self._reader_redis.initialize()
             by_node: dict[str, list[int]] = {}
             for i, call in enumerate(calls):
-                by_node.setdefault(_master_of(self._commands, call.keys[0]), []).append(i)
+                by_node.setdefault(_master_of(self._reader_redis, call.keys[0]), []).append(i)
         except Exception as exc:  # no slot map yet: sent again
             return [Resend(f"where to send the appends is not known: {exc}")] * len(calls)
         replies: list[Any] = [None] * len(calls)
@@ -354,8 +364,9 @@ class RedisClusterEventLog(RedisStreamsLog):
         if any(isinstance(reply, (Resend, *faults())) for reply in replies):
             # A master is gone or a slot moved: where are the slots now? (A
             # failover under way still names the old master: the resends wait.)
+            self._replan.set()  # the readers ask too
             with contextlib.suppress(Exception):
-                await self._commands.nodes_manager.initialize()
+                await self._reader_redis.nodes_manager.initialize()
         return replies
 
     async def _send_to(self, node: str, calls: list[AppendCall]) -> list[Any]:
@@ -368,9 +379,9 @@ class RedisClusterEventLog(RedisStreamsLog):
             TryAgainError,
         )
 
-        client = self._publishers.get(node)
+        client = self._node_publishers.get(node)
         if client is None:
-            client = self._publishers[node] = self._node_client(node, "asgi-stream-publisher")
+            client = self._node_publishers[node] = self._node_client(node, "asgi-stream-publisher")
         assert self._script_sha is not None
         try:
             if self.replicas and node not in self._replicas_seen:
@@ -387,7 +398,7 @@ class RedisClusterEventLog(RedisStreamsLog):
                     pipe.execute_command("ROLE")
                 replies = await pipe.execute(raise_on_error=False)
         except Exception as exc:  # a fault of the connection: every call is sent again
-            self._publishers.pop(node, None)
+            self._node_publishers.pop(node, None)
             await client.aclose()
             return [exc] * len(calls)
         if self.replicas:
@@ -413,29 +424,23 @@ class RedisClusterEventLog(RedisStreamsLog):
         if isinstance(role, list) and len(role) == 3:  # ["master", offset, [replicas]]
             self._replicas_seen[node] = len(role[2])
 
-    # The fan-out's side: wait for live_from.
+    # The readers' start, and their wake-ups (see RedisStreamsLog.wait_live_from).
 
-    async def wait_live_from(self, subscription: LogSubscription) -> None:
-        self._bind_loop()
+    def _start_reading(self) -> None:
         if self._coordinator is None:
             self._coordinator = asyncio.get_running_loop().create_task(
                 self._supervise(self._coordinate, "the event log's readers"),
                 name=f"asgi-stream readers {self._process}",
             )
             self._coordinator.add_done_callback(self._reader_ended)
-        shard = self.shard(subscription.stream)
-        while subscription.live_from is None and not subscription.ended:
-            if shard not in self._wakes_sent:
-                self._wakes_sent.add(shard)  # one wake-up serves every stream added meanwhile
-                try:
-                    async with self._gate:
-                        with unavailable():
-                            await self.redis.spublish(self._wake_channel(shard), "w")
-                except EventLogUnavailable:
-                    self._wakes_sent.discard(shard)
-                    raise
-                continue  # the reader may have set live_from while the wake-up was on its way
-            await subscription.wait()
+
+    def _wake_group(self, stream: str) -> int:
+        return self.shard(stream)
+
+    async def _wake(self, group: int) -> None:
+        async with self._gate:
+            with unavailable():
+                await self.redis.spublish(self._wake_channel(group), "w")
 
     # The readers: a coordinator that knows the slots, and one reader per master.
 
@@ -448,10 +453,14 @@ class RedisClusterEventLog(RedisStreamsLog):
         for shard, tag in enumerate(self._tags):
             plan.setdefault(_master_of(self._reader_redis, f"{{{tag}}}"), set()).add(shard)
         self._plan = {node: frozenset(shards) for node, shards in plan.items()}
+        planned, self._planned = self._planned, asyncio.Event()
+        planned.set()  # the readers that waited for this plan go on
         for node in self._plan:
             reader = self._readers.get(node)
             if reader is None or reader.done():
-                master = _Master(node, self._node_client(node, "asgi-stream-reader"))
+                master = self._masters[node] = _Master(
+                    node, self._node_client(node, "asgi-stream-reader")
+                )
                 self._readers[node] = asyncio.get_running_loop().create_task(
                     self._run_master(master), name=f"asgi-stream reader {node}"
                 )
@@ -467,20 +476,28 @@ class RedisClusterEventLog(RedisStreamsLog):
             await self._supervise(
                 functools.partial(self._master_step, master),
                 f"the reader of {master.node}",
-                delays=_moves(),
+                delays=(_SlotsMoved,),
                 on_error=functools.partial(self._fail_master, master),
             )
         finally:
             await self._unsubscribe(master)
+            if self._masters.get(master.node) is master:
+                del self._masters[master.node]
             with contextlib.suppress(Exception):
                 await master.client.aclose()
 
     async def _master_step(self, master: _Master, after_fault: bool) -> bool:
+        if after_fault and master.shards:
+            # The master may be gone: ask where the shards are now, and wait
+            # for the answer rather than knock on a door that may not open.
+            await self._unsubscribe(master)
+            planned = self._planned
+            self._replan.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(planned.wait(), self.options["socket_timeout"])
         shards = self._plan.get(master.node, frozenset())
         if after_fault or shards != master.shards:
             await self._unsubscribe(master)
-            if after_fault and master.shards:
-                self._replan.set()  # the master may be gone: ask where the shards are now
             if not shards or self._closing:
                 return False
             master.shards = shards
@@ -520,13 +537,14 @@ class RedisClusterEventLog(RedisStreamsLog):
             await pubsub.ssubscribe(*pair)
             channels.update(pair)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.options["socket_timeout"]
+        deadline = loop.time() + self._answer_within
         while channels:
             if loop.time() >= deadline:
                 raise TimeoutError(f"{master.node} did not confirm the subscriptions")
             message = await pubsub.get_message(timeout=deadline - loop.time())
             if message is not None and message["type"] == "ssubscribe":
                 channels.discard(message["channel"])
+        master.heard = loop.time()
         master.ping_due = None
         return pubsub
 
@@ -551,8 +569,10 @@ class RedisClusterEventLog(RedisStreamsLog):
     async def _wait_on_master(self, master: _Master) -> None:
         """Wait for messages on the pub/sub connection; mark the streams they name as stale.
 
-        Silence for ``block_ms`` sends a ``PING``, whose answer must come
-        within ``socket_timeout``: a master that stopped answering is found.
+        A master silent for ``block_ms`` is sent a ``PING``, which it must
+        answer within ``block_ms`` too (or ``socket_timeout``, if shorter): a
+        master that stopped answering is found, and its reader asks where
+        its shards are.
         """
         pubsub = master.pubsub
         assert pubsub is not None
@@ -560,6 +580,8 @@ class RedisClusterEventLog(RedisStreamsLog):
         timeout = 0.0 if self._master_stale(master) else self.block_ms / 1000
         message = await pubsub.get_message(timeout=timeout)
         while message is not None:
+            master.heard = loop.time()
+            master.ping_due = None  # any message answers for the master
             kind = message["type"]
             if kind == "smessage" and message["channel"].startswith("asgi-stream.changed:"):
                 for name in message["data"].split("\n"):
@@ -568,17 +590,16 @@ class RedisClusterEventLog(RedisStreamsLog):
             elif kind == "sunsubscribe":
                 self._replan.set()
                 raise _SlotsMoved(f"{message['channel']} moved away from {master.node}")
-            elif kind == "pong":
-                master.ping_due = None
             message = await pubsub.get_message(timeout=0.0)
-        if master.ping_due is not None and loop.time() > master.ping_due:
+        now = loop.time()
+        if master.ping_due is not None and now > master.ping_due:
             raise TimeoutError(f"{master.node} did not answer a PING")
-        if timeout and master.ping_due is None:
+        if master.ping_due is None and now - master.heard >= self.block_ms / 1000:
             await pubsub.ping()
-            master.ping_due = loop.time() + self.options["socket_timeout"]
+            master.ping_due = now + self._answer_within
 
     async def aclose(self) -> None:
-        """End every subscription, stop the readers and the publisher, close the connections."""
+        """End every subscription, stop the readers and the publishers, close the connections."""
         self._bind_loop()
         await super().aclose()
         self._closing = True
@@ -589,25 +610,24 @@ class RedisClusterEventLog(RedisStreamsLog):
         for task in tasks:
             task.cancel()
         if tasks:
+            # A reader closes its connection as it ends; one that a lost
+            # cancellation keeps (redis-py can lose one inside a command) is
+            # closed here.
             await asyncio.wait(tasks, timeout=1.0)
+        for master in list(self._masters.values()):
+            with contextlib.suppress(Exception):
+                await master.client.aclose()
         await self._stop_publisher()
 
 
 def _master_of(cluster: RedisCluster, key: str) -> str:
-    """The ``host:port`` of the master that holds ``key``'s slot, by the client's slot map."""
-    from redis.exceptions import ClusterDownError
+    """The ``host:port`` of the master that holds ``key``'s slot, by the client's slot map.
 
+    A slot that no master holds raises ``SlotNotCoveredError``: a fault, waited out.
+    """
     node = cluster.get_node_from_key(key)
-    if node is None:
-        raise ClusterDownError(f"no master holds the slot of {key!r}")
+    assert node is not None  # redis-py raises instead of returning None
     return str(node.name)
-
-
-def _moves() -> tuple[type[Exception], ...]:
-    """What a reader meets while a slot moves or a master fails over: a delay."""
-    from redis.exceptions import AskError, ClusterDownError, TryAgainError
-
-    return (_SlotsMoved, AskError, ClusterDownError, TryAgainError)
 
 
 @dataclasses.dataclass(eq=False)
@@ -618,4 +638,5 @@ class _Master:
     client: Redis
     pubsub: PubSub | None = None
     shards: frozenset[int] = frozenset()
+    heard: float = 0.0  # when the last message came (the event loop's clock)
     ping_due: float | None = None  # when the answer to a PING is late

@@ -66,7 +66,6 @@ import secrets
 from typing import TYPE_CHECKING, Any, cast
 
 from .eventlog_base import DEFAULT_MAX_PENDING, DEFAULT_MAXLEN, EventLogUnavailable
-from .fanout import LogSubscription
 from .redis_streams import (
     APPEND_SCRIPT,
     EMPTY,
@@ -168,7 +167,6 @@ class RedisEventLog(RedisStreamsLog):
         self._reader: asyncio.Task[None] | None = None
         self._changed_cursor: str | None = None  # where the reader is in _CHANGED_KEY
         self._epoch: str | None = None  # the Redis data set's, when the reader started
-        self._wake_sent = False
         self._wake_cursor = EMPTY  # the key is this log's own: any entry in it is a wake-up
 
     def _clients(self) -> tuple[Redis | RedisCluster, ...]:
@@ -204,33 +202,22 @@ class RedisEventLog(RedisStreamsLog):
         if not connection.is_connected:
             await connection.connect()
 
-    # The fan-out's side (see asgi_stream.fanout): wait for live_from.
+    # The reader's start, and its wake-up (see RedisStreamsLog.wait_live_from).
 
-    async def wait_live_from(self, subscription: LogSubscription) -> None:
-        self._bind_loop()
+    def _start_reading(self) -> None:
         if self._reader is None:
             self._reader = asyncio.get_running_loop().create_task(
                 self._supervise(self._read_step, "the event log's reader"),
                 name=f"asgi-stream reader {self._wake_key}",
             )
             self._reader.add_done_callback(self._reader_gone)
-        while subscription.live_from is None and not subscription.ended:
-            if not self._wake_sent:
-                self._wake_sent = True  # one wake-up serves every stream added meanwhile
-                try:
-                    await self._wake()
-                except EventLogUnavailable:
-                    self._wake_sent = False
-                    raise
-                continue  # the reader may have set live_from while the wake-up was on its way
-            await subscription.wait()
 
     def _reader_gone(self, reader: asyncio.Task[None]) -> None:
         if self._reader is reader and not reader.cancelled() and reader.exception() is not None:
             self._reader = None  # the next subscriber starts another
         self._reader_ended(reader)
 
-    async def _wake(self) -> None:
+    async def _wake(self, group: int = 0) -> None:
         """Make the reader's blocked ``XREAD`` return, so that it looks at its streams again."""
         async with self._gate:
             with unavailable():
@@ -246,7 +233,7 @@ class RedisEventLog(RedisStreamsLog):
         # A subscriber that joins a new stream from now on sends a wake-up of
         # its own (an earlier one may be spent already); spares only make an
         # XREAD return early.
-        self._wake_sent = False
+        self._wakes_sent.clear()
         if after_fault:
             await self._check_not_gone_back()
         if self._unresolved:

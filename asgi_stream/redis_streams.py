@@ -102,7 +102,7 @@ import functools
 import logging
 import math
 import re
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .broadcast import Frame
@@ -205,10 +205,29 @@ def backoff(failures: int) -> float:
 
 
 def faults() -> tuple[type[Exception], ...]:
-    """The exceptions that mean "Redis cannot be reached now"."""
-    from redis.exceptions import ConnectionError, TimeoutError
+    """The exceptions that mean "Redis cannot serve this now": wait, and ask again.
 
-    return (ConnectionError, TimeoutError, OSError)
+    A connection that breaks or times out; and, in a cluster, a slot on the
+    move (``MOVED``, ``ASK``, ``TRYAGAIN``), a master that is gone
+    (``CLUSTERDOWN``, a slot no node holds, no node that answers) or that
+    has become a replica (``READONLY``).
+    """
+    from redis.exceptions import (
+        AskError,
+        ClusterError,
+        ConnectionError,
+        ReadOnlyError,
+        RedisClusterUnreachableError,
+        SlotNotCoveredError,
+        TimeoutError,
+        TryAgainError,
+    )
+
+    return (
+        *(ConnectionError, TimeoutError, OSError),
+        *(AskError, TryAgainError, ClusterError, ReadOnlyError),
+        *(SlotNotCoveredError, RedisClusterUnreachableError),
+    )
 
 
 @contextlib.contextmanager
@@ -252,6 +271,17 @@ def _event(key: str, entry_id: str, fields: Mapping[str, str]) -> Event | None:
         logger.warning("skipped entry %s of %s, which is not an event: %s", entry_id, key, exc)
         return None
     return Event(entry_id, data, event)
+
+
+class _Lane:
+    """One publisher: the appends waiting for its next round trip, and its task."""
+
+    __slots__ = ("filled", "outbox", "task")
+
+    def __init__(self) -> None:
+        self.outbox: list[_Append] = []
+        self.filled = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
 
 
 class RedisStreamsLog(EventLog):
@@ -325,9 +355,8 @@ class RedisStreamsLog(EventLog):
         pool_size = _COMMANDS if pool is None else pool.max_connections
         self._gate = asyncio.Semaphore(max(1, min(_COMMANDS, pool_size)))
         self._lookups: dict[tuple[Any, ...], asyncio.Task[Any]] = {}  # see _shared
-        self._publisher: asyncio.Task[None] | None = None
-        self._outbox: list[_Append] = []
-        self._outbox_filled = asyncio.Event()
+        self._lanes: dict[int, _Lane] = {}  # see append
+        self._wakes_sent: set[int] = set()  # see wait_live_from
         #: Per stream the reader reads, the ID of the last entry it handed out.
         self._cursors: dict[str, str] = {}
         self._unresolved: set[str] = set()  # streams whose subscribers wait for a live_from
@@ -352,29 +381,39 @@ class RedisStreamsLog(EventLog):
         if self._closing:
             raise RuntimeError("the event log is closed")
         self._bind_loop()
-        if self._publisher is None:
-            self._publisher = asyncio.get_running_loop().create_task(
-                self._publish_forever(), name="asgi-stream publisher"
+        number = self._lane_of(stream)
+        lane = self._lanes.get(number)
+        if lane is None:
+            lane = self._lanes[number] = _Lane()
+            lane.task = asyncio.get_running_loop().create_task(
+                self._publish_forever(lane), name=f"asgi-stream publisher {number}"
             )
         added: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._outbox.append((stream, fields, added))
-        self._outbox_filled.set()
+        lane.outbox.append((stream, fields, added))
+        lane.filled.set()
         return await added
 
-    async def _publish_forever(self) -> None:
-        """Send every append waiting in one round trip; again, until closed.
+    def _lane_of(self, stream: str) -> int:
+        """Which publisher sends ``stream``'s appends: one per hash slot that may stall alone.
+
+        Each lane sends one round trip at a time, so the appends of one
+        stream are stored in the order they were made.
+        """
+        return 0
+
+    async def _publish_forever(self, lane: _Lane) -> None:
+        """Send every append waiting in the lane in one round trip; again, until closed.
 
         Appends made while a round trip is on its way wait for the next one,
-        so a burst of them costs a round trip or two, not one each, and a
-        process holds one publishing connection (per node) however many tasks
-        append.
+        so a burst of them costs a round trip or two, not one each, however
+        many tasks append.
         """
         while not self._closing:
-            if not self._outbox:
-                self._outbox_filled.clear()
-                await self._outbox_filled.wait()
+            if not lane.outbox:
+                lane.filled.clear()
+                await lane.filled.wait()
                 continue
-            batch, self._outbox = self._outbox, []
+            batch, lane.outbox = lane.outbox, []
             replies = await self._store(batch)
             for (_, _, added), reply in zip(batch, replies, strict=True):
                 if added.done():  # its caller was cancelled
@@ -459,6 +498,34 @@ class RedisStreamsLog(EventLog):
         self._cursors.pop(stream, None)  # the reader stops reading it
         self._unresolved.discard(stream)
         self._stale.discard(stream)
+
+    async def wait_live_from(self, subscription: LogSubscription) -> None:
+        """Start the reader if need be, and wake it: it gives the new stream its ``live_from``."""
+        self._bind_loop()
+        self._start_reading()
+        group = self._wake_group(subscription.stream)
+        while subscription.live_from is None and not subscription.ended:
+            if group not in self._wakes_sent:
+                self._wakes_sent.add(group)  # one wake-up serves every stream added meanwhile
+                try:
+                    await self._wake(group)
+                except EventLogUnavailable:
+                    self._wakes_sent.discard(group)
+                    raise
+                continue  # the reader may have set live_from while the wake-up was on its way
+            await subscription.wait()
+
+    @abc.abstractmethod
+    def _start_reading(self) -> None:
+        """Start the reader of this process, unless it runs."""
+
+    def _wake_group(self, stream: str) -> int:
+        """Which wake-up reaches the reader of ``stream`` (the reader forgets it each round)."""
+        return 0
+
+    @abc.abstractmethod
+    async def _wake(self, group: int) -> None:
+        """Make the reader of ``group`` look at its streams again, now."""
 
     async def replay_page(
         self, stream: str, after: str | None, upto: str, check: bool
@@ -571,50 +638,80 @@ class RedisStreamsLog(EventLog):
 
     # The reader's side: cursors, read from a client the subclass chooses.
 
+    async def _pipelined(
+        self,
+        client: Redis | RedisCluster,
+        items: list[T],
+        command: Callable[[Any, T], object],
+    ) -> AsyncIterator[tuple[T, Any]]:
+        """Each item with its reply: ``command(pipe, item)``, a pipeline per few hundred items.
+
+        A fault in any reply is raised (the reader retries); any other error
+        is the item's reply.
+        """
+        for start in range(0, len(items), _PIPELINE):
+            chunk = items[start : start + _PIPELINE]
+            async with client.pipeline(transaction=False) as pipe:
+                for item in chunk:
+                    command(pipe, item)
+                replies = await pipe.execute(raise_on_error=False)
+            for reply in replies:
+                if isinstance(reply, faults()):
+                    raise reply
+            for pair in zip(chunk, replies, strict=True):
+                yield pair
+
+    def _handed_out(self, streams: Iterable[str]) -> list[tuple[str, str]]:
+        """Each of these streams whose reader has handed out events, with its cursor."""
+        return [(n, c) for n in streams if (c := self._cursors.get(n)) not in (None, EMPTY)]
+
     async def _resolve(self, client: Redis | RedisCluster, streams: Iterable[str]) -> None:
         """Give each of these new streams its ``live_from``: its newest ID now (``0-0`` if none)."""
         names = [name for name in streams if name in self._unresolved]
-        for start in range(0, len(names), _PIPELINE):
-            chunk = names[start : start + _PIPELINE]
-            async with client.pipeline(transaction=False) as pipe:
-                for name in chunk:
-                    pipe.xrevrange(self.key(name), "+", "-", count=1)
-                newest = await pipe.execute(raise_on_error=False)
-            self._raise_faults(newest)
-            for name, entries in zip(chunk, newest, strict=True):
-                fanout = self._fanouts.get(name)
-                if name not in self._unresolved or fanout is None:
-                    continue  # its subscribers all left meanwhile
-                if isinstance(entries, Exception):
-                    self._unreadable(name, entries)
-                    continue
-                self._unresolved.discard(name)
-                self._unreadable_told.discard(name)
-                cursor = self._cursors[name] = entries[0][0] if entries else EMPTY
-                fanout.start_live(cursor)
+
+        def newest(pipe: Any, name: str) -> None:
+            pipe.xrevrange(self.key(name), "+", "-", count=1)
+
+        async for name, entries in self._pipelined(client, names, newest):
+            fanout = self._fanouts.get(name)
+            if name not in self._unresolved or fanout is None:
+                continue  # its subscribers all left meanwhile
+            if isinstance(entries, Exception):
+                self._unreadable(name, entries)
+                continue
+            self._unresolved.discard(name)
+            self._unreadable_told.discard(name)
+            cursor = self._cursors[name] = entries[0][0] if entries else EMPTY
+            fanout.start_live(cursor)
 
     async def _gone_back(self, client: Redis | RedisCluster, streams: Iterable[str]) -> None:
-        """End the subscriptions of each stream here whose newest entry is before its cursor."""
-        held = [(n, c) for n in streams if (c := self._cursors.get(n)) not in (None, EMPTY)]
-        for start in range(0, len(held), _PIPELINE):
-            chunk = held[start : start + _PIPELINE]
-            async with client.pipeline(transaction=False) as pipe:
-                for name, _ in chunk:
-                    pipe.xrevrange(self.key(name), "+", "-", count=1)
-                replies = await pipe.execute(raise_on_error=False)
-            self._raise_faults(replies)
-            for (name, cursor), reply in zip(chunk, replies, strict=True):
-                if isinstance(reply, Exception):
-                    self._unreadable(name, reply)
-                elif not reply or self.position(reply[0][0]) < self.position(cursor):
-                    logger.warning(
-                        "%s went back past %s; its subscribers reset", self.key(name), cursor
-                    )
-                    self._fail_stream(name, EventIDNotFound(cursor, trimmed=False))
+        """End the subscriptions of each stream here that no longer holds the entry of its cursor.
+
+        The last entry handed out must still be there: a promoted replica
+        that lacked it may have taken newer appends since, which a look at
+        the newest entry alone would not tell from a stream that went on.
+        """
+
+        def entry(pipe: Any, item: tuple[str, str]) -> None:
+            name, cursor = item
+            pipe.xrange(self.key(name), cursor, cursor, count=1)
+
+        async for (name, cursor), reply in self._pipelined(
+            client, self._handed_out(streams), entry
+        ):
+            if isinstance(reply, Exception):
+                self._unreadable(name, reply)
+            elif not reply and self._cursors.get(name) == cursor:
+                logger.warning(
+                    "%s went back past %s (that entry is gone); its subscribers reset",
+                    self.key(name),
+                    cursor,
+                )
+                self._fail_stream(name, EventIDNotFound(cursor, trimmed=False))
 
     def _reset_all(self, streams: Iterable[str]) -> None:
         """The data set is new: the subscribers of each stream that had handed out events reset."""
-        gone = [(n, c) for n in streams if (c := self._cursors.get(n)) not in (None, EMPTY)]
+        gone = self._handed_out(streams)
         if gone:
             logger.warning(
                 "Redis lost its data (restarted without persistence?): the subscribers "
@@ -631,60 +728,56 @@ class RedisStreamsLog(EventLog):
         fault, the reader reads it again. One whose batch came back full may
         have more: it stays stale too.
         """
-        names = []
+        held = []
         for name in streams:
-            if name in self._cursors:
-                names.append(name)
-            else:
+            cursor = self._cursors.get(name)
+            if cursor is None:
                 self._stale.discard(name)  # forgotten meanwhile: nothing to read
-        for start in range(0, len(names), _PIPELINE):
-            # (A stream may have been forgotten while the last chunk was read.)
-            chunk = [
-                (n, c) for n in names[start : start + _PIPELINE] if (c := self._cursors.get(n))
-            ]
-            if not chunk:
-                continue
-            async with client.pipeline(transaction=False) as pipe:
-                for name, cursor in chunk:
-                    pipe.xread({self.key(name): cursor}, count=self.batch)
-                replies = await pipe.execute(raise_on_error=False)
-            self._raise_faults(replies)
-            for (name, _), reply in zip(chunk, replies, strict=True):
-                if isinstance(reply, Exception):
-                    self._unreadable(name, reply)
-                    continue
-                full = False
-                for key, entries in streams_of(reply):
-                    full = len(entries) == self.batch  # there may be more: read on
-                    await self._hand_out(client, name, key, entries)
-                if not full:
-                    self._stale.discard(name)
+            else:
+                held.append((name, cursor))
 
-    @staticmethod
-    def _raise_faults(replies: list[Any]) -> None:
-        """Raise the first fault among a pipeline's replies: the reader retries."""
-        for reply in replies:
-            if isinstance(reply, faults()):
-                raise reply
+        def read(pipe: Any, item: tuple[str, str]) -> None:
+            name, cursor = item
+            pipe.xread({self.key(name): cursor}, count=self.batch)
+
+        async for (name, cursor), reply in self._pipelined(client, held, read):
+            if isinstance(reply, Exception):
+                self._unreadable(name, reply)
+                continue
+            full = False
+            for key, entries in streams_of(reply):
+                full = len(entries) == self.batch  # there may be more: read on
+                await self._hand_out(client, name, key, cursor, entries)
+            if not full:
+                self._stale.discard(name)
 
     async def _hand_out(
-        self, client: Redis | RedisCluster, name: str, key: str, entries: list[Entry]
+        self,
+        client: Redis | RedisCluster,
+        name: str,
+        key: str,
+        read_from: str,
+        entries: list[Entry],
     ) -> None:
-        """Give one stream's new entries to its fan-out, and move its cursor past them."""
-        cursor = self._cursors.get(name)
-        if cursor is None:
-            return  # its subscribers left (or it awaits a live_from) while the reader waited
-        if len(entries) == self.batch and cursor != EMPTY:
-            trimmed = not await client.xrange(key, "-", cursor, count=1)
+        """Give one stream's new entries, read after ``read_from``, to its fan-out.
+
+        Nothing is handed out unless the cursor is still ``read_from``: a
+        stream read twice at once (two readers while its slot changes hands)
+        hands each entry out once.
+        """
+        if self._cursors.get(name) != read_from:
+            return  # its subscribers left, or another read moved the cursor meanwhile
+        if len(entries) == self.batch and read_from != EMPTY:
+            trimmed = not await client.xrange(key, "-", read_from, count=1)
             fanout = self._fanouts.get(name)
-            if trimmed and fanout is not None and self._cursors.get(name) == cursor:
+            if trimmed and fanout is not None and self._cursors.get(name) == read_from:
                 # Fell more than maxlen behind: end the stream's subscriptions;
                 # each client comes back with its last ID and is told.
                 logger.warning("the reader fell behind %s past its trimming", key)
                 fanout.drop_all()
                 return
         fanout = self._fanouts.get(name)
-        if fanout is None or self._cursors.get(name) != cursor:
+        if fanout is None or self._cursors.get(name) != read_from:
             return
         for entry_id, fields in entries:
             if self._fanouts.get(name) is not fanout:
@@ -769,19 +862,22 @@ class RedisStreamsLog(EventLog):
         self._fail_all(EventLogUnavailable("the event log's reader ended"))
 
     async def _stop_publisher(self) -> None:
-        """Let the publisher send what it holds (a second at most), then stop it."""
-        publisher, self._publisher = self._publisher, None
-        if publisher is not None:
-            self._outbox_filled.set()  # it sees _closing after what it sends now
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(publisher), 1.0)
-            publisher.cancel()
+        """Let the publishers send what they hold (a second at most), then stop them."""
+        lanes = list(self._lanes.values())
+        self._lanes = {}
+        for lane in lanes:
+            lane.filled.set()  # it sees _closing after what it sends now
+        tasks = [lane.task for lane in lanes if lane.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
+        for task in tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await publisher
-        for _, _, added in self._outbox:
-            if not added.done():
-                added.set_exception(RuntimeError("the event log is closed"))
-        self._outbox.clear()
+                await task
+        for lane in lanes:
+            for _, _, added in lane.outbox:
+                if not added.done():
+                    added.set_exception(RuntimeError("the event log is closed"))
         for lookup in list(self._lookups.values()):
             lookup.cancel()
         keeper, self._keeper = self._keeper, None
