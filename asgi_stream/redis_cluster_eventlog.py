@@ -264,7 +264,12 @@ class RedisClusterEventLog(RedisStreamsLog):
         )
 
     def _node_client(self, node: str, name: str) -> Redis:
-        """A connection of our own to one node (``host:port``), without redis-py's retries."""
+        """A connection of our own to one node (``host:port``), without redis-py's retries.
+
+        Its commands are quick (a round trip of appends waits ``WAIT``'s one
+        second at most), so a master that does not answer within
+        ``_answer_within`` counts as gone.
+        """
         from redis.asyncio import Redis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
@@ -277,7 +282,7 @@ class RedisClusterEventLog(RedisStreamsLog):
             client_name=name,
             retry=Retry(NoBackoff(), 0),
             **self._auth,
-            **self.options,
+            **{**self.options, "socket_timeout": max(self._answer_within, 2 * _WAIT_MS / 1000)},
         )
 
     def _open_connections(self) -> None:
