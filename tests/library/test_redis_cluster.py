@@ -75,13 +75,16 @@ def master_of_stream(cluster: RedisCluster, log: EventLog, stream: str) -> Redis
     return cluster.master_of(slot_of(log.key(stream)))
 
 
-async def follow(log: EventLog, stream: str, after: str | None = None) -> list[Event]:
+async def follow(
+    log: EventLog, stream: str, after: str | None = None, cuts: list[str] | None = None
+) -> list[Event]:
     """The events of ``stream`` after ``after``, up to one of type ``done``.
 
     When the log cuts the follower (:class:`~asgi_stream.EventLogUnavailable`),
     it follows again after the last event it got, as an SSE client resumes
-    with ``Last-Event-ID``. A reset (:class:`~asgi_stream.EventIDNotFound`:
-    the log cannot place that ID any more) fails the test.
+    with ``Last-Event-ID``; each cut is noted in ``cuts``. A reset
+    (:class:`~asgi_stream.EventIDNotFound`: the log cannot place that ID any
+    more) fails the test.
     """
     got: list[Event] = []
     while True:
@@ -93,7 +96,9 @@ async def follow(log: EventLog, stream: str, after: str | None = None) -> list[E
                     if event.event == "done":
                         return got
             raise AssertionError(f"the log ended {stream!r} before its last event: {got}")
-        except EventLogUnavailable:
+        except EventLogUnavailable as exc:
+            if cuts is not None:
+                cuts.append(f"{stream}: {exc}")
             await asyncio.sleep(0.1)
 
 
@@ -233,7 +238,8 @@ def test_every_event_arrives_once_in_order_while_its_slot_moves_to_another_maste
             target = next(m for m in cluster.masters() if m is not source)
             publisher = Publisher(publisher_log, name)
             await publisher.appended(10)
-            followers = [asyncio.ensure_future(follow(reader, name)) for _ in range(3)]
+            cuts: list[str] = []  # a live follower is delayed, never cut
+            followers = [asyncio.ensure_future(follow(reader, name, cuts=cuts)) for _ in range(3)]
             moving = asyncio.ensure_future(asyncio.to_thread(cluster.move_slot, slot, target, 0.5))
             late: list[tuple[int, asyncio.Future[list[Event]]]] = []
             while not moving.done():  # followers that resume mid-move, from an ID each
@@ -253,6 +259,7 @@ def test_every_event_arrives_once_in_order_while_its_slot_moves_to_another_maste
                 assert_once_in_order(
                     await asyncio.wait_for(follower, FAULT_BOUND), publisher, start
                 )
+            assert cuts == []
             with cluster.client(target) as node:
                 assert node.xlen(publisher_log.key(name)) == len(publisher.ids)
 
@@ -274,8 +281,10 @@ def test_every_event_arrives_once_in_order_through_a_master_failover(
             streams = one_stream_per_master(cluster, publisher_log, name)
             victim = master_of_stream(cluster, publisher_log, streams[0])
             publishers = [Publisher(publisher_log, s) for s in streams]
+            cuts: list[str] = []  # a live follower is delayed, never cut
             followers = [
-                [asyncio.ensure_future(follow(reader, s)) for _ in range(3)] for s in streams
+                [asyncio.ensure_future(follow(reader, s, cuts=cuts)) for _ in range(3)]
+                for s in streams
             ]
             for publisher in publishers:
                 await publisher.appended(10)
@@ -288,6 +297,7 @@ def test_every_event_arrives_once_in_order_through_a_master_failover(
                 await publisher.finish()
                 for follower in [*own, last]:
                     assert_once_in_order(await asyncio.wait_for(follower, FAULT_BOUND), publisher)
+            assert cuts == []
 
     run(test, 90)
 
@@ -306,7 +316,8 @@ def test_every_event_arrives_once_in_order_through_a_master_restart(
         ):
             master = master_of_stream(cluster, publisher_log, name)
             publisher = Publisher(publisher_log, name)
-            followers = [asyncio.ensure_future(follow(reader, name)) for _ in range(3)]
+            cuts: list[str] = []  # a live follower is delayed, never cut
+            followers = [asyncio.ensure_future(follow(reader, name, cuts=cuts)) for _ in range(3)]
             await publisher.appended(10)
             await asyncio.to_thread(master.kill_and_restart)
             await asyncio.to_thread(cluster.wait_ok)
@@ -318,6 +329,7 @@ def test_every_event_arrives_once_in_order_through_a_master_restart(
             await publisher.finish()
             for follower in followers:
                 assert_once_in_order(await asyncio.wait_for(follower, FAULT_BOUND), publisher)
+            assert cuts == []
 
     run(test, 90)
 
@@ -342,7 +354,8 @@ def test_every_event_arrives_once_in_order_through_a_master_paused_past_its_fail
             master = master_of_stream(cluster, publisher_log, name)
             replica = cluster.replica_of(master)
             publisher = Publisher(publisher_log, name)
-            followers = [asyncio.ensure_future(follow(reader, name)) for _ in range(3)]
+            cuts: list[str] = []  # a live follower is delayed, never cut
+            followers = [asyncio.ensure_future(follow(reader, name, cuts=cuts)) for _ in range(3)]
             await publisher.appended(10)
             cluster.pause(master)
             try:
@@ -355,6 +368,7 @@ def test_every_event_arrives_once_in_order_through_a_master_paused_past_its_fail
             await publisher.finish()
             for follower in followers:
                 assert_once_in_order(await asyncio.wait_for(follower, FAULT_BOUND), publisher)
+            assert cuts == []
             with cluster.client(replica) as node:
                 assert node.xlen(publisher_log.key(name)) == len(publisher.ids)
 
