@@ -287,11 +287,24 @@ class _Lane:
 class RedisStreamsLog(EventLog):
     """The part of a Redis event log that does not depend on the number of nodes.
 
-    A subclass says where a stream's key is (:meth:`key`), makes the
-    connections of one event loop (:meth:`_open_connections`), groups a round
-    trip of appends into script calls and sends them (:meth:`_calls`,
-    :meth:`_send`), and runs the reader, which uses the cursor helpers here.
-    Arguments: see :class:`~asgi_stream.RedisEventLog`.
+    Arguments: see :class:`~asgi_stream.RedisEventLog`. The two logs are
+    its subclasses, and this is the whole of what they and it say to each
+    other (underscored: it is no user's API):
+
+    ===============================  =============================================
+    the subclass provides            this class provides
+    ===============================  =============================================
+    ``key``, ``_open_connections``,  the outbox, ``_lane_of`` (one publisher per
+    ``_clients``                     lane), ``_store`` (resends, stored once)
+    ``_calls``, ``_send``,           ``wait_live_from``, ``_wakes_sent``
+    ``_before_send``
+    ``_start_reading``,              the cursors (``_cursors``, ``_unresolved``,
+    ``_wake_group``, ``_wake``       ``_stale``), ``_resolve``, ``_read_streams``,
+                                     ``_gone_back``, ``_reset_all``
+    its reader's rounds              ``_supervise`` (faults are delays),
+                                     ``_fail_stream``, ``_reader_ended``,
+                                     ``_stop_publisher``
+    ===============================  =============================================
     """
 
     #: The client of replays and look-ups, bounded to a few commands at once.
