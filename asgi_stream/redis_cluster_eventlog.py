@@ -245,6 +245,7 @@ class RedisClusterEventLog(RedisStreamsLog):
         # subscription before it counts as gone: a paused master is found soon.
         self._answer_within = min(socket_timeout, block_ms / 1000)
         super().__init__(
+            url,
             maxlen,
             batch,
             block_ms,

@@ -65,7 +65,7 @@ import logging
 import secrets
 from typing import TYPE_CHECKING, Any, cast
 
-from .eventlog_base import DEFAULT_MAX_PENDING, DEFAULT_MAXLEN, EventLogUnavailable
+from .eventlog_base import EventLogUnavailable
 from .redis_streams import (
     APPEND_SCRIPT,
     EMPTY,
@@ -107,28 +107,6 @@ class RedisEventLog(RedisStreamsLog):
     buffer.
     """
 
-    def __init__(
-        self,
-        url: str,
-        maxlen: int = DEFAULT_MAXLEN,
-        batch: int = 500,
-        block_ms: int = 5_000,
-        *,
-        socket_timeout: float = 15.0,
-        append_timeout: float = 30.0,
-        max_pending: int = DEFAULT_MAX_PENDING,
-    ) -> None:
-        self._url = url
-        self._wake_key = _WAKE_PREFIX + secrets.token_hex(8)
-        super().__init__(
-            maxlen,
-            batch,
-            block_ms,
-            socket_timeout=socket_timeout,
-            append_timeout=append_timeout,
-            max_pending=max_pending,
-        )
-
     def _open_connections(self) -> None:
         from redis.asyncio import Redis  # the optional extra, imported only when used
         from redis.asyncio.retry import Retry
@@ -164,6 +142,7 @@ class RedisEventLog(RedisStreamsLog):
             self._url, single_connection_client=True, client_name="asgi-stream-reader", **no_retry
         )
         super()._open_connections()
+        self._wake_key = _WAKE_PREFIX + secrets.token_hex(8)
         self._reader: asyncio.Task[None] | None = None
         self._changed_cursor: str | None = None  # where the reader is in _CHANGED_KEY
         self._epoch: str | None = None  # the Redis data set's, when the reader started

@@ -312,6 +312,7 @@ class RedisStreamsLog(EventLog):
 
     def __init__(
         self,
+        url: str,
         maxlen: int = DEFAULT_MAXLEN,
         batch: int = 500,
         block_ms: int = 5_000,
@@ -332,6 +333,7 @@ class RedisStreamsLog(EventLog):
                 f"append_timeout must be a positive number of seconds, not {append_timeout!r}"
             )
         super().__init__(max_pending)
+        self._url = url
         self.maxlen = maxlen
         self.batch = min(batch, maxlen)  # so that a trimmed cursor always gives a full batch
         self.block_ms = block_ms

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
@@ -144,6 +145,38 @@ def assert_once_in_order(got: list[Event], publisher: Publisher, start: int = 0)
     """``got`` is what ``publisher`` had acknowledged from index ``start`` on, nothing else."""
     assert [e.id for e in got] == publisher.ids[start:]
     assert [e.data for e in got] == publisher.data[start:]
+
+
+@dataclasses.dataclass
+class Followed:
+    """One stream appended through one log and followed through another, three times."""
+
+    publisher_log: EventLog
+    publisher: Publisher
+    cuts: list[str]  # a live follower is delayed by a fault, never cut
+
+
+@contextlib.asynccontextmanager
+async def followed_through_a_fault(cluster: RedisCluster, name: str) -> AsyncIterator[Followed]:
+    """Ten events of ``name`` appended and followed; then the fault the block makes.
+
+    Then ten more, the last one; every follower must have got every event
+    acknowledged, once, in order, and never have been cut.
+    """
+    async with (
+        contextlib.aclosing(open_event_log(cluster.url)) as publisher_log,
+        contextlib.aclosing(open_event_log(cluster.url)) as reader,
+    ):
+        publisher = Publisher(publisher_log, name)
+        cuts: list[str] = []
+        followers = [asyncio.ensure_future(follow(reader, name, cuts=cuts)) for _ in range(3)]
+        await publisher.appended(10)
+        yield Followed(publisher_log, publisher, cuts)
+        await publisher.appended(10)
+        await publisher.finish()
+        for follower in followers:
+            assert_once_in_order(await asyncio.wait_for(follower, FAULT_BOUND), publisher)
+        assert cuts == []
 
 
 def test_a_cluster_url_opens_a_cluster_log_that_appends_follows_and_expires(
@@ -310,26 +343,14 @@ def test_every_event_arrives_once_in_order_through_a_master_restart(
     name = unique(request)
 
     async def test() -> None:
-        async with (
-            contextlib.aclosing(open_event_log(cluster.url)) as publisher_log,
-            contextlib.aclosing(open_event_log(cluster.url)) as reader,
-        ):
-            master = master_of_stream(cluster, publisher_log, name)
-            publisher = Publisher(publisher_log, name)
-            cuts: list[str] = []  # a live follower is delayed, never cut
-            followers = [asyncio.ensure_future(follow(reader, name, cuts=cuts)) for _ in range(3)]
-            await publisher.appended(10)
+        async with followed_through_a_fault(cluster, name) as followed:
+            master = master_of_stream(cluster, followed.publisher_log, name)
             await asyncio.to_thread(master.kill_and_restart)
             await asyncio.to_thread(cluster.wait_ok)
-            await publisher.appended(10)
-            replica = cluster.replica_of(master_of_stream(cluster, publisher_log, name))
+            await followed.publisher.appended(10)
+            replica = cluster.replica_of(master_of_stream(cluster, followed.publisher_log, name))
             await asyncio.to_thread(replica.kill_and_restart)
             await asyncio.to_thread(cluster.wait_ok)
-            await publisher.appended(10)
-            await publisher.finish()
-            for follower in followers:
-                assert_once_in_order(await asyncio.wait_for(follower, FAULT_BOUND), publisher)
-            assert cuts == []
 
     run(test, 90)
 
@@ -347,30 +368,18 @@ def test_every_event_arrives_once_in_order_through_a_master_paused_past_its_fail
     name = unique(request)
 
     async def test() -> None:
-        async with (
-            contextlib.aclosing(open_event_log(cluster.url)) as publisher_log,
-            contextlib.aclosing(open_event_log(cluster.url)) as reader,
-        ):
-            master = master_of_stream(cluster, publisher_log, name)
+        async with followed_through_a_fault(cluster, name) as followed:
+            master = master_of_stream(cluster, followed.publisher_log, name)
             replica = cluster.replica_of(master)
-            publisher = Publisher(publisher_log, name)
-            cuts: list[str] = []  # a live follower is delayed, never cut
-            followers = [asyncio.ensure_future(follow(reader, name, cuts=cuts)) for _ in range(3)]
-            await publisher.appended(10)
             cluster.pause(master)
             try:
                 await asyncio.to_thread(cluster.wait_promoted, replica)
             finally:
                 cluster.resume(master)
             await asyncio.to_thread(cluster.wait_ok)
-            assert master_of_stream(cluster, publisher_log, name) is replica
-            await publisher.appended(10)
-            await publisher.finish()
-            for follower in followers:
-                assert_once_in_order(await asyncio.wait_for(follower, FAULT_BOUND), publisher)
-            assert cuts == []
-            with cluster.client(replica) as node:
-                assert node.xlen(publisher_log.key(name)) == len(publisher.ids)
+            assert master_of_stream(cluster, followed.publisher_log, name) is replica
+        with cluster.client(replica) as node:
+            assert node.xlen(followed.publisher_log.key(name)) == len(followed.publisher.ids)
 
     run(test, 90)
 
