@@ -184,19 +184,35 @@ class Subscription:
     too slow, or the broadcast was closed. ``aclose()`` leaves the broadcast.
     """
 
-    __slots__ = ("_broadcast", "_ended", "_pending", "_waiter")
+    __slots__ = ("_broadcast", "_ended", "_following", "_pending", "_waiter")
 
     def __init__(self, broadcast: Broadcast) -> None:
         self._broadcast = broadcast
         self._pending: list[Frame] = []
         self._waiter: asyncio.Future[None] | None = None
         self._ended = False
+        #: Whether a step is only "wait for the buffer, empty it": see :meth:`__anext__`.
+        self._following = True
 
     def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> bytes:
-        frames = await self.next_frames()
+        # Every event takes this step once per subscriber, so while the
+        # subscription only follows its buffer the step is this one coroutine,
+        # awaiting its future itself: no coroutine nested in it to make, resume
+        # and unwind per event, nor to keep per idle subscriber. A subclass
+        # with more to do (an event log's replay) clears _following.
+        while self._following:
+            frames = self._pending
+            if frames:
+                self._pending = []
+                break
+            if self._ended:
+                raise StopAsyncIteration
+            await self._new_waiter()
+        else:  # not following, or no longer (what woke it ended it with an error, say)
+            frames = await self.next_frames()
         if len(frames) == 1:
             return frames[0].wire
         return b"".join([frame.wire for frame in frames])
@@ -220,18 +236,20 @@ class Subscription:
         while not self._pending:
             if self._ended:
                 raise StopAsyncIteration
-            await self.wait()
+            await self._new_waiter()
         frames = self._pending
         self._pending = []
         return frames
 
     async def wait(self) -> None:
         """Wait until :meth:`wake`: an event came, the subscription ended, or another reason."""
-        self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
+        await self._new_waiter()
+
+    def _new_waiter(self) -> asyncio.Future[None]:
+        # What wake() and a delivery resolve. A waiter that is done (resolved,
+        # or cancelled with its task) is left in place: both look at done().
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
 
     def wake(self) -> None:
         """Wake the subscriber if it waits."""

@@ -113,11 +113,11 @@ class LogSubscription(Subscription):
         "_checked",
         "_failure",
         "_final_events",
+        "_live_from",
         "_replayed",
         "_skip_through",
         "_source",
         "dropped",
-        "live_from",
         "stream",
     )
 
@@ -133,8 +133,7 @@ class LogSubscription(Subscription):
         super().__init__(fanout)
         self._source = source
         self.stream = stream
-        #: The last event the fan-out had handed out when this subscriber joined.
-        self.live_from: str | None = None
+        self._live_from: str | None = None
         #: Whether the subscription was ended for falling ``max_pending`` events behind.
         self.dropped = False
         self._after = after
@@ -143,6 +142,24 @@ class LogSubscription(Subscription):
         self._final_events = final_events
         self._skip_through: tuple[int, int] | None = None
         self._failure: Exception | None = None
+        self._following = False  # not before live_from is known and the replay is done
+
+    @property
+    def live_from(self) -> str | None:
+        """The last event the fan-out had handed out when this subscriber joined.
+
+        Set by the log (at once, or by its reader). A subscription with
+        nothing to replay and nothing to watch for (no final events) then
+        just follows its buffer, in :class:`~asgi_stream.broadcast.Subscription`'s
+        one-coroutine step, from its very first wait: an idle subscriber
+        waits there, in no coroutine of this class.
+        """
+        return self._live_from
+
+    @live_from.setter
+    def live_from(self, event_id: str | None) -> None:
+        self._live_from = event_id
+        self._following = event_id is not None and self._replayed and not self._final_events
 
     async def next_frames(self) -> list[Frame]:
         while True:
@@ -154,6 +171,10 @@ class LogSubscription(Subscription):
                 await self._source.wait_live_from(self)
                 continue
             if self._replayed:
+                # Replayed (and the first events skipped, if they were to be):
+                # unless a final event is to be watched for, the next steps
+                # only empty the buffer, in Subscription's one-coroutine step.
+                self._following = self._skip_through is None and not self._final_events
                 try:
                     frames = await super().next_frames()
                 except StopAsyncIteration:
@@ -200,6 +221,7 @@ class LogSubscription(Subscription):
         told to reset) or cannot be read (:class:`~asgi_stream.EventLogUnavailable`).
         """
         self._failure = error
+        self._following = False  # the end raises the error, which only next_frames does
         self.end(keep_pending=True)
 
     def drop(self) -> None:

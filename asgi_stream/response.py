@@ -183,6 +183,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import functools
 import json
 import logging
 import math
@@ -322,7 +323,7 @@ class Response:
         ):
             raw.append((b"content-length", str(content_length).encode("ascii")))
         if self.media_type is not None and b"content-type" not in given:
-            raw.append(encode_header("content-type", self.content_type()))
+            raw.append(_content_type_header(self.content_type()))
         return raw
 
     def content_type(self) -> str:
@@ -827,8 +828,20 @@ class _Headers:
 
     async def _send_start(self) -> None:
         await _send(self._send, self._start)
+        self._start = _SENT  # a stream lives long: it keeps no message it is done with
         self.sent = True
         self._sender.start()
+
+
+#: What :class:`_Headers` holds once its message is sent.
+_SENT: Message = {}
+
+
+@functools.lru_cache(maxsize=64)
+def _content_type_header(value: str) -> tuple[bytes, bytes]:
+    # An app has a handful of media types and a stream lives long: every
+    # response of one type shares one pair (a tuple: nobody can change it).
+    return encode_header("content-type", value)
 
 
 def _timed(send: Send, seconds: float) -> Send:
