@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -241,7 +242,13 @@ def make_bare_redis() -> Any:
         reader = Redis.from_url(REDIS_URL, decode_responses=True)
         cursor = "$"
         while True:
-            for _, entries in await reader.xread({key: cursor}, count=500, block=5000):
+            try:
+                reply = await reader.xread({key: cursor}, count=500, block=5000)
+            except Exception as exc:  # a floor that stops reading would measure nothing
+                print(f"bare redis reader: {exc!r}; reading again", file=sys.stderr)
+                await asyncio.sleep(0.05)
+                continue
+            for _, entries in reply:
                 for entry_id, fields in entries:
                     cursor = entry_id
                     hub.publish(fields["data"])
