@@ -203,19 +203,20 @@ class Subscription:
         # awaiting its future itself: no coroutine nested in it to make, resume
         # and unwind per event, nor to keep per idle subscriber. A subclass
         # with more to do (an event log's replay) clears _following.
+        # The buffer is emptied in place: one list for the subscription's life,
+        # none made per event (a new one would outlive the wait for the next
+        # event, one more object per subscriber for the garbage collector).
         while self._following:
-            frames = self._pending
-            if frames:
-                self._pending = []
-                break
+            pending = self._pending
+            if pending:
+                wire = _wire_of(pending)
+                pending.clear()
+                return wire
             if self._ended:
                 raise StopAsyncIteration
             await self._new_waiter()
-        else:  # not following, or no longer (what woke it ended it with an error, say)
-            frames = await self.next_frames()
-        if len(frames) == 1:
-            return frames[0].wire
-        return b"".join([frame.wire for frame in frames])
+        # Not following, or no longer (what woke it ended it with an error, say).
+        return _wire_of(await self.next_frames())
 
     @property
     def ended(self) -> bool:
@@ -276,3 +277,10 @@ class Subscription:
     def __repr__(self) -> str:
         state = "ended" if self._ended else f"{len(self._pending)} pending"
         return f"<Subscription {state}>"
+
+
+def _wire_of(frames: list[Frame]) -> bytes:
+    """The bytes of ``frames``, one chunk."""
+    if len(frames) == 1:
+        return frames[0].wire
+    return b"".join([frame.wire for frame in frames])

@@ -33,6 +33,14 @@ starts reading it). When the subscriber's ID is *newer* than ``live_from``
 there is nothing to replay, and the buffer's first events up to its ID are
 skipped instead: IDs only grow, so comparing them as numbers is enough.
 
+**Following.** Once a subscriber knows its ``live_from``, has replayed
+what it missed and watches for no final event, a step only empties its
+buffer. It then takes :class:`~asgi_stream.Subscription`'s own step: one
+coroutine that awaits the subscriber's future itself, nothing nested in it.
+That step runs once per event per subscriber (with the response's send, it
+is the whole per-subscriber cost of the fan-out), and it is where an idle
+subscriber waits, so it holds no frame of this class's.
+
 **Ends.** A subscription ends when its buffer overflows (``max_pending``: the
 client resumes by ID when it reconnects, and the log counts it in
 ``disconnected``), after an event whose type is in ``final_events``, or when
