@@ -13,7 +13,7 @@ and 4,000 subscribers in all, by default):
 1. **Memory per idle subscriber**: the growth of both servers' resident
    memory from a warm base of 50 subscribers each, divided by the
    subscribers added. It is what a subscriber costs on top of the server.
-2. **Fan-out**, ``ROUNDS`` times: one process publishes ``RATE`` events a
+2. **Fan-out**: one process publishes ``RATE`` events a
    second for ``SECONDS`` (each event's data is its ``time.monotonic()``);
    the events go through Redis to both processes' subscribers. The
    in-memory candidates cannot cross processes, so there each process
@@ -23,8 +23,11 @@ and 4,000 subscribers in all, by default):
    process).
 3. **CPU**: both servers' CPU seconds during each round (from ``/proc``),
    and Redis's. *Delivered events per server CPU second* is the events the
-   clients counted over the servers' CPU time; a level reports the median
-   round (and every round, in the JSON).
+   clients counted over the servers' CPU time.
+
+All of it ``ROUNDS`` times, as passes over every candidate in turn (each
+pass starts the servers again); a level reports the median of its rounds
+(and every round, in the JSON).
 
 **The Redis under test** is a parameter of :func:`run`: a function that
 starts one and gives a :class:`RedisUnderTest`, its URL (what the candidates
@@ -66,7 +69,7 @@ from .scaleout_apps import CANDIDATES
 
 BASE = 50  # subscribers per process before the memory base is read
 QUIET = 3.0  # seconds without an event that end the counting
-ROUNDS = 3  # fan-out rounds per level; a level reports the median
+ROUNDS = 3  # passes over every candidate; a level reports the median of its rounds
 SUBJECT = "asgi-stream redis"
 BARE = "bare ASGI (the server's own cost)"
 BARE_REDIS = "bare ASGI redis (the floor on Redis)"
@@ -106,14 +109,9 @@ def one_redis(tmp: Path) -> Iterator[RedisUnderTest]:
 
 
 def measure_candidate(
-    name: str,
-    redis: RedisUnderTest,
-    levels: Sequence[int],
-    seconds: float,
-    rate: float,
-    tmp: Path,
-    rounds: int = ROUNDS,
+    name: str, redis: RedisUnderTest, levels: Sequence[int], seconds: float, rate: float, tmp: Path
 ) -> dict[str, Any]:
+    """One pass of ``name``: per level, the memory per idle subscriber and one round of fan-out."""
     attribute, through_redis = CANDIDATES[name]
     env = {"BENCH_REDIS_URL": redis.url}
     command = [*BENCH_SERVER, PRIMARY, f"benchmarks.scaleout_apps:{attribute}", "--cpus", "0,1"]
@@ -150,12 +148,10 @@ def measure_candidate(
                 client.answer()
             time.sleep(1.0)
             grown = sum(procfs.rss_kib(pid) for pid in pids) - base_rss
-            per_round = [
-                fan_out(clients, pids, redis, level, seconds, rate, through_redis)
-                for _ in range(rounds)
-            ]
-            result[str(level)] = summary(per_round, grown / (level - 2 * BASE))
-            log(f"  {json.dumps({k: v for k, v in result[str(level)].items() if k != 'rounds'})}")
+            figures = fan_out(clients, pids, redis, level, seconds, rate, through_redis)
+            figures["kib_per_idle_subscriber"] = grown / (level - 2 * BASE)
+            result[str(level)] = figures
+            log(f"  {json.dumps(figures)}")
     return result
 
 
@@ -191,8 +187,9 @@ def fan_out(
     }
 
 
-def summary(rounds: list[dict[str, Any]], kib_per_idle_subscriber: float) -> dict[str, Any]:
-    """A level's figures: the counts of every round, the median of each rate and latency."""
+def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """A level's figures from its rounds: the counts summed, the median of each rate,
+    latency and memory reading."""
 
     def median(key: str) -> float | None:
         values = [r[key] for r in rounds if r[key] is not None]
@@ -212,7 +209,7 @@ def summary(rounds: list[dict[str, Any]], kib_per_idle_subscriber: float) -> dic
         "p50_ms": median("p50_ms"),
         "p99_ms": median("p99_ms"),
         "redis_cpu_seconds": sum(r["redis_cpu_seconds"] for r in rounds),
-        "kib_per_idle_subscriber": kib_per_idle_subscriber,
+        "kib_per_idle_subscriber": median("kib_per_idle_subscriber"),
         "rounds": rounds,
     }
 
@@ -322,7 +319,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Command: `{report['command']}`. {report['machine']}.",
         f"{report['rate']:g} events/s for {report['seconds']:g} s per round, "
-        f"{report['rounds']} rounds per level (the median round's rate and latency); two "
+        f"{report['rounds']} rounds per level, passes over every candidate in turn (the "
+        "median of each figure); two "
         "server processes (uvicorn + httptools), clients on the same machine.",
         "",
         "| candidate | subscribers | delivered | events / server CPU s | p50 ms | p99 ms "
@@ -397,13 +395,24 @@ def run(
     label: str = "one Redis",
 ) -> dict[str, Any]:
     """Measure every candidate in ``names``, each on a fresh ``redis(tmp)``; write
-    ``out``.json and .md; return the report. ``label`` names that Redis in the title."""
+    ``out``.json and .md; return the report. ``label`` names that Redis in the title.
+
+    The rounds are passes over every candidate in turn, not one candidate's
+    rounds back to back: on a machine shared with other work, a busy minute
+    then slows one round of each candidate, not every round of one.
+    """
+    passes: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(prefix="scaleout-") as tmp_name:
         tmp = Path(tmp_name)
-        results = {}
-        for name in names:
-            with redis(tmp) as server:  # a fresh Redis each: no streams left over
-                results[name] = measure_candidate(name, server, levels, seconds, rate, tmp, rounds)
+        for number in range(rounds):
+            log(f"scale-out: round {number + 1} of {rounds}")
+            for name in names:
+                with redis(tmp) as server:  # a fresh Redis each: no streams left over
+                    passes[name].append(measure_candidate(name, server, levels, seconds, rate, tmp))
+    results = {
+        name: {str(level): summary([p[str(level)] for p in runs]) for level in levels}
+        for name, runs in passes.items()
+    }
     report = {
         "command": command,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, shared with other work",
