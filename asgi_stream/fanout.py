@@ -36,10 +36,11 @@ skipped instead: IDs only grow, so comparing them as numbers is enough.
 **Following.** Once a subscriber knows its ``live_from``, has replayed
 what it missed and watches for no final event, a step only empties its
 buffer. It then takes :class:`~asgi_stream.Subscription`'s own step: one
-coroutine that awaits the subscriber's future itself, nothing nested in it.
-That step runs once per event per subscriber (with the response's send, it
-is the whole per-subscriber cost of the fan-out), and it is where an idle
-subscriber waits, so it holds no frame of this class's.
+awaitable, made with the subscription and reused, that waits on the
+subscriber's future itself; no coroutine is made for it. That step runs
+once per event per subscriber (with the response's send, it is the whole
+per-subscriber cost of the fan-out), and it is where an idle subscriber
+waits, so it holds no frame of this class's.
 
 **Ends.** A subscription ends when its buffer overflows (``max_pending``: the
 client resumes by ID when it reconnects, and the log counts it in
@@ -159,8 +160,8 @@ class LogSubscription(Subscription):
         Set by the log (at once, or by its reader). A subscription with
         nothing to replay and nothing to watch for (no final events) then
         just follows its buffer, in :class:`~asgi_stream.broadcast.Subscription`'s
-        one-coroutine step, from its very first wait: an idle subscriber
-        waits there, in no coroutine of this class.
+        own step, from its very first wait: an idle subscriber waits there,
+        in no coroutine of this class.
         """
         return self._live_from
 
@@ -172,16 +173,14 @@ class LogSubscription(Subscription):
     async def next_frames(self) -> list[Frame]:
         while True:
             if self.ended and not self.pending:
-                if self._failure is not None:
-                    raise self._failure
-                raise StopAsyncIteration
+                raise self._end_error()
             if self.live_from is None:
                 await self._source.wait_live_from(self)
                 continue
             if self._replayed:
                 # Replayed (and the first events skipped, if they were to be):
                 # unless a final event is to be watched for, the next steps
-                # only empty the buffer, in Subscription's one-coroutine step.
+                # only empty the buffer, in Subscription's own step.
                 self._following = self._skip_through is None and not self._final_events
                 try:
                     frames = await super().next_frames()
@@ -229,8 +228,10 @@ class LogSubscription(Subscription):
         told to reset) or cannot be read (:class:`~asgi_stream.EventLogUnavailable`).
         """
         self._failure = error
-        self._following = False  # the end raises the error, which only next_frames does
         self.end(keep_pending=True)
+
+    def _end_error(self) -> BaseException:
+        return self._failure if self._failure is not None else StopAsyncIteration()
 
     def drop(self) -> None:
         self.dropped = True
