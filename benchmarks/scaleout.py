@@ -377,7 +377,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def versions() -> dict[str, str]:
-    names = ("uvicorn", "redis", "broadcaster", "litestar")
+    names = ("uvicorn", "redis", "broadcaster", "starlette", "sse-starlette", "litestar")
     found = {name: metadata.version(name) for name in names}
     found["python"] = platform.python_version()
     return found
@@ -437,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", default="1000,4000", help="subscribers in all, per level")
     parser.add_argument("--rate", type=float, default=10.0, help="events published a second")
-    parser.add_argument("--seconds", type=float, default=3.0, help="how long each round publishes")
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long each round publishes")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="fan-out rounds per level")
     parser.add_argument("--candidates", default=",".join(CANDIDATES))
     parser.add_argument("--out", default=str(RESULTS / "scaleout"), help="results, without suffix")
