@@ -61,6 +61,8 @@ a callback of the loop, not from another thread.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Generator
+from typing import Any, NoReturn
 
 from .sse_format import ServerSentEvent
 
@@ -184,22 +186,37 @@ class Subscription:
     too slow, or the broadcast was closed. ``aclose()`` leaves the broadcast.
     """
 
-    __slots__ = ("_broadcast", "_ended", "_pending", "_waiter")
+    __slots__ = ("_broadcast", "_ended", "_following", "_pending", "_step", "_waiter")
 
     def __init__(self, broadcast: Broadcast) -> None:
         self._broadcast = broadcast
         self._pending: list[Frame] = []
         self._waiter: asyncio.Future[None] | None = None
         self._ended = False
+        #: Whether a step is only "wait for the buffer, empty it": see :meth:`__anext__`.
+        self._following = True
+        self._step = _FollowingStep(self)
 
     def __aiter__(self) -> Subscription:
         return self
 
-    async def __anext__(self) -> bytes:
-        frames = await self.next_frames()
-        if len(frames) == 1:
-            return frames[0].wire
-        return b"".join([frame.wire for frame in frames])
+    def __anext__(self) -> Awaitable[bytes]:
+        # Every event takes this step once per subscriber. While the
+        # subscription only follows its buffer, the step is _FollowingStep,
+        # one awaitable made with the subscription and reused: no coroutine is
+        # made per event, none is kept per idle subscriber, and what an event
+        # leaves behind per subscriber is one future. A subclass with more to
+        # do first (an event log's replay) clears _following until it is done.
+        if self._following:
+            return self._step
+        return self._joined_next()
+
+    async def _joined_next(self) -> bytes:
+        return _wire_of(await self.next_frames())
+
+    def _end_error(self) -> BaseException:
+        """What the iterator raises once it has ended and given out what it held."""
+        return StopAsyncIteration()
 
     @property
     def ended(self) -> bool:
@@ -220,18 +237,20 @@ class Subscription:
         while not self._pending:
             if self._ended:
                 raise StopAsyncIteration
-            await self.wait()
+            await self._new_waiter()
         frames = self._pending
         self._pending = []
         return frames
 
     async def wait(self) -> None:
         """Wait until :meth:`wake`: an event came, the subscription ended, or another reason."""
-        self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
+        await self._new_waiter()
+
+    def _new_waiter(self) -> asyncio.Future[None]:
+        # What wake() and a delivery resolve. A waiter that is done (resolved,
+        # or cancelled with its task) is left in place: both look at done().
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
 
     def wake(self) -> None:
         """Wake the subscriber if it waits."""
@@ -258,3 +277,46 @@ class Subscription:
     def __repr__(self) -> str:
         state = "ended" if self._ended else f"{len(self._pending)} pending"
         return f"<Subscription {state}>"
+
+
+class _FollowingStep(Generator["asyncio.Future[None]", None, bytes]):
+    """``await``-ing it is one step of a following subscription: the bytes of
+    what its buffer holds, once it holds something.
+
+    It waits the way an asyncio future's own ``__await__`` does: it hands the
+    subscription's future to the task that awaits it (the task sleeps until
+    the future is done, then resumes it with ``send()``), and looks at the
+    buffer again. The buffer is emptied in place: one list for the
+    subscription's life.
+    """
+
+    __slots__ = ("_subscription",)
+
+    def __init__(self, subscription: Subscription) -> None:
+        self._subscription = subscription
+
+    def __await__(self) -> _FollowingStep:
+        return self
+
+    def send(self, _: None) -> asyncio.Future[None]:
+        subscription = self._subscription
+        pending = subscription._pending
+        if pending:
+            wire = _wire_of(pending)
+            pending.clear()
+            raise StopIteration(wire)
+        if subscription._ended:
+            raise subscription._end_error()
+        waiter = subscription._new_waiter()
+        waiter._asyncio_future_blocking = True  # what a task looks for in what it is handed
+        return waiter
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> NoReturn:
+        raise typ if val is None else val  # a cancellation of the task, say: ours to pass on
+
+
+def _wire_of(frames: list[Frame]) -> bytes:
+    """The bytes of ``frames``, one chunk."""
+    if len(frames) == 1:
+        return frames[0].wire
+    return b"".join([frame.wire for frame in frames])

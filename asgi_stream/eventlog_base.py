@@ -49,6 +49,8 @@ DEFAULT_MAXLEN = 10_000
 #: How many events a subscriber may have waiting before it is disconnected.
 DEFAULT_MAX_PENDING = 256
 
+#: Shared by every subscription without final events (a frozenset each is 216 bytes).
+_NO_FINAL_EVENTS: frozenset[str] = frozenset()
 _MAX_STREAM_NAME = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -161,7 +163,7 @@ class EventLog(abc.ABC):
         fanout = self._fanouts.get(stream)
         if fanout is None:
             fanout = self._fanouts[stream] = StreamFanout(self.max_pending)
-        finals = frozenset(final_events)
+        finals = frozenset(final_events) if final_events else _NO_FINAL_EVENTS
         subscription = LogSubscription(self, stream, fanout, after, start, finals)
         fanout.attach(subscription)
         self._join(subscription)

@@ -33,6 +33,15 @@ starts reading it). When the subscriber's ID is *newer* than ``live_from``
 there is nothing to replay, and the buffer's first events up to its ID are
 skipped instead: IDs only grow, so comparing them as numbers is enough.
 
+**Following.** Once a subscriber knows its ``live_from``, has replayed
+what it missed and watches for no final event, a step only empties its
+buffer. It then takes :class:`~asgi_stream.Subscription`'s own step: one
+awaitable, made with the subscription and reused, that waits on the
+subscriber's future itself; no coroutine is made for it. That step runs
+once per event per subscriber (with the response's send, it is the whole
+per-subscriber cost of the fan-out), and it is where an idle subscriber
+waits, so it holds no frame of this class's.
+
 **Ends.** A subscription ends when its buffer overflows (``max_pending``: the
 client resumes by ID when it reconnects, and the log counts it in
 ``disconnected``), after an event whose type is in ``final_events``, or when
@@ -113,11 +122,11 @@ class LogSubscription(Subscription):
         "_checked",
         "_failure",
         "_final_events",
+        "_live_from",
         "_replayed",
         "_skip_through",
         "_source",
         "dropped",
-        "live_from",
         "stream",
     )
 
@@ -133,8 +142,7 @@ class LogSubscription(Subscription):
         super().__init__(fanout)
         self._source = source
         self.stream = stream
-        #: The last event the fan-out had handed out when this subscriber joined.
-        self.live_from: str | None = None
+        self._live_from: str | None = None
         #: Whether the subscription was ended for falling ``max_pending`` events behind.
         self.dropped = False
         self._after = after
@@ -143,17 +151,37 @@ class LogSubscription(Subscription):
         self._final_events = final_events
         self._skip_through: tuple[int, int] | None = None
         self._failure: Exception | None = None
+        self._following = False  # not before live_from is known and the replay is done
+
+    @property
+    def live_from(self) -> str | None:
+        """The last event the fan-out had handed out when this subscriber joined.
+
+        Set by the log (at once, or by its reader). A subscription with
+        nothing to replay and nothing to watch for (no final events) then
+        just follows its buffer, in :class:`~asgi_stream.broadcast.Subscription`'s
+        own step, from its very first wait: an idle subscriber waits there,
+        in no coroutine of this class.
+        """
+        return self._live_from
+
+    @live_from.setter
+    def live_from(self, event_id: str | None) -> None:
+        self._live_from = event_id
+        self._following = event_id is not None and self._replayed and not self._final_events
 
     async def next_frames(self) -> list[Frame]:
         while True:
             if self.ended and not self.pending:
-                if self._failure is not None:
-                    raise self._failure
-                raise StopAsyncIteration
+                raise self._end_error()
             if self.live_from is None:
                 await self._source.wait_live_from(self)
                 continue
             if self._replayed:
+                # Replayed (and the first events skipped, if they were to be):
+                # unless a final event is to be watched for, the next steps
+                # only empty the buffer, in Subscription's own step.
+                self._following = self._skip_through is None and not self._final_events
                 try:
                     frames = await super().next_frames()
                 except StopAsyncIteration:
@@ -201,6 +229,9 @@ class LogSubscription(Subscription):
         """
         self._failure = error
         self.end(keep_pending=True)
+
+    def _end_error(self) -> BaseException:
+        return self._failure if self._failure is not None else StopAsyncIteration()
 
     def drop(self) -> None:
         self.dropped = True

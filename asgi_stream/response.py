@@ -183,6 +183,8 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextvars
+import functools
 import json
 import logging
 import math
@@ -322,7 +324,7 @@ class Response:
         ):
             raw.append((b"content-length", str(content_length).encode("ascii")))
         if self.media_type is not None and b"content-type" not in given:
-            raw.append(encode_header("content-type", self.content_type()))
+            raw.append(_content_type_header(self.content_type()))
         return raw
 
     def content_type(self) -> str:
@@ -536,29 +538,27 @@ class StreamingResponse(Response):
         async with end_at_server_stop(
             scope, disconnect_only(receive), send, service_unavailable
         ) as (receive, noted_send):
-            await self.stream(receive, noted_send, chunk_send=send)
-
-    async def stream(self, receive: Receive, send: Send, chunk_send: Send | None = None) -> None:
-        """Send the body from the body task while this task, the server's, watches
-        for the client leaving. ``chunk_send`` sends the chunks (default: ``send``)."""
-        ending = _Ending()
-        body_task = ending.task = asyncio.get_running_loop().create_task(
-            self.send_body(send, chunk_send or send, ending)
-        )
-        try:
-            await ending.watch(receive)
-            await asyncio.wait((body_task,))  # it ends by itself, or the watch stopped it
-        finally:
-            if not body_task.done():
-                # The client left, the server is cancelling us (a shutdown), or
-                # receive() failed: in each case the body task stops, and the
-                # generator's finally runs, before we go on.
-                ending.stop()
-                await asyncio.wait((body_task,))
-            if not ending.started:
-                await close_iterator(self.content)  # stopped before its first step
-        if ending.started:
-            body_task.result()  # what the generator raised, if anything
+            # The body goes from the body task while this task, the server's,
+            # watches for the client leaving (in this coroutine, not one of its
+            # own: each subscriber of a fan-out keeps this frame for its life).
+            ending = _Ending()
+            body_task = ending.task = asyncio.get_running_loop().create_task(
+                self.send_body(noted_send, send, ending)
+            )
+            try:
+                await ending.watch(receive)
+                await asyncio.wait((body_task,))  # it ends by itself, or the watch stopped it
+            finally:
+                if not body_task.done():
+                    # The client left, the server is cancelling us (a shutdown), or
+                    # receive() failed: in each case the body task stops, and the
+                    # generator's finally runs, before we go on.
+                    ending.stop()
+                    await asyncio.wait((body_task,))
+                if not ending.started:
+                    await close_iterator(self.content)  # stopped before its first step
+            if ending.started:
+                body_task.result()  # what the generator raised, if anything
 
     async def send_body(self, send: Send, chunk_send: Send, ending: _Ending) -> None:
         """The body task: the headers, each chunk, the end. The only task that
@@ -571,7 +571,7 @@ class StreamingResponse(Response):
             self.coalesce,
             ending.stop,
             self.ping,
-            self._make_ping,
+            None if self.ping is None else self._make_ping,
         )
         headers = _Headers(send, self.start_message(), sender)
         try:
@@ -673,7 +673,9 @@ class _Ending:
         """Wait for ``http.disconnect`` until the body task ends or :meth:`unwatch` is called."""
         watcher = self._watcher = asyncio.current_task()
         assert watcher is not None and self.task is not None
-        self.task.add_done_callback(self.unwatch)
+        # Run in an empty context, not a copy of ours (one object less per
+        # stream): unwatch() reads no context variable.
+        self.task.add_done_callback(self.unwatch, context=_NO_CONTEXT)
         try:
             # Body messages are not ours to use (the router's receive keeps them
             # for the request); skip any we are given until the disconnect.
@@ -827,8 +829,22 @@ class _Headers:
 
     async def _send_start(self) -> None:
         await _send(self._send, self._start)
+        self._start = _SENT  # a stream lives long: it keeps no message it is done with
         self.sent = True
         self._sender.start()
+
+
+#: What :class:`_Headers` holds once its message is sent.
+_SENT: Message = {}
+#: The context of a callback that reads no context variable.
+_NO_CONTEXT = contextvars.Context()
+
+
+@functools.lru_cache(maxsize=64)
+def _content_type_header(value: str) -> tuple[bytes, bytes]:
+    # An app has a handful of media types and a stream lives long: every
+    # response of one type shares one pair (a tuple: nobody can change it).
+    return encode_header("content-type", value)
 
 
 def _timed(send: Send, seconds: float) -> Send:

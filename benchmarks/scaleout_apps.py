@@ -2,30 +2,47 @@
 
 Each is an ASGI app with ``/subscribe`` (an SSE stream of every event
 published from now on) and ``/publish?seconds=S&rate=R`` (``R`` timestamps a
-second for ``S`` seconds, :func:`benchmarks.apps.publish`), served by two
-processes. The Redis candidates share ``BENCH_REDIS_URL``: an event published
-through either process must reach the subscribers of both. Every candidate
-sends its events through the same HTTP layer, asgi-stream's
-:class:`~asgi_stream.EventSourceResponse`, so that what differs is the fan-out
-engine:
+second for ``S`` seconds, :func:`benchmarks.apps.publish`, the measurement's
+own loop: only its last call, the publish itself, is the candidate's),
+served by two processes. The Redis candidates share ``BENCH_REDIS_URL``: an
+event published through either process must reach the subscribers of both.
+
+Ours, and the floors they are measured against:
 
 * ``asgi-stream redis``: the event log on Redis, one shared reader per
-  process; subscribers are ``log.subscribe(stream, start="live")``.
-* ``broadcaster redis``: encode/broadcaster 0.3 on Redis (pub/sub, one
-  connection per process), a queue per subscriber, as its README shows
-  (with one work-around for a race of its listener, see below).
-* ``litestar redis streams``: Litestar's ``ChannelsPlugin`` with its Redis
-  Streams backend (defaults: ``XREAD`` blocks 1 ms), outside a Litestar app;
-  a subscriber's ``iter_events()``.
-* ``asgi-stream memory``: :class:`~asgi_stream.Broadcast` in memory, the floor:
-  it cannot cross processes, so the benchmark publishes through each.
+  process; each subscriber is ``log.subscribe(stream, start="live")`` sent
+  by an :class:`~asgi_stream.EventSourceResponse`.
+* ``asgi-stream memory``: :class:`~asgi_stream.Broadcast` in memory: it
+  cannot cross processes, so the benchmark publishes through each.
 * ``bare``: :data:`benchmarks.apps.bare`, raw ASGI with a queue per
-  subscriber and no library: what the server itself costs per subscriber,
-  which the memory target is "on top of". In memory too.
+  subscriber and no library: what the server itself costs per subscriber.
+  In memory too.
 * ``bare redis``: the same raw ASGI fan-out fed by Redis with no library: per
   process, one task in an ``XREAD BLOCK`` on the stream, ``XADD`` to publish,
   and the bytes of each event put in every subscriber's queue. The floor of
   any fan-out on Redis, which ``asgi-stream redis`` is measured against.
+
+The rivals run their own code, as their users write it, and nothing of
+asgi-stream:
+
+* ``broadcaster redis``: encode/broadcaster 0.3 on Redis (pub/sub, one
+  connection per process). Its README serves it from a Starlette app (it is
+  Starlette's authors' library), and the SSE response of Starlette's world is
+  sse-starlette's ``EventSourceResponse``, fed by an async generator of
+  ``{"data": ...}`` dicts, as sse-starlette's README shows; so here a
+  Starlette app with one route, whose generator is ``async with
+  broadcaster.subscribe(channel)`` and ``async for event in subscriber``. The
+  two work-arounds of broadcaster 0.3.1 bugs it needs to deliver every event
+  are done once, at startup (see the comment in :func:`make_broadcaster_redis`).
+* ``litestar redis streams``: a Litestar app with ``ChannelsPlugin`` on its
+  Redis Streams backend (defaults: ``XREAD`` blocks 1 ms), whose handler
+  returns a ``litestar.response.ServerSentEvent`` over ``async with
+  channels.start_subscription(...)`` and ``subscriber.iter_events()``: what
+  Litestar's reference shows for SSE, and how its maintainers answer "channels
+  over SSE".
+
+A fan-out engine fed to a hand-written sender is what the bare candidates
+measure; the rivals are measured as whole, as a user deploys them.
 """
 
 from __future__ import annotations
@@ -33,13 +50,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-from asgi_stream import Broadcast, EventSourceResponse, ServerSentEvent, open_event_log
+from asgi_stream import Broadcast, EventSourceResponse, open_event_log
 from asgi_stream.types import Receive, Scope, Send
 
-from .apps import SSE_HEADERS, Hub, bare, raw_app, serve_lifespan, sse_bytes  # noqa: F401 - bare
+from .apps import SSE_HEADERS, Hub, bare, publish, raw_app, serve_lifespan, sse_bytes  # noqa: F401 - bare
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 CHANNEL = "bench"
@@ -111,68 +129,102 @@ asgi_stream_redis = with_lifespan(
     raw_app(no_stream, no_stream, log_subscribe, log_publish), nothing, close_log
 )
 
-# -- encode/broadcaster on Redis -----------------------------------------------------------------
+# -- encode/broadcaster on Redis: a Starlette app with sse-starlette ----------------------------
 #
 # The rivals are built when first asked for (the module's __getattr__), so that
 # this module imports without broadcaster and Litestar installed.
 
 
+def with_publisher(app: Any, broadcast: Any) -> Any:
+    """``app`` behind the benchmark's own ``/publish`` (:func:`benchmarks.apps.publish`).
+
+    The publisher is the measurement's machinery, the same loop for every
+    candidate; only its last call, ``broadcast(text)``, is the rival's.
+    Everything else, lifespan included, is ``app``'s.
+    """
+
+    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/publish":
+            await publish(scope, receive, send, broadcast)
+        else:
+            await app(scope, receive, send)
+
+    return dispatch
+
+
 def make_broadcaster_redis() -> Any:
     from broadcaster import Broadcast as Broadcaster
+    from sse_starlette import EventSourceResponse as SSEStarletteResponse
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.routing import Route
 
     broadcaster = Broadcaster(REDIS_URL)
 
-    async def events() -> AsyncIterator[ServerSentEvent]:
+    async def events() -> AsyncIterator[dict[str, str]]:
         async with broadcaster.subscribe(channel=CHANNEL) as subscriber:
-            # broadcaster 0.3.1 with redis-py 8: its listener wakes when the first
-            # SUBSCRIBE is *sent*, finds nothing subscribed yet, stops and waits for
-            # a flag that nobody sets again, so no event ever arrives. Set the flag
-            # again once subscribed (the only change made to it here).
-            broadcaster._backend._ready.set()
             async for event in subscriber:
-                yield ServerSentEvent(event.message)
+                yield {"data": event.message}
 
-    async def subscribe(scope: Scope, receive: Receive, send: Send) -> None:
-        await EventSourceResponse(events())(scope, receive, send)
+    async def subscribe(request: Request) -> SSEStarletteResponse:
+        return SSEStarletteResponse(events())
 
-    async def publish(data: str) -> None:
+    async def drain(subscriber: Any) -> None:
+        async for _ in subscriber:
+            pass
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Two work-arounds of broadcaster 0.3.1, the only changes made to it here,
+        # both done once at startup by holding one subscription of the channel:
+        # * with redis-py 8, its listener wakes when the first SUBSCRIBE is *sent*,
+        #   finds nothing subscribed yet, stops and waits for a flag that nobody
+        #   sets again, so no event ever arrives: set the flag again once subscribed;
+        # * the clients that join while the channel's first SUBSCRIBE is on its way
+        #   each replace the channel's set of queues, and all but the last of them
+        #   never get an event: the held subscription is that first one.
+        async with broadcaster, broadcaster.subscribe(channel=CHANNEL) as held:
+            broadcaster._backend._ready.set()
+            draining = asyncio.get_running_loop().create_task(drain(held))
+            yield
+            draining.cancel()
+
+    app = Starlette(routes=[Route("/subscribe", subscribe)], lifespan=lifespan)
+
+    async def publish_one(data: str) -> None:
         await broadcaster.publish(channel=CHANNEL, message=data)
 
-    app = raw_app(no_stream, no_stream, subscribe, publish)
-    return with_lifespan(app, broadcaster.connect, broadcaster.disconnect)
+    return with_publisher(app, publish_one)
 
 
-# -- Litestar channels, Redis Streams backend ----------------------------------------------------
+# -- Litestar channels, Redis Streams backend: a Litestar app ------------------------------------
 
 
 def make_litestar_redis_streams() -> Any:
+    from litestar import Litestar, get
     from litestar.channels import ChannelsPlugin
     from litestar.channels.backends.redis import RedisChannelsStreamBackend
+    from litestar.response import ServerSentEvent as LitestarServerSentEvent
     from redis.asyncio import Redis
 
     backend = RedisChannelsStreamBackend(history=100, redis=Redis.from_url(REDIS_URL))
-    channels = ChannelsPlugin(backend=backend, channels=[CHANNEL])
-    context = contextlib.AsyncExitStack()
+    plugin = ChannelsPlugin(backend=backend, channels=[CHANNEL])
 
-    async def events() -> AsyncIterator[ServerSentEvent]:
-        subscriber = await channels.subscribe(CHANNEL)
-        try:
-            async for data in subscriber.iter_events():
-                yield ServerSentEvent(data.decode())
-        finally:
-            await channels.unsubscribe(subscriber)
+    @get("/subscribe", signature_namespace={"LitestarServerSentEvent": LitestarServerSentEvent})
+    async def subscribe(channels: ChannelsPlugin) -> LitestarServerSentEvent:
+        async def events() -> AsyncIterator[bytes]:
+            async with channels.start_subscription([CHANNEL]) as subscriber:
+                async for event in subscriber.iter_events():
+                    yield event
 
-    async def subscribe(scope: Scope, receive: Receive, send: Send) -> None:
-        await EventSourceResponse(events())(scope, receive, send)
+        return LitestarServerSentEvent(events())
 
-    async def publish(data: str) -> None:
-        await channels.wait_published(data, CHANNEL)
+    app = Litestar([subscribe], plugins=[plugin])
 
-    async def start() -> None:
-        await context.enter_async_context(channels)
+    async def publish_one(data: str) -> None:
+        await plugin.wait_published(data, CHANNEL)
 
-    app = raw_app(no_stream, no_stream, subscribe, publish)
-    return with_lifespan(app, start, context.aclose)
+    return with_publisher(app, publish_one)
 
 
 # -- bare ASGI on Redis: the floor on Redis ------------------------------------------------------
@@ -190,7 +242,13 @@ def make_bare_redis() -> Any:
         reader = Redis.from_url(REDIS_URL, decode_responses=True)
         cursor = "$"
         while True:
-            for _, entries in await reader.xread({key: cursor}, count=500, block=5000):
+            try:
+                reply = await reader.xread({key: cursor}, count=500, block=5000)
+            except Exception as exc:  # a floor that stops reading would measure nothing
+                print(f"bare redis reader: {exc!r}; reading again", file=sys.stderr)
+                await asyncio.sleep(0.05)
+                continue
+            for _, entries in reply:
                 for entry_id, fields in entries:
                     cursor = entry_id
                     hub.publish(fields["data"])
@@ -237,6 +295,8 @@ CANDIDATES = {
     "bare ASGI redis (the floor on Redis)": ("bare_redis", True),
     "asgi-stream memory (floor)": ("asgi_stream_memory", False),
     "asgi-stream redis": ("asgi_stream_redis", True),
+    # The same app; its BENCH_REDIS_URL names a Redis Cluster (see benchmarks.scaleout).
+    "asgi-stream redis cluster": ("asgi_stream_redis", True),
     "broadcaster redis": ("broadcaster_redis", True),
     "litestar redis streams": ("litestar_redis_streams", True),
 }

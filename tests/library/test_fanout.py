@@ -31,6 +31,8 @@ from asgi_stream import (
     RedisEventLog,
     ResumableEventSourceResponse,
 )
+from asgi_stream.broadcast import Frame
+from asgi_stream.fanout import StreamFanout
 from asgi_stream.testing import parse_event_stream
 from asgi_stream.tools.process import free_port
 from asgi_stream.tools.redis_servers import RedisServer
@@ -387,3 +389,49 @@ def test_idle_timeout_ends_a_quiet_stream_cleanly(
 def test_idle_timeout_must_be_positive(bad: float) -> None:
     with pytest.raises(ValueError, match="idle_timeout"):
         ResumableEventSourceResponse(MemoryEventLog(), "s", idle_timeout=bad)
+
+
+class _KnownSource:
+    """A :class:`~asgi_stream.fanout.SubscriptionSource` with nothing to replay: IDs are ints."""
+
+    disconnected = 0
+
+    async def wait_live_from(self, subscription: LogSubscription) -> None:
+        pass
+
+    async def replay_page(
+        self, stream: str, after: str | None, upto: str, check: bool
+    ) -> list[Frame]:
+        return []
+
+    def position(self, event_id: str) -> tuple[int, int]:
+        return (int(event_id), 0)
+
+    def leave(self, subscription: LogSubscription) -> None:
+        pass
+
+
+@pytest.mark.parametrize("events_before", [0, 1])
+def test_a_live_follower_waiting_for_its_next_event_gets_the_error_its_log_ends_it_with(
+    events_before: int,
+) -> None:
+    # A follower with nothing to replay waits in the subscription's short step;
+    # when its log fails it meanwhile (the reader gave up, the log went back),
+    # the error comes out of that wait, never a quiet end of the stream.
+    async def scenario() -> None:
+        fanout = StreamFanout(8)
+        subscription = LogSubscription(_KnownSource(), "s", fanout, None, "live", frozenset())
+        fanout.attach(subscription)
+        subscription.live_from = "0"
+        for i in range(1, events_before + 1):
+            fanout.deliver(Frame(b"data: %d\n\n" % i, str(i), str(i), None, (i, 0)))
+            assert await anext(subscription) == b"data: %d\n\n" % i
+        waiting = asyncio.ensure_future(anext(subscription))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert not waiting.done()  # it waits for the next event
+        fanout.fail(EventLogUnavailable("the reader failed"))
+        with pytest.raises(EventLogUnavailable, match="the reader failed"):
+            await asyncio.wait_for(waiting, 5)
+
+    run(scenario)
