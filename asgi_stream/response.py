@@ -753,7 +753,7 @@ class _Headers:
 
     def __init__(self, send: Send, start: Message, sender: BodySender) -> None:
         self._send = send
-        self._start = start
+        self._start: Message | None = start  # None once sent: a stream lives long
         self._sender = sender
         self._timer: asyncio.TimerHandle | None = None
         # The timer's send of the headers while it runs, or after it failed.
@@ -828,14 +828,13 @@ class _Headers:
             self._early = None
 
     async def _send_start(self) -> None:
+        assert self._start is not None  # the headers go out once
         await _send(self._send, self._start)
-        self._start = _SENT  # a stream lives long: it keeps no message it is done with
+        self._start = None  # it keeps no message it is done with
         self.sent = True
         self._sender.start()
 
 
-#: What :class:`_Headers` holds once its message is sent.
-_SENT: Message = {}
 #: The context of a callback that reads no context variable.
 _NO_CONTEXT = contextvars.Context()
 

@@ -435,3 +435,49 @@ def test_a_client_resumes_by_last_event_id_across_a_failover_of_its_streams_mast
                 )
 
     run(test, 90)
+
+
+def test_a_follower_handed_an_entry_that_a_failover_lost_is_told_to_reset(
+    cluster: RedisCluster, request: pytest.FixtureRequest
+) -> None:
+    """With ``replicas=0`` an appended entry reaches the follower but not the replica; the
+    master dies and the replica is promoted; another append lands before the reader looks.
+    The stream's newest entry is then newer than the follower's last (written straight
+    into the promoted replica, before the reader's backoff ends), yet that one is gone:
+    the follower must get a reset (``EventIDNotFound``), never go on past a silent gap."""
+    from asgi_stream import EventIDNotFound, RedisClusterEventLog
+
+    name = unique(request)
+
+    async def test() -> None:
+        async with (
+            contextlib.aclosing(RedisClusterEventLog(cluster.url, replicas=0)) as reader,
+            contextlib.aclosing(RedisClusterEventLog(cluster.url, replicas=0)) as publisher,
+        ):
+            master = master_of_stream(cluster, reader, name)
+            replica = cluster.replica_of(master)
+            await publisher.append(name, "kept")
+            got: list[str] = []
+
+            async def follow_until_reset() -> None:
+                async with contextlib.aclosing(reader.read(name)) as events:
+                    async for event in events:
+                        got.append(event.data)
+
+            follower = asyncio.ensure_future(follow_until_reset())
+            await until(lambda: got == ["kept"])
+            cluster.pause(replica)  # so that it cannot copy what comes next
+            with cluster.client(master) as node:
+                node.execute_command("CLIENT", "KILL", "TYPE", "replica")
+            await publisher.append(name, "lost")
+            await until(lambda: got == ["kept", "lost"])
+            cluster.kill(master)
+            cluster.resume(replica)
+            await asyncio.to_thread(cluster.wait_promoted, replica)
+            with cluster.client(replica) as node:  # a newer entry, before the reader looks
+                node.xadd(reader.key(name), {"data": "after"})
+            with pytest.raises(EventIDNotFound):
+                await asyncio.wait_for(follower, FAULT_BOUND)
+            assert got == ["kept", "lost"]  # and not "after" as if nothing was lost
+
+    run(test, 90)
