@@ -204,6 +204,7 @@ def backoff(failures: int) -> float:
     return float(min(BACKOFF_MAX, _BACKOFF_FIRST * 2 ** (failures - 1)))
 
 
+@functools.cache  # asked of every reply the reader reads
 def faults() -> tuple[type[Exception], ...]:
     """The exceptions that mean "Redis cannot serve this now": wait, and ask again.
 
